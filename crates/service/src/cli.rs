@@ -1,0 +1,131 @@
+//! The command line. Global flags override configuration (the highest layer); subcommands say
+//! what to run.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{ConfigError, Overrides};
+
+/// traffic-algo: traffic monitoring on road cameras (YOLO detection, tracking, danger analysis).
+#[derive(Debug, Parser)]
+#[command(name = "traffic-algo", version, about, arg_required_else_help = true)]
+pub struct Cli {
+    /// Configuration overrides, applied over model_config.yaml and ALGO_* variables.
+    #[command(flatten)]
+    pub flags: ConfigFlags,
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags that set configuration keys.
+#[derive(Debug, Args)]
+pub struct ConfigFlags {
+    /// YAML configuration file [env: ALGO_MODEL_CONFIG_PATH] [default: model_config.yaml].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Listen host (server.host).
+    #[arg(long, global = true)]
+    pub host: Option<String>,
+    /// Listen port (server.port).
+    #[arg(long, global = true)]
+    pub port: Option<String>,
+    /// Model file name in the weights folder, or a path (model.name).
+    #[arg(long, global = true)]
+    pub model: Option<String>,
+    /// Minimum detection confidence (model.confidence_threshold).
+    #[arg(long, global = true)]
+    pub confidence: Option<String>,
+    /// NMS IoU threshold (model.iou_threshold).
+    #[arg(long, global = true)]
+    pub iou: Option<String>,
+    /// Classes to keep, comma list (classes.include).
+    #[arg(long, global = true)]
+    pub classes: Option<String>,
+    /// ONNX Runtime threads, 0 = automatic (model.threads).
+    #[arg(long, global = true)]
+    pub threads: Option<String>,
+    /// Log level or tracing filter (log.level).
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+    /// Any setting by its key, e.g. `--set llm.model=qwen-vl-max` (repeatable).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+impl ConfigFlags {
+    /// The overrides these flags make.
+    pub fn overrides(&self) -> Result<Overrides, ConfigError> {
+        let mut o = Overrides::default();
+        if let Some(path) = &self.config {
+            o.set_config_path(path.clone());
+        }
+        for pair in &self.set {
+            o.set_pair(pair)?;
+        }
+        let named = [
+            ("server.host", &self.host, "--host"),
+            ("server.port", &self.port, "--port"),
+            ("model.name", &self.model, "--model"),
+            ("model.confidence_threshold", &self.confidence, "--confidence"),
+            ("model.iou_threshold", &self.iou, "--iou"),
+            ("classes.include", &self.classes, "--classes"),
+            ("model.threads", &self.threads, "--threads"),
+            ("log.level", &self.log_level, "--log-level"),
+        ];
+        for (key, value, flag) in named {
+            if let Some(value) = value {
+                o.set(key, value.clone(), flag);
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Detect objects in images; prints one JSON line per image.
+    Detect(DetectArgs),
+    /// Print the effective configuration (secrets redacted) and where each value came from.
+    CheckConfig,
+    /// Measure performance.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// Arguments of `detect`.
+#[derive(Debug, Args)]
+pub struct DetectArgs {
+    /// Image files (JPEG or PNG).
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+    /// Keep every class the model knows, ignoring classes.include.
+    #[arg(long)]
+    pub all_classes: bool,
+}
+
+/// Benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Detector latency per stage, against the Python onnxruntime reference in the same run.
+    Detect(BenchDetectArgs),
+}
+
+/// Arguments of `bench detect`.
+#[derive(Debug, Args)]
+pub struct BenchDetectArgs {
+    /// The image to detect on, repeatedly.
+    #[arg(long, default_value = "../shared/media/bus.jpg")]
+    pub image: PathBuf,
+    /// Measured iterations.
+    #[arg(long, default_value_t = 50)]
+    pub iterations: usize,
+    /// Unmeasured iterations first.
+    #[arg(long, default_value_t = 5)]
+    pub warmup: usize,
+    /// Skip the Python reference.
+    #[arg(long)]
+    pub no_reference: bool,
+}

@@ -1,0 +1,177 @@
+//! `traffic-algo bench detect`: our detector's latency per stage (decode, preprocess, inference,
+//! postprocess) on one image, and the Python onnxruntime reference pipeline on the same model and
+//! image measured in the same run, reported as ratios because absolute times on shared machines
+//! are noise.
+
+use std::process::{ExitCode, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use vision::Detector;
+
+use crate::cli::BenchDetectArgs;
+use crate::config::Config;
+use crate::detection::detector_options;
+use crate::imageio::read_rgb;
+use crate::reference::reference_command;
+
+/// Stage names, in pipeline order; the reference reports the same keys.
+pub const STAGES: [&str; 4] = ["decode", "preprocess", "inference", "postprocess"];
+
+/// Per-iteration seconds for each stage.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct StageSamples {
+    /// Reading and decoding the image file.
+    pub decode: Vec<f64>,
+    /// Letterbox and tensor fill.
+    pub preprocess: Vec<f64>,
+    /// Model run.
+    pub inference: Vec<f64>,
+    /// Decode, NMS, box mapping.
+    pub postprocess: Vec<f64>,
+}
+
+impl StageSamples {
+    fn stage(&self, name: &str) -> &[f64] {
+        match name {
+            "decode" => &self.decode,
+            "preprocess" => &self.preprocess,
+            "inference" => &self.inference,
+            _ => &self.postprocess,
+        }
+    }
+
+    /// End-to-end seconds per iteration.
+    pub fn totals(&self) -> Vec<f64> {
+        (0..self.decode.len())
+            .map(|i| STAGES.iter().map(|s| self.stage(s).get(i).copied().unwrap_or(0.0)).sum())
+            .collect()
+    }
+}
+
+/// The `q` quantile (0-1) of `samples` by nearest rank; 0 for no samples.
+pub fn quantile(samples: &[f64], q: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn measure_rust(config: &Config, args: &BenchDetectArgs) -> anyhow::Result<StageSamples> {
+    let mut detector = Detector::load(&detector_options(&config.model, false))?;
+    let mut samples = StageSamples::default();
+    for i in 0..args.warmup + args.iterations {
+        let t0 = Instant::now();
+        let frame = read_rgb(&args.image)?;
+        let decode = t0.elapsed();
+        let out = detector.detect(frame.view())?;
+        if i >= args.warmup {
+            samples.decode.push(decode.as_secs_f64());
+            samples.preprocess.push(out.timings.preprocess.as_secs_f64());
+            samples.inference.push(out.timings.inference.as_secs_f64());
+            samples.postprocess.push(out.timings.postprocess.as_secs_f64());
+        }
+    }
+    Ok(samples)
+}
+
+fn measure_python(config: &Config, args: &BenchDetectArgs) -> anyhow::Result<StageSamples> {
+    let mut cmd = reference_command().context("tests/reference/yolo_reference.py not found")?;
+    cmd.arg("--model")
+        .arg(config.model.path())
+        .args(["--conf", &config.model.confidence.to_string()])
+        .args(["--iou", &config.model.iou.to_string()])
+        .args(["--max-det", &config.model.max_det.to_string()])
+        .args(["--classes", &config.model.classes.join(",")])
+        .args(["--bench", &args.iterations.to_string()])
+        .args(["--warmup", &args.warmup.to_string()])
+        .arg(&args.image)
+        .stderr(Stdio::inherit());
+    if config.model.threads > 0 {
+        cmd.args(["--threads", &config.model.threads.to_string()]);
+    }
+    let out = cmd.output().context("cannot run python3 (install it, then scripts/setup.sh)")?;
+    if !out.status.success() {
+        bail!("the Python reference failed ({}); run scripts/setup.sh", out.status);
+    }
+    serde_json::from_slice(&out.stdout).context("unreadable output from the Python reference")
+}
+
+fn ms(s: f64) -> String {
+    format!("{:.2}", s * 1000.0)
+}
+
+/// Runs `bench detect`.
+pub fn run_detect(config: &Config, args: &BenchDetectArgs) -> anyhow::Result<ExitCode> {
+    if args.iterations == 0 {
+        bail!("--iterations must be at least 1");
+    }
+    let probe = read_rgb(&args.image)?;
+    println!(
+        "bench detect: {} ({}x{}), model {}, {} iterations after {} warm-up",
+        args.image.display(),
+        probe.width,
+        probe.height,
+        config.model.path().display(),
+        args.iterations,
+        args.warmup
+    );
+    let rust = measure_rust(config, args)?;
+    let python = if args.no_reference { None } else { Some(measure_python(config, args)?) };
+
+    println!(
+        "{:<12} {:>12} {:>10} {:>14} {:>12} {:>14}",
+        "stage", "rust med ms", "rust p95", "python med ms", "python p95", "rust/python"
+    );
+    let mut rows: Vec<(&str, Vec<f64>, Option<Vec<f64>>)> = STAGES
+        .iter()
+        .map(|s| (*s, rust.stage(s).to_vec(), python.as_ref().map(|p| p.stage(s).to_vec())))
+        .collect();
+    rows.push(("end-to-end", rust.totals(), python.as_ref().map(StageSamples::totals)));
+    for (name, r, p) in &rows {
+        let (rm, rp) = (quantile(r, 0.5), quantile(r, 0.95));
+        let (pm, pp, ratio) = match p {
+            Some(p) => {
+                let pm = quantile(p, 0.5);
+                (ms(pm), ms(quantile(p, 0.95)), format!("{:.2}", rm / pm))
+            }
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        println!("{name:<12} {:>12} {:>10} {pm:>14} {pp:>12} {ratio:>14}", ms(rm), ms(rp));
+    }
+    let summary = serde_json::json!({
+        "rustEndToEndMedianMs": quantile(&rust.totals(), 0.5) * 1000.0,
+        "pythonEndToEndMedianMs": python.as_ref().map(|p| quantile(&p.totals(), 0.5) * 1000.0),
+        "rustPrePostMedianMs": (quantile(&rust.preprocess, 0.5) + quantile(&rust.postprocess, 0.5) + quantile(&rust.decode, 0.5)) * 1000.0,
+    });
+    println!("{summary}");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_by_nearest_rank() {
+        let s: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&s, 0.5), 50.0);
+        assert_eq!(quantile(&s, 0.95), 95.0);
+        assert_eq!(quantile(&[3.0, 1.0, 2.0], 0.5), 2.0);
+        assert_eq!(quantile(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn totals_sum_stages_per_iteration() {
+        let s = StageSamples {
+            decode: vec![1.0, 2.0],
+            preprocess: vec![1.0, 1.0],
+            inference: vec![10.0, 20.0],
+            postprocess: vec![0.5, 0.5],
+        };
+        assert_eq!(s.totals(), vec![12.5, 23.5]);
+    }
+}

@@ -1,0 +1,41 @@
+//! `traffic-algo check-config`: the effective configuration as YAML-style lines, each with the
+//! layer it came from; secrets show only whether they are set.
+
+use std::process::ExitCode;
+
+use crate::config::settings::SETTINGS;
+use crate::config::{Config, Layers};
+
+/// Renders the report printed by `check-config`.
+pub fn render(config: &Config, layers: &Layers) -> String {
+    let mut out = String::from("# traffic-algo effective configuration (secrets redacted)\n");
+    let (path, exists) = &layers.config_file;
+    let file_state = if *exists { "read" } else { "not found, defaults used" };
+    out.push_str(&format!("# config file: {} ({file_state})\n", path.display()));
+    for setting in SETTINGS {
+        let (value, origin) = match layers.values.get(setting.key) {
+            Some(raw) if setting.secret => ("<redacted>".to_string(), raw.origin.to_string()),
+            Some(raw) => (serde_json::Value::String(raw.text.clone()).to_string(), raw.origin.to_string()),
+            None => ("<unset>".to_string(), "default".to_string()),
+        };
+        out.push_str(&format!("{} = {value}  # {origin}\n", setting.key));
+    }
+    let model = config.model.path();
+    let model_state = if model.is_file() { "present" } else { "missing" };
+    out.push_str(&format!("# model file: {} ({model_state})\n", model.display()));
+    let llm = if config.llm_active() {
+        "on"
+    } else if config.llm.enabled {
+        "off (no API key: set DASHSCOPE_API_KEY or ALGO_LLM_API_KEY)"
+    } else {
+        "off (llm.enabled = false)"
+    };
+    out.push_str(&format!("# llm: {llm}\n"));
+    out
+}
+
+/// Runs `check-config`.
+pub fn run(config: &Config, layers: &Layers) -> anyhow::Result<ExitCode> {
+    print!("{}", render(config, layers));
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,279 @@
+//! Configuration exactly as SPEC section 2: defaults < `model_config.yaml` < `ALGO_*`
+//! environment < command-line flags. [`layers`] gathers raw text per key, [`parse`] turns it
+//! into the typed [`Config`] and validates it. Every error names the key and where the bad value
+//! came from, fits on one line and makes the process exit with [`EXIT_CONFIG`] before any port is
+//! bound.
+
+pub mod layers;
+pub mod parse;
+pub mod settings;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use layers::{Layers, Origin, Overrides, RawValue};
+
+/// Exit code for configuration errors (`EX_USAGE`).
+pub const EXIT_CONFIG: i32 = 64;
+
+/// A configuration error: the key (or file, or flag) at fault and a plain explanation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config error: {key}: {message}")]
+pub struct ConfigError {
+    /// The setting key, environment variable, flag or file the error is about.
+    pub key: String,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error about `key`.
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { key: key.into(), message: message.into() }
+    }
+}
+
+/// A secret string; its `Debug` and `Display` never show the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// The listen address and client-facing protocol settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Listen host.
+    pub host: String,
+    /// Listen port (0 = any free port).
+    pub port: u16,
+    /// Allowed CORS origins; `*` = any.
+    pub cors_origins: Vec<String>,
+    /// WebSocket ping interval.
+    pub ws_heartbeat: Duration,
+}
+
+/// Per-camera pacing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamConfig {
+    /// Time between analysed frames of one camera.
+    pub frame_interval: Duration,
+    /// Extra wait after a high-risk frame.
+    pub alert_pause: Duration,
+    /// Most cameras at once.
+    pub max_concurrent_streams: usize,
+}
+
+/// The detector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    /// Model file name or path.
+    pub name: String,
+    /// Folder of model files.
+    pub weights_dir: PathBuf,
+    /// Minimum confidence.
+    pub confidence: f32,
+    /// NMS IoU threshold.
+    pub iou: f32,
+    /// Input size for dynamic-shape models.
+    pub image_size: u32,
+    /// Most detections per frame.
+    pub max_det: usize,
+    /// Inference device (validated to be `cpu`).
+    pub device: String,
+    /// ONNX Runtime intra-op threads, 0 = automatic.
+    pub threads: usize,
+    /// Classes kept, as configured.
+    pub classes: Vec<String>,
+    /// Explicit ONNX Runtime library (`ORT_DYLIB_PATH`).
+    pub runtime_library: Option<PathBuf>,
+}
+
+impl ModelConfig {
+    /// The model file: `name` itself when it is a path, else `weights_dir/name`.
+    pub fn path(&self) -> PathBuf {
+        let name = PathBuf::from(&self.name);
+        if name.components().count() > 1 || name.is_absolute() {
+            name
+        } else {
+            self.weights_dir.join(name)
+        }
+    }
+}
+
+/// Tracking.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackingConfig {
+    /// Whether objects are tracked.
+    pub enabled: bool,
+    /// Tracker name (`bytetrack`).
+    pub tracker: String,
+}
+
+/// Traffic-group clustering.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupingConfig {
+    /// Linking distance in pixels of a 1280-wide frame.
+    pub distance_threshold: f32,
+    /// Fewest members of a group.
+    pub min_group_size: usize,
+    /// Pixels added around a crop.
+    pub crop_margin: u32,
+}
+
+/// Confidence thresholds that map an LLM confidence to a level.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RiskThresholds {
+    /// Low from here.
+    pub low: f32,
+    /// Medium from here.
+    pub medium: f32,
+    /// High from here.
+    pub high: f32,
+}
+
+/// The multimodal LLM.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmConfig {
+    /// Enabled by configuration (the LLM runs only with a key too, see [`Config::llm_active`]).
+    pub enabled: bool,
+    /// OpenAI-compatible base URL.
+    pub base_url: String,
+    /// Model name.
+    pub model: String,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Retries after a failure.
+    pub max_retry: u32,
+    /// Per-camera pause between calls.
+    pub cooldown: Duration,
+    /// Confidence -> level mapping.
+    pub risk_threshold: RiskThresholds,
+    /// The single API key, when set.
+    pub api_key: Option<Secret>,
+}
+
+/// Streaming mode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaConfig {
+    /// Whether streaming mode is on.
+    pub enabled: bool,
+    /// Broker list.
+    pub bootstrap_servers: String,
+    /// How long an aggregation waits before publishing partial results.
+    pub aggregation_timeout: Duration,
+}
+
+/// The Spring Boot backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendConfig {
+    /// Base URL.
+    pub base_url: String,
+    /// Header that carries the token.
+    pub jwt_header: String,
+    /// The token, when set.
+    pub jwt_token: Option<Secret>,
+}
+
+/// Who may use the service and what it may open.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecurityConfig {
+    /// Bearer token required on `/ws` and `/api/*` when set.
+    pub auth_token: Option<Secret>,
+    /// Camera URL schemes allowed.
+    pub allowed_source_schemes: Vec<String>,
+    /// Camera hosts allowed; empty = any.
+    pub allowed_source_hosts: Vec<String>,
+}
+
+/// Frames kept on disk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageConfig {
+    /// Whether analysed frames are saved.
+    pub save_raw_frames: bool,
+    /// Where they go.
+    pub save_dir: PathBuf,
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `debug,ort=warn`, ...).
+    pub level: String,
+    /// Output format.
+    pub format: LogFormat,
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Listen address and protocol.
+    pub server: ServerConfig,
+    /// Camera pacing.
+    pub stream: StreamConfig,
+    /// Detector.
+    pub model: ModelConfig,
+    /// Tracking.
+    pub tracking: TrackingConfig,
+    /// Grouping.
+    pub grouping: GroupingConfig,
+    /// LLM.
+    pub llm: LlmConfig,
+    /// Streaming mode.
+    pub kafka: KafkaConfig,
+    /// Redis URL for streaming mode.
+    pub redis_url: Option<Secret>,
+    /// Backend.
+    pub backend: BackendConfig,
+    /// Access control.
+    pub security: SecurityConfig,
+    /// Saved frames.
+    pub storage: StorageConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Config {
+    /// Loads the configuration from `env` and `overrides` (and the YAML file they name).
+    pub fn load(
+        env: &HashMap<String, String>,
+        overrides: &Overrides,
+    ) -> Result<(Self, Layers), ConfigError> {
+        let layers = Layers::collect(env, overrides)?;
+        let runtime_library =
+            env.get(settings::ENV_ORT_DYLIB_PATH).filter(|p| !p.is_empty()).map(PathBuf::from);
+        let config = parse::build(&layers, runtime_library)?;
+        Ok((config, layers))
+    }
+
+    /// Whether the LLM will be called: enabled and a key present.
+    pub fn llm_active(&self) -> bool {
+        self.llm.enabled && self.llm.api_key.is_some()
+    }
+}

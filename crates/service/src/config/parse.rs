@@ -1,0 +1,281 @@
+//! Typing and validation: raw text per key becomes the [`Config`]. Each rule lives in one place;
+//! each failure names the key, the offending value (unless secret) and the layer it came from.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::settings::find;
+use super::{
+    BackendConfig, Config, ConfigError, GroupingConfig, KafkaConfig, Layers, LlmConfig,
+    LogConfig, LogFormat, ModelConfig, RiskThresholds, Secret, SecurityConfig, ServerConfig,
+    StorageConfig, StreamConfig, TrackingConfig,
+};
+
+/// Source URL schemes the service knows how to open.
+pub const KNOWN_SCHEMES: &[&str] = &["rtsp", "rtsps", "http", "https", "file"];
+
+struct Reader<'a> {
+    layers: &'a Layers,
+}
+
+impl Reader<'_> {
+    fn text(&self, key: &str) -> &str {
+        self.layers.values.get(key).map(|v| v.text.as_str()).unwrap_or("")
+    }
+
+    fn err(&self, key: &str, reason: impl std::fmt::Display) -> ConfigError {
+        let secret = find(key).is_some_and(|s| s.secret);
+        match self.layers.values.get(key) {
+            Some(raw) if secret => {
+                ConfigError::new(key, format!("value from {} {reason}", raw.origin))
+            }
+            Some(raw) => {
+                ConfigError::new(key, format!("{:?} (from {}) {reason}", raw.text, raw.origin))
+            }
+            None => ConfigError::new(key, format!("is not set; {reason}")),
+        }
+    }
+
+    fn string(&self, key: &str) -> Result<String, ConfigError> {
+        let text = self.text(key).trim();
+        if text.is_empty() {
+            return Err(self.err(key, "must not be empty"));
+        }
+        Ok(text.to_string())
+    }
+
+    fn one_of(&self, key: &str, allowed: &[&str]) -> Result<String, ConfigError> {
+        let text = self.text(key).trim().to_ascii_lowercase();
+        if allowed.contains(&text.as_str()) {
+            Ok(text)
+        } else {
+            Err(self.err(key, format!("must be one of: {}", allowed.join(", "))))
+        }
+    }
+
+    fn secret(&self, key: &str) -> Option<Secret> {
+        let text = self.text(key).trim();
+        (!text.is_empty()).then(|| Secret::new(text))
+    }
+
+    fn bool(&self, key: &str) -> Result<bool, ConfigError> {
+        match self.text(key).trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(self.err(key, "must be true or false")),
+        }
+    }
+
+    fn number(&self, key: &str, min: f64, max: f64) -> Result<f64, ConfigError> {
+        let range = || format!("must be a number from {min} to {max}");
+        let v: f64 = self.text(key).trim().parse().map_err(|_| self.err(key, range()))?;
+        if v.is_finite() && (min..=max).contains(&v) { Ok(v) } else { Err(self.err(key, range())) }
+    }
+
+    fn integer(&self, key: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+        let range = || format!("must be a whole number from {min} to {max}");
+        let v: u64 = self.text(key).trim().parse().map_err(|_| self.err(key, range()))?;
+        if (min..=max).contains(&v) { Ok(v) } else { Err(self.err(key, range())) }
+    }
+
+    /// Seconds, strictly positive unless `allow_zero`.
+    fn seconds(&self, key: &str, allow_zero: bool, max: f64) -> Result<Duration, ConfigError> {
+        let v = self.number(key, 0.0, max)?;
+        if v == 0.0 && !allow_zero {
+            return Err(self.err(key, "must be more than 0 seconds"));
+        }
+        Ok(Duration::from_secs_f64(v))
+    }
+
+    fn list(&self, key: &str) -> Vec<String> {
+        self.text(key)
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn url(&self, key: &str, schemes: &[&str]) -> Result<String, ConfigError> {
+        let text = self.string(key)?;
+        let ok = text.split_once("://").is_some_and(|(scheme, rest)| {
+            schemes.contains(&scheme.to_ascii_lowercase().as_str())
+                && !rest.is_empty()
+                && !rest.contains(char::is_whitespace)
+        });
+        if ok {
+            Ok(text.trim_end_matches('/').to_string())
+        } else {
+            let expected = schemes.iter().map(|s| format!("{s}://")).collect::<Vec<_>>();
+            Err(self.err(key, format!("must be a URL starting with {}", expected.join(" or "))))
+        }
+    }
+}
+
+/// Builds and validates the typed configuration.
+pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config, ConfigError> {
+    let r = Reader { layers };
+    let server = ServerConfig {
+        host: host(&r)?,
+        port: r.integer("server.port", 0, 65535)? as u16,
+        cors_origins: r.list("server.cors_origins"),
+        ws_heartbeat: r.seconds("server.ws_heartbeat_seconds", false, 3600.0)?,
+    };
+    let stream = StreamConfig {
+        frame_interval: r.seconds("stream.frame_interval", false, 3600.0)?,
+        alert_pause: r.seconds("stream.alert_pause_seconds", true, 3600.0)?,
+        max_concurrent_streams: r.integer("stream.max_concurrent_streams", 1, 1024)? as usize,
+    };
+    let classes = r.list("classes.include");
+    if classes.is_empty() {
+        return Err(r.err("classes.include", "must name at least one class"));
+    }
+    let device = r.string("model.device")?.to_ascii_lowercase();
+    if device != "cpu" {
+        return Err(r.err(
+            "model.device",
+            "is not available: this build runs inference on the CPU only (use cpu)",
+        ));
+    }
+    let image_size = r.integer("model.image_size", 32, 4096)? as u32;
+    if image_size % 32 != 0 {
+        return Err(r.err("model.image_size", "must be a multiple of 32"));
+    }
+    let model = ModelConfig {
+        name: r.string("model.name")?,
+        weights_dir: PathBuf::from(r.string("model.weights_dir")?),
+        confidence: r.number("model.confidence_threshold", 0.0, 1.0)? as f32,
+        iou: r.number("model.iou_threshold", 0.0, 1.0)? as f32,
+        image_size,
+        max_det: r.integer("model.max_det", 1, 10_000)? as usize,
+        device,
+        threads: r.integer("model.threads", 0, 256)? as usize,
+        classes,
+        runtime_library,
+    };
+    let tracking = TrackingConfig {
+        enabled: r.bool("tracking.enabled")?,
+        tracker: r.one_of("tracking.tracker", &["bytetrack"])?,
+    };
+    let grouping = GroupingConfig {
+        distance_threshold: r.number("post_processing.distance_threshold", 1.0, 10_000.0)? as f32,
+        min_group_size: r.integer("post_processing.min_group_size", 1, 1000)? as usize,
+        crop_margin: r.integer("post_processing.crop_margin", 0, 1000)? as u32,
+    };
+    let llm = LlmConfig {
+        enabled: r.bool("llm.enabled")?,
+        base_url: r.url("llm.base_url", &["http", "https"])?,
+        model: r.string("llm.model")?,
+        timeout: r.seconds("llm.timeout", false, 600.0)?,
+        max_retry: r.integer("llm.max_retry", 0, 10)? as u32,
+        cooldown: r.seconds("llm.cooldown_seconds", true, 3600.0)?,
+        risk_threshold: risk_thresholds(&r)?,
+        api_key: r.secret("llm.api_key"),
+    };
+    let kafka = KafkaConfig {
+        enabled: r.bool("kafka.enabled")?,
+        bootstrap_servers: r.string("kafka.bootstrap_servers")?,
+        aggregation_timeout: r.seconds("kafka.aggregation_timeout_seconds", false, 3600.0)?,
+    };
+    let redis_url = match r.secret("redis.url") {
+        Some(url) => {
+            let scheme_ok = ["redis://", "rediss://", "unix://"]
+                .iter()
+                .any(|s| url.expose().to_ascii_lowercase().starts_with(s));
+            if !scheme_ok {
+                return Err(r.err("redis.url", "must start with redis://, rediss:// or unix://"));
+            }
+            Some(url)
+        }
+        None => None,
+    };
+    let backend = BackendConfig {
+        base_url: r.url("backend.base_url", &["http", "https"])?,
+        jwt_header: header_name(&r, "backend.jwt_header")?,
+        jwt_token: r.secret("backend.jwt_token"),
+    };
+    let schemes: Vec<String> =
+        r.list("security.allowed_source_schemes").iter().map(|s| s.to_ascii_lowercase()).collect();
+    if schemes.is_empty() {
+        return Err(r.err("security.allowed_source_schemes", "must allow at least one scheme"));
+    }
+    if let Some(bad) = schemes.iter().find(|s| !KNOWN_SCHEMES.contains(&s.as_str())) {
+        return Err(r.err(
+            "security.allowed_source_schemes",
+            format!("has unknown scheme `{bad}`; known: {}", KNOWN_SCHEMES.join(", ")),
+        ));
+    }
+    let security = SecurityConfig {
+        auth_token: r.secret("security.auth_token"),
+        allowed_source_schemes: schemes,
+        allowed_source_hosts: r
+            .list("security.allowed_source_hosts")
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
+    };
+    let storage = StorageConfig {
+        save_raw_frames: r.bool("storage.save_raw_frames")?,
+        save_dir: PathBuf::from(r.string("storage.save_dir")?),
+    };
+    let level = r.string("log.level")?;
+    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+        return Err(r.err("log.level", "must be trace, debug, info, warn, error or a tracing filter"));
+    }
+    let log = LogConfig {
+        level,
+        format: match r.one_of("log.format", &["text", "json"])?.as_str() {
+            "json" => LogFormat::Json,
+            _ => LogFormat::Text,
+        },
+    };
+    Ok(Config {
+        server,
+        stream,
+        model,
+        tracking,
+        grouping,
+        llm,
+        kafka,
+        redis_url,
+        backend,
+        security,
+        storage,
+        log,
+    })
+}
+
+fn host(r: &Reader<'_>) -> Result<String, ConfigError> {
+    let host = r.string("server.host")?;
+    let valid = host.parse::<std::net::IpAddr>().is_ok()
+        || host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if valid { Ok(host) } else { Err(r.err("server.host", "must be an IP address or host name")) }
+}
+
+fn header_name(r: &Reader<'_>, key: &str) -> Result<String, ConfigError> {
+    let name = r.string(key)?;
+    if name.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)) {
+        Ok(name)
+    } else {
+        Err(r.err(key, "must be an HTTP header name"))
+    }
+}
+
+fn risk_thresholds(r: &Reader<'_>) -> Result<RiskThresholds, ConfigError> {
+    let t = RiskThresholds {
+        low: r.number("llm.risk_threshold.low", 0.0, 1.0)? as f32,
+        medium: r.number("llm.risk_threshold.medium", 0.0, 1.0)? as f32,
+        high: r.number("llm.risk_threshold.high", 0.0, 1.0)? as f32,
+    };
+    if t.low > t.medium {
+        return Err(r.err("llm.risk_threshold.medium", "must not be below llm.risk_threshold.low"));
+    }
+    if t.medium > t.high {
+        return Err(r.err("llm.risk_threshold.high", "must not be below llm.risk_threshold.medium"));
+    }
+    Ok(t)
+}

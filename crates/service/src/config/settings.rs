@@ -1,0 +1,241 @@
+//! The table of every setting: its canonical key (also its path in `model_config.yaml`), the
+//! environment variables that set it, its default and whether it is a secret. One table drives
+//! loading, `check-config` and the documentation test, so they cannot drift apart.
+
+/// One configurable value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    /// Canonical dotted key, also the YAML path (unless `in_yaml` is false).
+    pub key: &'static str,
+    /// Environment variables that set it, the first present wins.
+    pub env: &'static [&'static str],
+    /// An environment variable naming a file whose content is the value (secrets).
+    pub file_env: Option<&'static str>,
+    /// Whether `model_config.yaml` may set it (secrets may not).
+    pub in_yaml: bool,
+    /// The default, as text; empty means unset.
+    pub default: &'static str,
+    /// Whether the value is redacted in output.
+    pub secret: bool,
+    /// What it means.
+    pub doc: &'static str,
+}
+
+const fn plain(
+    key: &'static str,
+    env: &'static [&'static str],
+    default: &'static str,
+    doc: &'static str,
+) -> Setting {
+    Setting { key, env, file_env: None, in_yaml: true, default, secret: false, doc }
+}
+
+const fn secret(
+    key: &'static str,
+    env: &'static [&'static str],
+    file_env: &'static str,
+    doc: &'static str,
+) -> Setting {
+    Setting { key, env, file_env: Some(file_env), in_yaml: false, default: "", secret: true, doc }
+}
+
+/// The environment variable naming the YAML file.
+pub const ENV_CONFIG_PATH: &str = "ALGO_MODEL_CONFIG_PATH";
+/// The default YAML file.
+pub const DEFAULT_CONFIG_PATH: &str = "model_config.yaml";
+/// ONNX Runtime's own variable for an explicit library path.
+pub const ENV_ORT_DYLIB_PATH: &str = "ORT_DYLIB_PATH";
+
+/// Every setting, in the order `check-config` prints them.
+pub const SETTINGS: &[Setting] = &[
+    plain("server.host", &["ALGO_SERVER_HOST"], "0.0.0.0", "listen address"),
+    plain("server.port", &["ALGO_SERVER_PORT"], "5000", "listen port"),
+    plain("server.cors_origins", &["ALGO_CORS_ORIGINS"], "*", "allowed CORS origins, comma list"),
+    plain(
+        "server.ws_heartbeat_seconds",
+        &["ALGO_WS_HEARTBEAT_SECONDS"],
+        "30",
+        "server ping interval; a client silent for 3 intervals is dropped",
+    ),
+    plain(
+        "stream.frame_interval",
+        &["ALGO_FRAME_INTERVAL"],
+        "1.8",
+        "seconds between analysed frames per camera",
+    ),
+    plain(
+        "stream.alert_pause_seconds",
+        &["ALGO_ALERT_PAUSE_SECONDS"],
+        "3.0",
+        "after a high risk, the next analysed frame of that camera waits this long",
+    ),
+    plain(
+        "stream.max_concurrent_streams",
+        &["ALGO_MAX_CONCURRENT_STREAMS"],
+        "16",
+        "cameras at once",
+    ),
+    plain(
+        "classes.include",
+        &["ALGO_ALLOWED_CLASSES"],
+        "person,bicycle,car,motorcycle,bus,truck,traffic light,stop sign",
+        "classes kept, comma list; `traffic_light` and `traffic light` both accepted",
+    ),
+    plain(
+        "model.name",
+        &["ALGO_YOLO_MODEL_NAME"],
+        "yolov8n.onnx",
+        "ONNX model: a file name in model.weights_dir or a path",
+    ),
+    plain("model.weights_dir", &["ALGO_WEIGHTS_DIR"], "weights", "folder of model files"),
+    plain(
+        "model.confidence_threshold",
+        &["ALGO_YOLO_CONFIDENCE"],
+        "0.35",
+        "minimum detection confidence",
+    ),
+    plain("model.iou_threshold", &["ALGO_YOLO_IOU"], "0.50", "NMS IoU threshold"),
+    plain(
+        "model.image_size",
+        &["ALGO_YOLO_IMAGE_SIZE"],
+        "640",
+        "input size for models with dynamic input dimensions",
+    ),
+    plain("model.max_det", &["ALGO_YOLO_MAX_DET"], "200", "most detections per frame"),
+    plain("model.device", &["ALGO_YOLO_DEVICE"], "cpu", "inference device; only cpu in this build"),
+    plain(
+        "model.threads",
+        &["ALGO_INFERENCE_THREADS"],
+        "0",
+        "ONNX Runtime intra-op threads; 0 = one per physical core",
+    ),
+    plain("tracking.enabled", &["ALGO_TRACKING_ENABLED"], "true", "track objects across frames"),
+    plain("tracking.tracker", &["ALGO_TRACKER_TYPE"], "bytetrack", "tracker algorithm"),
+    plain(
+        "post_processing.distance_threshold",
+        &["ALGO_GROUP_DISTANCE_THRESHOLD"],
+        "150",
+        "grouping distance in pixels of a 1280-wide frame, scaled to the real width",
+    ),
+    plain(
+        "post_processing.min_group_size",
+        &["ALGO_GROUP_MIN_SIZE"],
+        "2",
+        "fewest objects in a traffic group",
+    ),
+    plain(
+        "post_processing.crop_margin",
+        &["ALGO_GROUP_CROP_MARGIN"],
+        "12",
+        "pixels added around a group's crop",
+    ),
+    plain("llm.enabled", &["ALGO_LLM_ENABLED"], "true", "use the multimodal LLM (off without a key)"),
+    plain(
+        "llm.base_url",
+        &["ALGO_LLM_BASE_URL"],
+        "https://dashscope.aliyuncs.com/compatible-mode/v1",
+        "OpenAI-compatible API base URL",
+    ),
+    plain("llm.model", &["ALGO_LLM_MODEL"], "qwen-vl-plus", "model name"),
+    plain("llm.timeout", &["ALGO_LLM_TIMEOUT"], "30", "seconds per request"),
+    plain("llm.max_retry", &["ALGO_LLM_MAX_RETRY"], "2", "retries after a failed request"),
+    plain(
+        "llm.cooldown_seconds",
+        &["ALGO_LLM_COOLDOWN_SECONDS"],
+        "3.0",
+        "per camera, started by every call, failed ones too",
+    ),
+    plain("llm.risk_threshold.low", &[], "0.45", "confidence from which a result is low risk"),
+    plain("llm.risk_threshold.medium", &[], "0.65", "confidence from which a result is medium"),
+    plain("llm.risk_threshold.high", &[], "0.80", "confidence from which a result is high"),
+    secret(
+        "llm.api_key",
+        &["ALGO_LLM_API_KEY", "DASHSCOPE_API_KEY"],
+        "ALGO_LLM_API_KEY_FILE",
+        "one LLM API key; a pool comes from config/api_keys.yaml",
+    ),
+    plain(
+        "kafka.enabled",
+        &["ALGO_ENABLE_KAFKA_STREAMING"],
+        "false",
+        "streaming mode through Kafka",
+    ),
+    plain(
+        "kafka.bootstrap_servers",
+        &["ALGO_KAFKA_BOOTSTRAP_SERVERS"],
+        "localhost:9092",
+        "Kafka brokers, comma list",
+    ),
+    plain(
+        "kafka.aggregation_timeout_seconds",
+        &["ALGO_AGGREGATION_TIMEOUT_SECONDS"],
+        "10",
+        "a request whose results do not all arrive in time is published partial",
+    ),
+    secret("redis.url", &["ALGO_REDIS_URL"], "ALGO_REDIS_URL_FILE", "shared cache in streaming mode"),
+    plain(
+        "backend.base_url",
+        &["ALGO_BACKEND_BASE_URL"],
+        "http://localhost:9090/api",
+        "the Spring Boot backend: camera list, statistics reports",
+    ),
+    plain("backend.jwt_header", &["ALGO_JWT_HEADER"], "Authorization", "header carrying the token"),
+    secret("backend.jwt_token", &["ALGO_JWT_TOKEN"], "ALGO_JWT_TOKEN_FILE", "token for the backend"),
+    secret(
+        "security.auth_token",
+        &["ALGO_AUTH_TOKEN"],
+        "ALGO_AUTH_TOKEN_FILE",
+        "when set, /ws and /api/* (health excepted) need this bearer token",
+    ),
+    plain(
+        "security.allowed_source_schemes",
+        &["ALGO_ALLOWED_SOURCE_SCHEMES"],
+        "rtsp,rtsps,http,https",
+        "camera URL schemes that may be opened (`file` only when listed)",
+    ),
+    plain(
+        "security.allowed_source_hosts",
+        &["ALGO_ALLOWED_SOURCE_HOSTS"],
+        "",
+        "camera hosts that may be opened, comma list; empty = any",
+    ),
+    plain(
+        "storage.save_raw_frames",
+        &["ALGO_SAVE_RAW_FRAMES"],
+        "false",
+        "keep analysed frames on disk for review",
+    ),
+    plain("storage.save_dir", &["ALGO_SAVE_DIR"], "frames/", "where saved frames go"),
+    plain("log.level", &["ALGO_LOG_LEVEL"], "info", "trace, debug, info, warn, error or a filter"),
+    plain("log.format", &["ALGO_LOG_FORMAT"], "text", "text or json"),
+];
+
+/// The setting with canonical key `key`.
+pub fn find(key: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.key == key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_env_names_are_unique() {
+        let mut keys: Vec<_> = SETTINGS.iter().map(|s| s.key).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), SETTINGS.len());
+        let mut envs: Vec<_> = SETTINGS.iter().flat_map(|s| s.env.iter()).collect();
+        let n = envs.len();
+        envs.sort_unstable();
+        envs.dedup();
+        assert_eq!(envs.len(), n);
+    }
+
+    #[test]
+    fn secrets_have_no_default_and_stay_out_of_yaml() {
+        for s in SETTINGS.iter().filter(|s| s.secret) {
+            assert!(s.default.is_empty() && !s.in_yaml, "{}", s.key);
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! The traffic-algo service. `main.rs` only parses the command line and hands over to
+//! [`commands`]; everything else lives here so black-box tests and benchmarks can reach it.
+//!
+//! Layout:
+//! - [`cli`]: the command line (subcommands and the flags that override configuration).
+//! - [`config`]: layered configuration (defaults < YAML < environment < flags) and validation.
+//! - [`logging`]: the tracing subscriber (text or JSON on stderr).
+//! - [`imageio`]: reading image files into RGB frames.
+//! - [`detection`]: loading the detector from configuration and shaping its JSON output.
+//! - [`reference`]: running the Python reference pipeline (parity tests, benchmarks).
+//! - [`commands`]: one module per subcommand.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod detection;
+pub mod imageio;
+pub mod logging;
+pub mod reference;

@@ -1,0 +1,26 @@
+//! Synchronous computer vision for traffic-algo. No async runtime here: every function is plain
+//! computation (or, for the detector, a call into ONNX Runtime) that callers run on threads they
+//! own.
+//!
+//! Layout:
+//! - [`geometry`]: pixel boxes and IoU.
+//! - [`letterbox`]: resize-and-pad into the model input and the inverse box mapping.
+//! - [`decode`]: the YOLO output layouts and candidate extraction.
+//! - [`nms`]: class-aware non-maximum suppression.
+//! - [`classes`]: COCO names, model metadata names, the class filter.
+//! - [`runtime`]: locating and loading ONNX Runtime.
+//! - [`detector`]: the whole detection step around one ONNX Runtime session.
+//! - [`worker`]: the inference thread that owns a detector.
+
+pub mod classes;
+pub mod decode;
+pub mod detector;
+pub mod geometry;
+pub mod letterbox;
+pub mod nms;
+pub mod runtime;
+pub mod worker;
+
+pub use detector::{DetectError, Detection, DetectionOutput, Detector, DetectorOptions, Timings};
+pub use geometry::BBox;
+pub use letterbox::ImageView;
