@@ -68,7 +68,11 @@ impl ConfigFlags {
             ("server.host", &self.host, "--host"),
             ("server.port", &self.port, "--port"),
             ("model.name", &self.model, "--model"),
-            ("model.confidence_threshold", &self.confidence, "--confidence"),
+            (
+                "model.confidence_threshold",
+                &self.confidence,
+                "--confidence",
+            ),
             ("model.iou_threshold", &self.iou, "--iou"),
             ("classes.include", &self.classes, "--classes"),
             ("model.threads", &self.threads, "--threads"),

@@ -1,4 +1,6 @@
-//! Reading image files into owned RGB frames, with errors that say which file and why.
+//! Reading image files into owned RGB frames, with errors that say which file and why. JPEG goes
+//! through libjpeg-turbo (the decoder OpenCV and most camera tooling use, so our pixels match
+//! theirs exactly); PNG through the `image` crate.
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +20,11 @@ pub struct RgbFrame {
 impl RgbFrame {
     /// A borrowed view for the detector.
     pub fn view(&self) -> ImageView<'_> {
-        ImageView { width: self.width, height: self.height, rgb: &self.data }
+        ImageView {
+            width: self.width,
+            height: self.height,
+            rgb: &self.data,
+        }
     }
 }
 
@@ -43,22 +49,43 @@ pub enum ImageError {
     },
 }
 
-/// Reads and decodes `path` (JPEG or PNG, detected from the content) to RGB.
+/// Reads and decodes `path` (JPEG or PNG, told apart by content) to RGB.
 pub fn read_rgb(path: &Path) -> Result<RgbFrame, ImageError> {
-    let bytes =
-        std::fs::read(path).map_err(|source| ImageError::Io { path: path.to_path_buf(), source })?;
-    decode_rgb(&bytes).map_err(|reason| ImageError::Decode { path: path.to_path_buf(), reason })
+    let bytes = std::fs::read(path).map_err(|source| ImageError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    decode_rgb(&bytes).map_err(|reason| ImageError::Decode {
+        path: path.to_path_buf(),
+        reason,
+    })
 }
 
-/// Decodes encoded image bytes to RGB.
+/// Decodes encoded image bytes (JPEG or PNG) to RGB.
 pub fn decode_rgb(bytes: &[u8]) -> Result<RgbFrame, String> {
+    if bytes.starts_with(&[0xFF, 0xD8]) {
+        let image =
+            turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB).map_err(|e| e.to_string())?;
+        if image.width == 0 || image.height == 0 {
+            return Err("empty image".into());
+        }
+        return Ok(RgbFrame {
+            width: image.width as u32,
+            height: image.height as u32,
+            data: image.pixels,
+        });
+    }
     let image = image::load_from_memory(bytes).map_err(|e| e.to_string())?;
     let rgb = image.into_rgb8();
     let (width, height) = rgb.dimensions();
     if width == 0 || height == 0 {
         return Err("empty image".into());
     }
-    Ok(RgbFrame { width, height, data: rgb.into_raw() })
+    Ok(RgbFrame {
+        width,
+        height,
+        data: rgb.into_raw(),
+    })
 }
 
 #[cfg(test)]
@@ -77,7 +104,8 @@ mod tests {
     fn png_round_trip_keeps_pixels() {
         let mut png = Vec::new();
         let img = image::RgbImage::from_fn(3, 2, |x, y| image::Rgb([x as u8, y as u8, 7]));
-        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
         let frame = decode_rgb(&png).unwrap();
         assert_eq!((frame.width, frame.height), (3, 2));
         assert_eq!(&frame.data[..6], &[0, 0, 7, 1, 0, 7]);

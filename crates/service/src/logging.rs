@@ -14,7 +14,9 @@ pub fn init(config: &LogConfig) {
         format!("{},ort=warn", config.level)
     };
     let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // A second init (tests calling commands twice) keeps the first subscriber.
     let _ = match config.format {
         LogFormat::Json => builder.json().try_init(),

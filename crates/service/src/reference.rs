@@ -20,7 +20,9 @@ pub fn project_root() -> Option<PathBuf> {
     if let Ok(exe) = std::env::current_exe() {
         candidates.extend(exe.ancestors().map(Path::to_path_buf));
     }
-    candidates.into_iter().find(|root| root.join(REFERENCE_SCRIPT).is_file())
+    candidates
+        .into_iter()
+        .find(|root| root.join(REFERENCE_SCRIPT).is_file())
 }
 
 /// A `python3` command that runs the reference script with the setup script's packages on

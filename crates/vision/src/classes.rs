@@ -3,16 +3,86 @@
 
 /// The 80 COCO class names in Ultralytics' order, used when a model carries no names.
 pub const COCO80: [&str; 80] = [
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
-    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
-    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
-    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
-    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
-    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
-    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
-    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
-    "teddy bear", "hair drier", "toothbrush",
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "backpack",
+    "umbrella",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "dining table",
+    "toilet",
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
 ];
 
 /// The canonical form of a class name for comparisons: lower case, `_` and `-` as spaces,
@@ -57,20 +127,27 @@ pub struct ClassFilter {
 impl ClassFilter {
     /// Keeps every class of a model with `num_classes` classes.
     pub fn all(num_classes: usize) -> Self {
-        Self { allowed: vec![true; num_classes] }
+        Self {
+            allowed: vec![true; num_classes],
+        }
     }
 
     /// Keeps the classes whose normalised name is in `wanted`. Returns the names of `wanted`
     /// that the model does not know as the error.
     pub fn from_names(model_names: &[String], wanted: &[String]) -> Result<Self, Vec<String>> {
         let model: Vec<String> = model_names.iter().map(|n| normalize(n)).collect();
-        let unknown: Vec<String> =
-            wanted.iter().filter(|w| !model.contains(&normalize(w))).cloned().collect();
+        let unknown: Vec<String> = wanted
+            .iter()
+            .filter(|w| !model.contains(&normalize(w)))
+            .cloned()
+            .collect();
         if !unknown.is_empty() {
             return Err(unknown);
         }
         let wanted: Vec<String> = wanted.iter().map(|w| normalize(w)).collect();
-        Ok(Self { allowed: model.iter().map(|m| wanted.contains(m)).collect() })
+        Ok(Self {
+            allowed: model.iter().map(|m| wanted.contains(m)).collect(),
+        })
     }
 
     /// Whether class `index` is kept.
@@ -107,7 +184,8 @@ mod tests {
     #[test]
     fn filter_accepts_underscore_names_and_reports_unknown_ones() {
         let model: Vec<String> = COCO80.iter().map(|s| s.to_string()).collect();
-        let f = ClassFilter::from_names(&model, &["traffic_light".into(), "person".into()]).unwrap();
+        let f =
+            ClassFilter::from_names(&model, &["traffic_light".into(), "person".into()]).unwrap();
         assert!(f.allows(0) && f.allows(9));
         assert!(!f.allows(2) && !f.allows(500));
         let err = ClassFilter::from_names(&model, &["spaceship".into()]).unwrap_err();

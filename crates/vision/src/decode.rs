@@ -51,7 +51,10 @@ impl OutputLayout {
         metadata_classes: Option<usize>,
         v8_family: bool,
     ) -> Result<Self, LayoutError> {
-        let err = |reason| LayoutError { shape: shape.to_vec(), reason };
+        let err = |reason| LayoutError {
+            shape: shape.to_vec(),
+            reason,
+        };
         let dims: Vec<usize> = match shape {
             [1, a, b] | [a, b] if *a > 0 && *b > 0 => vec![*a as usize, *b as usize],
             [_, _, _] | [_, _] => return Err(err("dimensions must be fixed and batch 1")),
@@ -60,13 +63,24 @@ impl OutputLayout {
         let (a, b) = (dims[0], dims[1]);
         if let Some(nc) = metadata_classes {
             return if a == 4 + nc && b != 4 + nc {
-                Ok(Self::ChannelsFirst { num_classes: nc, anchors: b })
+                Ok(Self::ChannelsFirst {
+                    num_classes: nc,
+                    anchors: b,
+                })
             } else if b == 4 + nc {
-                Ok(Self::ChannelsLast { num_classes: nc, anchors: a })
+                Ok(Self::ChannelsLast {
+                    num_classes: nc,
+                    anchors: a,
+                })
             } else if b == 5 + nc {
-                Ok(Self::Objectness { num_classes: nc, anchors: a })
+                Ok(Self::Objectness {
+                    num_classes: nc,
+                    anchors: a,
+                })
             } else {
-                Err(err("no dimension equals 4 + classes or 5 + classes of the metadata names"))
+                Err(err(
+                    "no dimension equals 4 + classes or 5 + classes of the metadata names",
+                ))
             };
         }
         if a < b {
@@ -74,13 +88,22 @@ impl OutputLayout {
             if a <= 4 {
                 return Err(err("too few rows for boxes and class scores"));
             }
-            Ok(Self::ChannelsFirst { num_classes: a - 4, anchors: b })
+            Ok(Self::ChannelsFirst {
+                num_classes: a - 4,
+                anchors: b,
+            })
         } else if b <= 5 {
             Err(err("too few columns for boxes and class scores"))
         } else if v8_family || b == 84 {
-            Ok(Self::ChannelsLast { num_classes: b - 4, anchors: a })
+            Ok(Self::ChannelsLast {
+                num_classes: b - 4,
+                anchors: a,
+            })
         } else {
-            Ok(Self::Objectness { num_classes: b - 5, anchors: a })
+            Ok(Self::Objectness {
+                num_classes: b - 5,
+                anchors: a,
+            })
         }
     }
 
@@ -96,9 +119,18 @@ impl OutputLayout {
     /// Number of values the output tensor must hold.
     pub fn len(&self) -> usize {
         match *self {
-            Self::ChannelsFirst { num_classes, anchors }
-            | Self::ChannelsLast { num_classes, anchors } => (4 + num_classes) * anchors,
-            Self::Objectness { num_classes, anchors } => (5 + num_classes) * anchors,
+            Self::ChannelsFirst {
+                num_classes,
+                anchors,
+            }
+            | Self::ChannelsLast {
+                num_classes,
+                anchors,
+            } => (4 + num_classes) * anchors,
+            Self::Objectness {
+                num_classes,
+                anchors,
+            } => (5 + num_classes) * anchors,
         }
     }
 
@@ -131,7 +163,10 @@ pub fn decode(
 ) {
     out.clear();
     match layout {
-        OutputLayout::ChannelsFirst { num_classes, anchors } => {
+        OutputLayout::ChannelsFirst {
+            num_classes,
+            anchors,
+        } => {
             let row = |r: usize| &output[r * anchors..(r + 1) * anchors];
             let (cx, cy, w, h) = (row(0), row(1), row(2), row(3));
             // Walk class rows once, keeping the best score per anchor: memory-order access.
@@ -181,7 +216,9 @@ fn argmax(scores: &[f32]) -> (f32, usize) {
     scores
         .iter()
         .enumerate()
-        .fold((f32::NEG_INFINITY, 0), |best, (i, &s)| if s > best.0 { (s, i) } else { best })
+        .fold((f32::NEG_INFINITY, 0), |best, (i, &s)| {
+            if s > best.0 { (s, i) } else { best }
+        })
 }
 
 #[cfg(test)]
@@ -192,20 +229,32 @@ mod tests {
     fn layout_from_shape_without_metadata() {
         assert_eq!(
             OutputLayout::infer(&[1, 84, 8400], None, false),
-            Ok(OutputLayout::ChannelsFirst { num_classes: 80, anchors: 8400 })
+            Ok(OutputLayout::ChannelsFirst {
+                num_classes: 80,
+                anchors: 8400
+            })
         );
         assert_eq!(
             OutputLayout::infer(&[1, 8400, 84], None, false),
-            Ok(OutputLayout::ChannelsLast { num_classes: 80, anchors: 8400 })
+            Ok(OutputLayout::ChannelsLast {
+                num_classes: 80,
+                anchors: 8400
+            })
         );
         assert_eq!(
             OutputLayout::infer(&[1, 25200, 85], None, false),
-            Ok(OutputLayout::Objectness { num_classes: 80, anchors: 25200 })
+            Ok(OutputLayout::Objectness {
+                num_classes: 80,
+                anchors: 25200
+            })
         );
         // A 3-class transposed v8 export is told apart from v5 by the `task` metadata.
         assert_eq!(
             OutputLayout::infer(&[1, 8400, 7], None, true),
-            Ok(OutputLayout::ChannelsLast { num_classes: 3, anchors: 8400 })
+            Ok(OutputLayout::ChannelsLast {
+                num_classes: 3,
+                anchors: 8400
+            })
         );
     }
 
@@ -213,11 +262,17 @@ mod tests {
     fn metadata_class_count_decides_between_layouts() {
         assert_eq!(
             OutputLayout::infer(&[1, 8400, 7], Some(3), false),
-            Ok(OutputLayout::ChannelsLast { num_classes: 3, anchors: 8400 })
+            Ok(OutputLayout::ChannelsLast {
+                num_classes: 3,
+                anchors: 8400
+            })
         );
         assert_eq!(
             OutputLayout::infer(&[1, 8400, 8], Some(3), false),
-            Ok(OutputLayout::Objectness { num_classes: 3, anchors: 8400 })
+            Ok(OutputLayout::Objectness {
+                num_classes: 3,
+                anchors: 8400
+            })
         );
         assert!(OutputLayout::infer(&[1, 8400, 9], Some(3), false).is_err());
     }
@@ -246,7 +301,10 @@ mod tests {
             0.9, 0.1, 0.3,
             0.2, 0.8, 0.2,
         ];
-        let layout = OutputLayout::ChannelsFirst { num_classes: 2, anchors: 3 };
+        let layout = OutputLayout::ChannelsFirst {
+            num_classes: 2,
+            anchors: 3,
+        };
         let mut c = Vec::new();
         decode(&out, layout, 0.35, &filter(2), &mut c);
         assert_eq!(c.len(), 2);
@@ -259,8 +317,12 @@ mod tests {
     fn best_class_filtered_out_drops_the_box() {
         // Ultralytics semantics: a box whose best class is not wanted is dropped, not demoted.
         let out = [10.0, 10.0, 4.0, 4.0, 0.9, 0.6];
-        let layout = OutputLayout::ChannelsLast { num_classes: 2, anchors: 1 };
-        let only_second = ClassFilter::from_names(&["a".into(), "b".into()], &["b".into()]).unwrap();
+        let layout = OutputLayout::ChannelsLast {
+            num_classes: 2,
+            anchors: 1,
+        };
+        let only_second =
+            ClassFilter::from_names(&["a".into(), "b".into()], &["b".into()]).unwrap();
         let mut c = Vec::new();
         decode(&out, layout, 0.35, &only_second, &mut c);
         assert!(c.is_empty());
@@ -268,8 +330,13 @@ mod tests {
 
     #[test]
     fn objectness_multiplies_class_scores() {
-        let out = [10.0, 10.0, 4.0, 4.0, 0.5, 0.9, 0.1, 10.0, 10.0, 4.0, 4.0, 0.3, 1.0, 0.0];
-        let layout = OutputLayout::Objectness { num_classes: 2, anchors: 2 };
+        let out = [
+            10.0, 10.0, 4.0, 4.0, 0.5, 0.9, 0.1, 10.0, 10.0, 4.0, 4.0, 0.3, 1.0, 0.0,
+        ];
+        let layout = OutputLayout::Objectness {
+            num_classes: 2,
+            anchors: 2,
+        };
         let mut c = Vec::new();
         decode(&out, layout, 0.35, &filter(2), &mut c);
         assert_eq!(c.len(), 1);
@@ -279,7 +346,10 @@ mod tests {
     #[test]
     fn threshold_is_strict() {
         let out = [10.0, 10.0, 4.0, 4.0, 0.35];
-        let layout = OutputLayout::ChannelsLast { num_classes: 1, anchors: 1 };
+        let layout = OutputLayout::ChannelsLast {
+            num_classes: 1,
+            anchors: 1,
+        };
         let mut c = Vec::new();
         decode(&out, layout, 0.35, &filter(1), &mut c);
         assert!(c.is_empty());

@@ -156,15 +156,20 @@ impl Detector {
         };
         let mut builder = Session::builder(env).map_err(|e| load_err(&e))?;
         if opts.threads > 0 {
-            builder = builder.with_intra_threads(opts.threads).map_err(|e| load_err(&e))?;
+            builder = builder
+                .with_intra_threads(opts.threads)
+                .map_err(|e| load_err(&e))?;
         }
-        let session = builder.commit_from_file(&opts.model).map_err(|e| load_err(&e))?;
+        let session = builder
+            .commit_from_file(&opts.model)
+            .map_err(|e| load_err(&e))?;
         let unsupported = |reason: String| DetectError::UnsupportedModel {
             path: opts.model.clone(),
             reason,
         };
 
-        let (input_width, input_height) = input_size(&session, opts.image_size).map_err(unsupported)?;
+        let (input_width, input_height) =
+            input_size(&session, opts.image_size).map_err(unsupported)?;
         if session.outputs().is_empty() {
             return Err(unsupported("the model has no outputs".into()));
         }
@@ -228,7 +233,12 @@ impl Detector {
         let lb = self.pre.run(image, self.input_width, self.input_height)?;
         let t1 = Instant::now();
 
-        let shape = [1usize, 3, self.input_height as usize, self.input_width as usize];
+        let shape = [
+            1usize,
+            3,
+            self.input_height as usize,
+            self.input_width as usize,
+        ];
         let input = TensorRef::from_array_view((shape, self.pre.tensor()))
             .map_err(|e| DetectError::Inference(e.to_string()))?;
         let outputs = self
@@ -249,7 +259,13 @@ impl Detector {
                 self.class_names.len()
             )));
         }
-        decode(data, layout, self.confidence, &self.filter, &mut self.candidates);
+        decode(
+            data,
+            layout,
+            self.confidence,
+            &self.filter,
+            &mut self.candidates,
+        );
         drop(outputs);
         nms(&mut self.candidates, self.iou, self.max_det);
         let detections = self
@@ -265,7 +281,11 @@ impl Detector {
         let t3 = Instant::now();
         Ok(DetectionOutput {
             detections,
-            timings: Timings { preprocess: t1 - t0, inference: t2 - t1, postprocess: t3 - t2 },
+            timings: Timings {
+                preprocess: t1 - t0,
+                inference: t2 - t1,
+                postprocess: t3 - t2,
+            },
         })
     }
 
@@ -287,6 +307,10 @@ fn input_size(session: &Session, fallback: u32) -> Result<(u32, u32), String> {
             let dim = |d: i64| if d > 0 { d as u32 } else { fallback };
             Ok((dim(w), dim(h)))
         }
-        _ => Err(format!("input `{}` has shape {:?}, expected [1, 3, H, W]", input.name(), &**shape)),
+        _ => Err(format!(
+            "input `{}` has shape {:?}, expected [1, 3, H, W]",
+            input.name(),
+            &**shape
+        )),
     }
 }

@@ -84,8 +84,13 @@ impl Letterbox {
     /// Maps a box from model-input pixels back to source pixels, clipped to the source image.
     pub fn to_source(&self, b: BBox) -> BBox {
         let (l, t, s) = (self.left as f32, self.top as f32, self.scale);
-        BBox::new((b.x1 - l) / s, (b.y1 - t) / s, (b.x2 - l) / s, (b.y2 - t) / s)
-            .clip(self.src_width as f32, self.src_height as f32)
+        BBox::new(
+            (b.x1 - l) / s,
+            (b.y1 - t) / s,
+            (b.x2 - l) / s,
+            (b.y2 - t) / s,
+        )
+        .clip(self.src_width as f32, self.src_height as f32)
     }
 }
 
@@ -141,7 +146,8 @@ impl Preprocessor {
 
         let plane = dst_width as usize * dst_height as usize;
         self.tensor.clear();
-        self.tensor.resize(plane * 3, self.to_float[usize::from(PAD_VALUE)]);
+        self.tensor
+            .resize(plane * 3, self.to_float[usize::from(PAD_VALUE)]);
         let (r_plane, rest) = self.tensor.split_at_mut(plane);
         let (g_plane, b_plane) = rest.split_at_mut(plane);
         for (y, row) in resized.chunks_exact(rw * 3).enumerate() {
@@ -162,7 +168,10 @@ impl Preprocessor {
         let src = ImageRef::new(image.width, image.height, image.rgb, PixelType::U8x3)
             .map_err(|e| PreprocessError::Resize(e.to_string()))?;
         self.resized.clear();
-        self.resized.resize(lb.resized_width as usize * lb.resized_height as usize * 3, 0);
+        self.resized.resize(
+            lb.resized_width as usize * lb.resized_height as usize * 3,
+            0,
+        );
         let mut dst = Image::from_slice_u8(
             lb.resized_width,
             lb.resized_height,

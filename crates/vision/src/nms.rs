@@ -28,7 +28,11 @@ mod tests {
     use crate::geometry::BBox;
 
     fn cand(x: f32, score: f32, class: usize) -> Candidate {
-        Candidate { bbox: BBox::new(x, 0.0, x + 10.0, 10.0), score, class }
+        Candidate {
+            bbox: BBox::new(x, 0.0, x + 10.0, 10.0),
+            score,
+            class,
+        }
     }
 
     #[test]
@@ -67,8 +71,13 @@ mod tests {
 
     #[test]
     fn max_det_keeps_the_highest_scores() {
-        let mut c: Vec<_> = (0..10).map(|i| cand(i as f32 * 20.0, i as f32 / 10.0, 0)).collect();
+        let mut c: Vec<_> = (0..10)
+            .map(|i| cand(i as f32 * 20.0, i as f32 / 10.0, 0))
+            .collect();
         nms(&mut c, 0.5, 3);
-        assert_eq!(c.iter().map(|c| c.score).collect::<Vec<_>>(), [0.9, 0.8, 0.7]);
+        assert_eq!(
+            c.iter().map(|c| c.score).collect::<Vec<_>>(),
+            [0.9, 0.8, 0.7]
+        );
     }
 }

@@ -74,9 +74,15 @@ pub fn locate_library(explicit: Option<&Path>) -> Result<PathBuf, RuntimeError> 
         return Ok(path.to_path_buf());
     }
     let dirs = search_dirs();
-    dirs.iter().find_map(|d| library_in(d)).ok_or_else(|| RuntimeError::NotFound {
-        searched: dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "),
-    })
+    dirs.iter()
+        .find_map(|d| library_in(d))
+        .ok_or_else(|| RuntimeError::NotFound {
+            searched: dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
 }
 
 static ENVIRONMENT: OnceLock<Result<Environment, RuntimeError>> = OnceLock::new();
@@ -88,14 +94,20 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment, Runt
         .get_or_init(|| {
             let path = locate_library(explicit)?;
             if !path.is_file() {
-                return Err(RuntimeError::Load { path, reason: "no such file".into() });
+                return Err(RuntimeError::Load {
+                    path,
+                    reason: "no such file".into(),
+                });
             }
             let load_err = |e: &dyn std::fmt::Display| RuntimeError::Load {
                 path: path.clone(),
                 reason: e.to_string(),
             };
             let builder = ort::init_from(&path).map_err(|e| load_err(&e))?;
-            let env = builder.with_name("traffic-algo").build().map_err(|e| load_err(&e))?;
+            let env = builder
+                .with_name("traffic-algo")
+                .build()
+                .map_err(|e| load_err(&e))?;
             tracing::debug!(path = %path.display(), "ONNX Runtime loaded");
             Ok(env)
         })

@@ -32,13 +32,18 @@ impl InferenceWorker {
     /// Moves `detector` onto a new thread with a queue of `capacity` jobs.
     pub fn spawn(detector: Detector, capacity: usize) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::sync_channel::<Job>(capacity);
-        let thread = std::thread::Builder::new().name("inference".into()).spawn(move || {
-            let mut detector = detector;
-            for job in rx {
-                job(&mut detector);
-            }
-        })?;
-        Ok(Self { tx: Some(tx), thread: Some(thread) })
+        let thread = std::thread::Builder::new()
+            .name("inference".into())
+            .spawn(move || {
+                let mut detector = detector;
+                for job in rx {
+                    job(&mut detector);
+                }
+            })?;
+        Ok(Self {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
     }
 
     /// Queues `job` without waiting.

@@ -44,7 +44,12 @@ impl StageSamples {
     /// End-to-end seconds per iteration.
     pub fn totals(&self) -> Vec<f64> {
         (0..self.decode.len())
-            .map(|i| STAGES.iter().map(|s| self.stage(s).get(i).copied().unwrap_or(0.0)).sum())
+            .map(|i| {
+                STAGES
+                    .iter()
+                    .map(|s| self.stage(s).get(i).copied().unwrap_or(0.0))
+                    .sum()
+            })
             .collect()
     }
 }
@@ -70,9 +75,13 @@ fn measure_rust(config: &Config, args: &BenchDetectArgs) -> anyhow::Result<Stage
         let out = detector.detect(frame.view())?;
         if i >= args.warmup {
             samples.decode.push(decode.as_secs_f64());
-            samples.preprocess.push(out.timings.preprocess.as_secs_f64());
+            samples
+                .preprocess
+                .push(out.timings.preprocess.as_secs_f64());
             samples.inference.push(out.timings.inference.as_secs_f64());
-            samples.postprocess.push(out.timings.postprocess.as_secs_f64());
+            samples
+                .postprocess
+                .push(out.timings.postprocess.as_secs_f64());
         }
     }
     Ok(samples)
@@ -93,9 +102,14 @@ fn measure_python(config: &Config, args: &BenchDetectArgs) -> anyhow::Result<Sta
     if config.model.threads > 0 {
         cmd.args(["--threads", &config.model.threads.to_string()]);
     }
-    let out = cmd.output().context("cannot run python3 (install it, then scripts/setup.sh)")?;
+    let out = cmd
+        .output()
+        .context("cannot run python3 (install it, then scripts/setup.sh)")?;
     if !out.status.success() {
-        bail!("the Python reference failed ({}); run scripts/setup.sh", out.status);
+        bail!(
+            "the Python reference failed ({}); run scripts/setup.sh",
+            out.status
+        );
     }
     serde_json::from_slice(&out.stdout).context("unreadable output from the Python reference")
 }
@@ -120,7 +134,11 @@ pub fn run_detect(config: &Config, args: &BenchDetectArgs) -> anyhow::Result<Exi
         args.warmup
     );
     let rust = measure_rust(config, args)?;
-    let python = if args.no_reference { None } else { Some(measure_python(config, args)?) };
+    let python = if args.no_reference {
+        None
+    } else {
+        Some(measure_python(config, args)?)
+    };
 
     println!(
         "{:<12} {:>12} {:>10} {:>14} {:>12} {:>14}",
@@ -128,9 +146,19 @@ pub fn run_detect(config: &Config, args: &BenchDetectArgs) -> anyhow::Result<Exi
     );
     let mut rows: Vec<(&str, Vec<f64>, Option<Vec<f64>>)> = STAGES
         .iter()
-        .map(|s| (*s, rust.stage(s).to_vec(), python.as_ref().map(|p| p.stage(s).to_vec())))
+        .map(|s| {
+            (
+                *s,
+                rust.stage(s).to_vec(),
+                python.as_ref().map(|p| p.stage(s).to_vec()),
+            )
+        })
         .collect();
-    rows.push(("end-to-end", rust.totals(), python.as_ref().map(StageSamples::totals)));
+    rows.push((
+        "end-to-end",
+        rust.totals(),
+        python.as_ref().map(StageSamples::totals),
+    ));
     for (name, r, p) in &rows {
         let (rm, rp) = (quantile(r, 0.5), quantile(r, 0.95));
         let (pm, pp, ratio) = match p {
@@ -140,7 +168,11 @@ pub fn run_detect(config: &Config, args: &BenchDetectArgs) -> anyhow::Result<Exi
             }
             None => ("-".into(), "-".into(), "-".into()),
         };
-        println!("{name:<12} {:>12} {:>10} {pm:>14} {pp:>12} {ratio:>14}", ms(rm), ms(rp));
+        println!(
+            "{name:<12} {:>12} {:>10} {pm:>14} {pp:>12} {ratio:>14}",
+            ms(rm),
+            ms(rp)
+        );
     }
     let summary = serde_json::json!({
         "rustEndToEndMedianMs": quantile(&rust.totals(), 0.5) * 1000.0,

@@ -10,19 +10,36 @@ use crate::config::{Config, Layers};
 pub fn render(config: &Config, layers: &Layers) -> String {
     let mut out = String::from("# traffic-algo effective configuration (secrets redacted)\n");
     let (path, exists) = &layers.config_file;
-    let file_state = if *exists { "read" } else { "not found, defaults used" };
-    out.push_str(&format!("# config file: {} ({file_state})\n", path.display()));
+    let file_state = if *exists {
+        "read"
+    } else {
+        "not found, defaults used"
+    };
+    out.push_str(&format!(
+        "# config file: {} ({file_state})\n",
+        path.display()
+    ));
     for setting in SETTINGS {
         let (value, origin) = match layers.values.get(setting.key) {
             Some(raw) if setting.secret => ("<redacted>".to_string(), raw.origin.to_string()),
-            Some(raw) => (serde_json::Value::String(raw.text.clone()).to_string(), raw.origin.to_string()),
+            Some(raw) => (
+                serde_json::Value::String(raw.text.clone()).to_string(),
+                raw.origin.to_string(),
+            ),
             None => ("<unset>".to_string(), "default".to_string()),
         };
         out.push_str(&format!("{} = {value}  # {origin}\n", setting.key));
     }
     let model = config.model.path();
-    let model_state = if model.is_file() { "present" } else { "missing" };
-    out.push_str(&format!("# model file: {} ({model_state})\n", model.display()));
+    let model_state = if model.is_file() {
+        "present"
+    } else {
+        "missing"
+    };
+    out.push_str(&format!(
+        "# model file: {} ({model_state})\n",
+        model.display()
+    ));
     let llm = if config.llm_active() {
         "on"
     } else if config.llm.enabled {

@@ -16,7 +16,8 @@ use crate::imageio::read_rgb;
 /// Runs `detect`.
 pub fn run(config: &Config, args: &DetectArgs) -> anyhow::Result<ExitCode> {
     let detector = Detector::load(&detector_options(&config.model, args.all_classes))?;
-    let worker = InferenceWorker::spawn(detector, 2).context("cannot start the inference thread")?;
+    let worker =
+        InferenceWorker::spawn(detector, 2).context("cannot start the inference thread")?;
     let mut failed = 0usize;
     let stdout = std::io::stdout();
     for path in &args.images {
@@ -42,5 +43,9 @@ pub fn run(config: &Config, args: &DetectArgs) -> anyhow::Result<ExitCode> {
         writeln!(out)?;
         out.flush()?;
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -27,10 +27,17 @@ pub fn main() -> ExitCode {
         Err(e) => {
             // Help and version go to stdout with success; usage errors are configuration errors.
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(EXIT_CONFIG as u8) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_CONFIG as u8)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
-    let loaded = cli.flags.overrides().and_then(|o| Config::load(&process_env(), &o));
+    let loaded = cli
+        .flags
+        .overrides()
+        .and_then(|o| Config::load(&process_env(), &o));
     let (config, layers) = match loaded {
         Ok(loaded) => loaded,
         Err(e) => {

@@ -58,7 +58,8 @@ pub struct Overrides {
 impl Overrides {
     /// Sets `key` from a flag spelled `flag`.
     pub fn set(&mut self, key: &str, value: impl Into<String>, flag: impl Into<String>) {
-        self.values.insert(key.to_string(), (value.into(), flag.into()));
+        self.values
+            .insert(key.to_string(), (value.into(), flag.into()));
     }
 
     /// Parses a `--set KEY=VALUE` argument.
@@ -87,11 +88,22 @@ pub struct Layers {
 
 impl Layers {
     /// Merges defaults, the YAML file, `env` and `overrides`.
-    pub fn collect(env: &HashMap<String, String>, overrides: &Overrides) -> Result<Self, ConfigError> {
+    pub fn collect(
+        env: &HashMap<String, String>,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
         let mut values: BTreeMap<&'static str, RawValue> = SETTINGS
             .iter()
             .filter(|s| !s.default.is_empty() || !s.secret)
-            .map(|s| (s.key, RawValue { text: s.default.to_string(), origin: Origin::Default }))
+            .map(|s| {
+                (
+                    s.key,
+                    RawValue {
+                        text: s.default.to_string(),
+                        origin: Origin::Default,
+                    },
+                )
+            })
             .collect();
 
         let (path, path_origin) = match (&overrides.config_path, env.get(ENV_CONFIG_PATH)) {
@@ -105,10 +117,19 @@ impl Layers {
                 ConfigError::new(path_origin, format!("cannot read {}: {e}", path.display()))
             })?;
             for (setting, text) in yaml_values(&text, &path)? {
-                values.insert(setting.key, RawValue { text, origin: Origin::File(path.clone()) });
+                values.insert(
+                    setting.key,
+                    RawValue {
+                        text,
+                        origin: Origin::File(path.clone()),
+                    },
+                );
             }
         } else if path.exists() {
-            return Err(ConfigError::new(path_origin, format!("{} is not a file", path.display())));
+            return Err(ConfigError::new(
+                path_origin,
+                format!("{} is not a file", path.display()),
+            ));
         }
 
         for setting in SETTINGS {
@@ -118,8 +139,9 @@ impl Layers {
         }
 
         for (key, (text, flag)) in &overrides.values {
-            let setting = find(key)
-                .ok_or_else(|| ConfigError::new(flag.clone(), format!("unknown setting `{key}`")))?;
+            let setting = find(key).ok_or_else(|| {
+                ConfigError::new(flag.clone(), format!("unknown setting `{key}`"))
+            })?;
             if setting.secret {
                 return Err(ConfigError::new(
                     setting.key,
@@ -131,24 +153,47 @@ impl Layers {
             }
             values.insert(
                 setting.key,
-                RawValue { text: text.clone(), origin: Origin::Flag(flag.clone()) },
+                RawValue {
+                    text: text.clone(),
+                    origin: Origin::Flag(flag.clone()),
+                },
             );
         }
-        Ok(Self { values, config_file: (path, exists) })
+        Ok(Self {
+            values,
+            config_file: (path, exists),
+        })
     }
 }
 
 /// A setting's value from the environment: the first listed variable present, else the file
 /// named by its `_FILE` variable.
-fn env_value(setting: &Setting, env: &HashMap<String, String>) -> Result<Option<RawValue>, ConfigError> {
-    if let Some((name, text)) = setting.env.iter().find_map(|n| env.get(*n).map(|v| (*n, v))) {
-        return Ok(Some(RawValue { text: text.clone(), origin: Origin::Env(name) }));
+fn env_value(
+    setting: &Setting,
+    env: &HashMap<String, String>,
+) -> Result<Option<RawValue>, ConfigError> {
+    if let Some((name, text)) = setting
+        .env
+        .iter()
+        .find_map(|n| env.get(*n).map(|v| (*n, v)))
+    {
+        return Ok(Some(RawValue {
+            text: text.clone(),
+            origin: Origin::Env(name),
+        }));
     }
-    let Some(file_env) = setting.file_env else { return Ok(None) };
-    let Some(path) = env.get(file_env).filter(|p| !p.is_empty()) else { return Ok(None) };
+    let Some(file_env) = setting.file_env else {
+        return Ok(None);
+    };
+    let Some(path) = env.get(file_env).filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(file_env, format!("cannot read {path}: {e}")))?;
-    Ok(Some(RawValue { text: text.trim().to_string(), origin: Origin::EnvFile(file_env) }))
+    Ok(Some(RawValue {
+        text: text.trim().to_string(),
+        origin: Origin::EnvFile(file_env),
+    }))
 }
 
 /// Flattens a YAML document into `(setting, text)` pairs, rejecting unknown keys, secrets and
@@ -161,7 +206,12 @@ fn yaml_values(text: &str, path: &Path) -> Result<Vec<(&'static Setting, String)
     match doc {
         Value::Null => {}
         Value::Object(map) => flatten(&map, "", &file, &mut out)?,
-        _ => return Err(ConfigError::new(file, "the top level must be a mapping of sections")),
+        _ => {
+            return Err(ConfigError::new(
+                file,
+                "the top level must be a mapping of sections",
+            ));
+        }
     }
     Ok(out)
 }
@@ -173,9 +223,15 @@ fn flatten(
     out: &mut Vec<(&'static Setting, String)>,
 ) -> Result<(), ConfigError> {
     for (name, value) in map {
-        let key = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+        let key = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
         if let Value::Object(inner) = value {
-            let is_section = SETTINGS.iter().any(|s| s.key.starts_with(&format!("{key}.")));
+            let is_section = SETTINGS
+                .iter()
+                .any(|s| s.key.starts_with(&format!("{key}.")));
             if !is_section {
                 return Err(ConfigError::new(key, format!("unknown section in {file}")));
             }
@@ -202,7 +258,10 @@ fn flatten(
                 .map(|i| match i {
                     Value::String(s) => Ok(s.clone()),
                     Value::Bool(_) | Value::Number(_) => Ok(i.to_string()),
-                    _ => Err(ConfigError::new(key.clone(), "list items must be plain values")),
+                    _ => Err(ConfigError::new(
+                        key.clone(),
+                        "list items must be plain values",
+                    )),
                 })
                 .collect::<Result<Vec<_>, _>>()?
                 .join(","),
@@ -215,5 +274,9 @@ fn flatten(
 
 fn first_line(e: &dyn fmt::Display) -> String {
     let text = e.to_string();
-    text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string()
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_string()
 }

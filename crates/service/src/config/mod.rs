@@ -31,7 +31,10 @@ pub struct ConfigError {
 impl ConfigError {
     /// An error about `key`.
     pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { key: key.into(), message: message.into() }
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -266,8 +269,10 @@ impl Config {
         overrides: &Overrides,
     ) -> Result<(Self, Layers), ConfigError> {
         let layers = Layers::collect(env, overrides)?;
-        let runtime_library =
-            env.get(settings::ENV_ORT_DYLIB_PATH).filter(|p| !p.is_empty()).map(PathBuf::from);
+        let runtime_library = env
+            .get(settings::ENV_ORT_DYLIB_PATH)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from);
         let config = parse::build(&layers, runtime_library)?;
         Ok((config, layers))
     }

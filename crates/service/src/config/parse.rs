@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use super::settings::find;
 use super::{
-    BackendConfig, Config, ConfigError, GroupingConfig, KafkaConfig, Layers, LlmConfig,
-    LogConfig, LogFormat, ModelConfig, RiskThresholds, Secret, SecurityConfig, ServerConfig,
-    StorageConfig, StreamConfig, TrackingConfig,
+    BackendConfig, Config, ConfigError, GroupingConfig, KafkaConfig, Layers, LlmConfig, LogConfig,
+    LogFormat, ModelConfig, RiskThresholds, Secret, SecurityConfig, ServerConfig, StorageConfig,
+    StreamConfig, TrackingConfig,
 };
 
 /// Source URL schemes the service knows how to open.
@@ -20,7 +20,11 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn text(&self, key: &str) -> &str {
-        self.layers.values.get(key).map(|v| v.text.as_str()).unwrap_or("")
+        self.layers
+            .values
+            .get(key)
+            .map(|v| v.text.as_str())
+            .unwrap_or("")
     }
 
     fn err(&self, key: &str, reason: impl std::fmt::Display) -> ConfigError {
@@ -29,9 +33,10 @@ impl Reader<'_> {
             Some(raw) if secret => {
                 ConfigError::new(key, format!("value from {} {reason}", raw.origin))
             }
-            Some(raw) => {
-                ConfigError::new(key, format!("{:?} (from {}) {reason}", raw.text, raw.origin))
-            }
+            Some(raw) => ConfigError::new(
+                key,
+                format!("{:?} (from {}) {reason}", raw.text, raw.origin),
+            ),
             None => ConfigError::new(key, format!("is not set; {reason}")),
         }
     }
@@ -68,14 +73,30 @@ impl Reader<'_> {
 
     fn number(&self, key: &str, min: f64, max: f64) -> Result<f64, ConfigError> {
         let range = || format!("must be a number from {min} to {max}");
-        let v: f64 = self.text(key).trim().parse().map_err(|_| self.err(key, range()))?;
-        if v.is_finite() && (min..=max).contains(&v) { Ok(v) } else { Err(self.err(key, range())) }
+        let v: f64 = self
+            .text(key)
+            .trim()
+            .parse()
+            .map_err(|_| self.err(key, range()))?;
+        if v.is_finite() && (min..=max).contains(&v) {
+            Ok(v)
+        } else {
+            Err(self.err(key, range()))
+        }
     }
 
     fn integer(&self, key: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
         let range = || format!("must be a whole number from {min} to {max}");
-        let v: u64 = self.text(key).trim().parse().map_err(|_| self.err(key, range()))?;
-        if (min..=max).contains(&v) { Ok(v) } else { Err(self.err(key, range())) }
+        let v: u64 = self
+            .text(key)
+            .trim()
+            .parse()
+            .map_err(|_| self.err(key, range()))?;
+        if (min..=max).contains(&v) {
+            Ok(v)
+        } else {
+            Err(self.err(key, range()))
+        }
     }
 
     /// Seconds, strictly positive unless `allow_zero`.
@@ -106,8 +127,14 @@ impl Reader<'_> {
         if ok {
             Ok(text.trim_end_matches('/').to_string())
         } else {
-            let expected = schemes.iter().map(|s| format!("{s}://")).collect::<Vec<_>>();
-            Err(self.err(key, format!("must be a URL starting with {}", expected.join(" or "))))
+            let expected = schemes
+                .iter()
+                .map(|s| format!("{s}://"))
+                .collect::<Vec<_>>();
+            Err(self.err(
+                key,
+                format!("must be a URL starting with {}", expected.join(" or ")),
+            ))
         }
     }
 }
@@ -183,7 +210,10 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
                 .iter()
                 .any(|s| url.expose().to_ascii_lowercase().starts_with(s));
             if !scheme_ok {
-                return Err(r.err("redis.url", "must start with redis://, rediss:// or unix://"));
+                return Err(r.err(
+                    "redis.url",
+                    "must start with redis://, rediss:// or unix://",
+                ));
             }
             Some(url)
         }
@@ -194,15 +224,27 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
         jwt_header: header_name(&r, "backend.jwt_header")?,
         jwt_token: r.secret("backend.jwt_token"),
     };
-    let schemes: Vec<String> =
-        r.list("security.allowed_source_schemes").iter().map(|s| s.to_ascii_lowercase()).collect();
+    let schemes: Vec<String> = r
+        .list("security.allowed_source_schemes")
+        .iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
     if schemes.is_empty() {
-        return Err(r.err("security.allowed_source_schemes", "must allow at least one scheme"));
-    }
-    if let Some(bad) = schemes.iter().find(|s| !KNOWN_SCHEMES.contains(&s.as_str())) {
         return Err(r.err(
             "security.allowed_source_schemes",
-            format!("has unknown scheme `{bad}`; known: {}", KNOWN_SCHEMES.join(", ")),
+            "must allow at least one scheme",
+        ));
+    }
+    if let Some(bad) = schemes
+        .iter()
+        .find(|s| !KNOWN_SCHEMES.contains(&s.as_str()))
+    {
+        return Err(r.err(
+            "security.allowed_source_schemes",
+            format!(
+                "has unknown scheme `{bad}`; known: {}",
+                KNOWN_SCHEMES.join(", ")
+            ),
         ));
     }
     let security = SecurityConfig {
@@ -220,7 +262,10 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
     };
     let level = r.string("log.level")?;
     if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
-        return Err(r.err("log.level", "must be trace, debug, info, warn, error or a tracing filter"));
+        return Err(r.err(
+            "log.level",
+            "must be trace, debug, info, warn, error or a tracing filter",
+        ));
     }
     let log = LogConfig {
         level,
@@ -253,12 +298,19 @@ fn host(r: &Reader<'_>) -> Result<String, ConfigError> {
                 && label.len() <= 63
                 && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         });
-    if valid { Ok(host) } else { Err(r.err("server.host", "must be an IP address or host name")) }
+    if valid {
+        Ok(host)
+    } else {
+        Err(r.err("server.host", "must be an IP address or host name"))
+    }
 }
 
 fn header_name(r: &Reader<'_>, key: &str) -> Result<String, ConfigError> {
     let name = r.string(key)?;
-    if name.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)) {
+    if name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
+    {
         Ok(name)
     } else {
         Err(r.err(key, "must be an HTTP header name"))
@@ -272,10 +324,16 @@ fn risk_thresholds(r: &Reader<'_>) -> Result<RiskThresholds, ConfigError> {
         high: r.number("llm.risk_threshold.high", 0.0, 1.0)? as f32,
     };
     if t.low > t.medium {
-        return Err(r.err("llm.risk_threshold.medium", "must not be below llm.risk_threshold.low"));
+        return Err(r.err(
+            "llm.risk_threshold.medium",
+            "must not be below llm.risk_threshold.low",
+        ));
     }
     if t.medium > t.high {
-        return Err(r.err("llm.risk_threshold.high", "must not be below llm.risk_threshold.medium"));
+        return Err(r.err(
+            "llm.risk_threshold.high",
+            "must not be below llm.risk_threshold.medium",
+        ));
     }
     Ok(t)
 }

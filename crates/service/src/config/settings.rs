@@ -27,7 +27,15 @@ const fn plain(
     default: &'static str,
     doc: &'static str,
 ) -> Setting {
-    Setting { key, env, file_env: None, in_yaml: true, default, secret: false, doc }
+    Setting {
+        key,
+        env,
+        file_env: None,
+        in_yaml: true,
+        default,
+        secret: false,
+        doc,
+    }
 }
 
 const fn secret(
@@ -36,7 +44,15 @@ const fn secret(
     file_env: &'static str,
     doc: &'static str,
 ) -> Setting {
-    Setting { key, env, file_env: Some(file_env), in_yaml: false, default: "", secret: true, doc }
+    Setting {
+        key,
+        env,
+        file_env: Some(file_env),
+        in_yaml: false,
+        default: "",
+        secret: true,
+        doc,
+    }
 }
 
 /// The environment variable naming the YAML file.
@@ -48,9 +64,19 @@ pub const ENV_ORT_DYLIB_PATH: &str = "ORT_DYLIB_PATH";
 
 /// Every setting, in the order `check-config` prints them.
 pub const SETTINGS: &[Setting] = &[
-    plain("server.host", &["ALGO_SERVER_HOST"], "0.0.0.0", "listen address"),
+    plain(
+        "server.host",
+        &["ALGO_SERVER_HOST"],
+        "0.0.0.0",
+        "listen address",
+    ),
     plain("server.port", &["ALGO_SERVER_PORT"], "5000", "listen port"),
-    plain("server.cors_origins", &["ALGO_CORS_ORIGINS"], "*", "allowed CORS origins, comma list"),
+    plain(
+        "server.cors_origins",
+        &["ALGO_CORS_ORIGINS"],
+        "*",
+        "allowed CORS origins, comma list",
+    ),
     plain(
         "server.ws_heartbeat_seconds",
         &["ALGO_WS_HEARTBEAT_SECONDS"],
@@ -87,30 +113,60 @@ pub const SETTINGS: &[Setting] = &[
         "yolov8n.onnx",
         "ONNX model: a file name in model.weights_dir or a path",
     ),
-    plain("model.weights_dir", &["ALGO_WEIGHTS_DIR"], "weights", "folder of model files"),
+    plain(
+        "model.weights_dir",
+        &["ALGO_WEIGHTS_DIR"],
+        "weights",
+        "folder of model files",
+    ),
     plain(
         "model.confidence_threshold",
         &["ALGO_YOLO_CONFIDENCE"],
         "0.35",
         "minimum detection confidence",
     ),
-    plain("model.iou_threshold", &["ALGO_YOLO_IOU"], "0.50", "NMS IoU threshold"),
+    plain(
+        "model.iou_threshold",
+        &["ALGO_YOLO_IOU"],
+        "0.50",
+        "NMS IoU threshold",
+    ),
     plain(
         "model.image_size",
         &["ALGO_YOLO_IMAGE_SIZE"],
         "640",
         "input size for models with dynamic input dimensions",
     ),
-    plain("model.max_det", &["ALGO_YOLO_MAX_DET"], "200", "most detections per frame"),
-    plain("model.device", &["ALGO_YOLO_DEVICE"], "cpu", "inference device; only cpu in this build"),
+    plain(
+        "model.max_det",
+        &["ALGO_YOLO_MAX_DET"],
+        "200",
+        "most detections per frame",
+    ),
+    plain(
+        "model.device",
+        &["ALGO_YOLO_DEVICE"],
+        "cpu",
+        "inference device; only cpu in this build",
+    ),
     plain(
         "model.threads",
         &["ALGO_INFERENCE_THREADS"],
         "0",
         "ONNX Runtime intra-op threads; 0 = one per physical core",
     ),
-    plain("tracking.enabled", &["ALGO_TRACKING_ENABLED"], "true", "track objects across frames"),
-    plain("tracking.tracker", &["ALGO_TRACKER_TYPE"], "bytetrack", "tracker algorithm"),
+    plain(
+        "tracking.enabled",
+        &["ALGO_TRACKING_ENABLED"],
+        "true",
+        "track objects across frames",
+    ),
+    plain(
+        "tracking.tracker",
+        &["ALGO_TRACKER_TYPE"],
+        "bytetrack",
+        "tracker algorithm",
+    ),
     plain(
         "post_processing.distance_threshold",
         &["ALGO_GROUP_DISTANCE_THRESHOLD"],
@@ -129,25 +185,60 @@ pub const SETTINGS: &[Setting] = &[
         "12",
         "pixels added around a group's crop",
     ),
-    plain("llm.enabled", &["ALGO_LLM_ENABLED"], "true", "use the multimodal LLM (off without a key)"),
+    plain(
+        "llm.enabled",
+        &["ALGO_LLM_ENABLED"],
+        "true",
+        "use the multimodal LLM (off without a key)",
+    ),
     plain(
         "llm.base_url",
         &["ALGO_LLM_BASE_URL"],
         "https://dashscope.aliyuncs.com/compatible-mode/v1",
         "OpenAI-compatible API base URL",
     ),
-    plain("llm.model", &["ALGO_LLM_MODEL"], "qwen-vl-plus", "model name"),
-    plain("llm.timeout", &["ALGO_LLM_TIMEOUT"], "30", "seconds per request"),
-    plain("llm.max_retry", &["ALGO_LLM_MAX_RETRY"], "2", "retries after a failed request"),
+    plain(
+        "llm.model",
+        &["ALGO_LLM_MODEL"],
+        "qwen-vl-plus",
+        "model name",
+    ),
+    plain(
+        "llm.timeout",
+        &["ALGO_LLM_TIMEOUT"],
+        "30",
+        "seconds per request",
+    ),
+    plain(
+        "llm.max_retry",
+        &["ALGO_LLM_MAX_RETRY"],
+        "2",
+        "retries after a failed request",
+    ),
     plain(
         "llm.cooldown_seconds",
         &["ALGO_LLM_COOLDOWN_SECONDS"],
         "3.0",
         "per camera, started by every call, failed ones too",
     ),
-    plain("llm.risk_threshold.low", &[], "0.45", "confidence from which a result is low risk"),
-    plain("llm.risk_threshold.medium", &[], "0.65", "confidence from which a result is medium"),
-    plain("llm.risk_threshold.high", &[], "0.80", "confidence from which a result is high"),
+    plain(
+        "llm.risk_threshold.low",
+        &[],
+        "0.45",
+        "confidence from which a result is low risk",
+    ),
+    plain(
+        "llm.risk_threshold.medium",
+        &[],
+        "0.65",
+        "confidence from which a result is medium",
+    ),
+    plain(
+        "llm.risk_threshold.high",
+        &[],
+        "0.80",
+        "confidence from which a result is high",
+    ),
     secret(
         "llm.api_key",
         &["ALGO_LLM_API_KEY", "DASHSCOPE_API_KEY"],
@@ -172,15 +263,30 @@ pub const SETTINGS: &[Setting] = &[
         "10",
         "a request whose results do not all arrive in time is published partial",
     ),
-    secret("redis.url", &["ALGO_REDIS_URL"], "ALGO_REDIS_URL_FILE", "shared cache in streaming mode"),
+    secret(
+        "redis.url",
+        &["ALGO_REDIS_URL"],
+        "ALGO_REDIS_URL_FILE",
+        "shared cache in streaming mode",
+    ),
     plain(
         "backend.base_url",
         &["ALGO_BACKEND_BASE_URL"],
         "http://localhost:9090/api",
         "the Spring Boot backend: camera list, statistics reports",
     ),
-    plain("backend.jwt_header", &["ALGO_JWT_HEADER"], "Authorization", "header carrying the token"),
-    secret("backend.jwt_token", &["ALGO_JWT_TOKEN"], "ALGO_JWT_TOKEN_FILE", "token for the backend"),
+    plain(
+        "backend.jwt_header",
+        &["ALGO_JWT_HEADER"],
+        "Authorization",
+        "header carrying the token",
+    ),
+    secret(
+        "backend.jwt_token",
+        &["ALGO_JWT_TOKEN"],
+        "ALGO_JWT_TOKEN_FILE",
+        "token for the backend",
+    ),
     secret(
         "security.auth_token",
         &["ALGO_AUTH_TOKEN"],
@@ -205,8 +311,18 @@ pub const SETTINGS: &[Setting] = &[
         "false",
         "keep analysed frames on disk for review",
     ),
-    plain("storage.save_dir", &["ALGO_SAVE_DIR"], "frames/", "where saved frames go"),
-    plain("log.level", &["ALGO_LOG_LEVEL"], "info", "trace, debug, info, warn, error or a filter"),
+    plain(
+        "storage.save_dir",
+        &["ALGO_SAVE_DIR"],
+        "frames/",
+        "where saved frames go",
+    ),
+    plain(
+        "log.level",
+        &["ALGO_LOG_LEVEL"],
+        "info",
+        "trace, debug, info, warn, error or a filter",
+    ),
     plain("log.format", &["ALGO_LOG_FORMAT"], "text", "text or json"),
 ];
 
