@@ -1,6 +1,8 @@
 //! Black-box tests of `traffic-algo detect`: parity with the Python onnxruntime + OpenCV
 //! reference pipeline on real photos and video frames, expected content, and clean failures.
 
+#![allow(clippy::unwrap_used)] // test helpers may panic: a panic is a failed test
+
 mod support;
 
 use std::path::PathBuf;

@@ -144,22 +144,7 @@ pub fn run_detect(config: &Config, args: &BenchDetectArgs) -> anyhow::Result<Exi
         "{:<12} {:>12} {:>10} {:>14} {:>12} {:>14}",
         "stage", "rust med ms", "rust p95", "python med ms", "python p95", "rust/python"
     );
-    let mut rows: Vec<(&str, Vec<f64>, Option<Vec<f64>>)> = STAGES
-        .iter()
-        .map(|s| {
-            (
-                *s,
-                rust.stage(s).to_vec(),
-                python.as_ref().map(|p| p.stage(s).to_vec()),
-            )
-        })
-        .collect();
-    rows.push((
-        "end-to-end",
-        rust.totals(),
-        python.as_ref().map(StageSamples::totals),
-    ));
-    for (name, r, p) in &rows {
+    let row = |name: &str, r: &[f64], p: Option<&[f64]>| {
         let (rm, rp) = (quantile(r, 0.5), quantile(r, 0.95));
         let (pm, pp, ratio) = match p {
             Some(p) => {
@@ -173,11 +158,22 @@ pub fn run_detect(config: &Config, args: &BenchDetectArgs) -> anyhow::Result<Exi
             ms(rm),
             ms(rp)
         );
+    };
+    for stage in STAGES {
+        row(
+            stage,
+            rust.stage(stage),
+            python.as_ref().map(|p| p.stage(stage)),
+        );
     }
+    let python_totals = python.as_ref().map(StageSamples::totals);
+    row("end-to-end", &rust.totals(), python_totals.as_deref());
+    let rust_median = quantile(&rust.totals(), 0.5);
+    let python_median = python_totals.as_deref().map(|p| quantile(p, 0.5));
     let summary = serde_json::json!({
-        "rustEndToEndMedianMs": quantile(&rust.totals(), 0.5) * 1000.0,
-        "pythonEndToEndMedianMs": python.as_ref().map(|p| quantile(&p.totals(), 0.5) * 1000.0),
-        "rustPrePostMedianMs": (quantile(&rust.preprocess, 0.5) + quantile(&rust.postprocess, 0.5) + quantile(&rust.decode, 0.5)) * 1000.0,
+        "rustEndToEndMedianMs": rust_median * 1000.0,
+        "pythonEndToEndMedianMs": python_median.map(|p| p * 1000.0),
+        "ratio": python_median.map(|p| rust_median / p),
     });
     println!("{summary}");
     Ok(ExitCode::SUCCESS)

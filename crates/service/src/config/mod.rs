@@ -282,3 +282,6 @@ impl Config {
         self.llm.enabled && self.llm.api_key.is_some()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -165,7 +165,7 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
         ));
     }
     let image_size = r.integer("model.image_size", 32, 4096)? as u32;
-    if image_size % 32 != 0 {
+    if !image_size.is_multiple_of(32) {
         return Err(r.err("model.image_size", "must be a multiple of 32"));
     }
     let model = ModelConfig {

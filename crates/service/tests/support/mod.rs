@@ -11,7 +11,7 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()
-        .unwrap()
+        .expect("repository root")
 }
 
 /// `../shared` beside the repository: test media and models.
@@ -73,7 +73,7 @@ pub fn run_ok(cmd: &mut Command) -> String {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
 /// Runs `cmd` and returns its output whatever the status.

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Installs what traffic-algo needs to build, run and test, and nothing twice:
+#   - Debian packages (pkg-config, libturbojpeg for JPEG, nasm);
+#   - the Python packages of tests/reference/requirements.txt into .deps/python, among them the
+#     onnxruntime wheel whose libonnxruntime.so the binary loads (found without any variable);
+#   - the default model weights/yolov8n.onnx.
+# Safe to run again: each step checks first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'setup: %s\n' "$*"; }
+
+# --- Debian packages --------------------------------------------------------------------
+apt_packages=(pkg-config libturbojpeg0-dev nasm ca-certificates curl)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  say "installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null 2>&1 || { say "cargo not found: install Rust (rustup) first"; exit 1; }
+
+# --- Python packages (reference pipeline + libonnxruntime.so) ---------------------------
+req=tests/reference/requirements.txt
+stamp=.deps/python/.requirements.sha256
+want=$(sha256sum "$req" | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "installing Python packages into .deps/python"
+  rm -rf .deps/python
+  python3 -m pip install --disable-pip-version-check --no-warn-script-location --root-user-action=ignore -q \
+    --target .deps/python -r "$req"
+  echo "$want" > "$stamp"
+fi
+ls .deps/python/onnxruntime/capi/libonnxruntime.so* >/dev/null
+
+# --- Model weights ---------------------------------------------------------------------
+mkdir -p weights
+if [ ! -f weights/yolov8n.onnx ]; then
+  release=https://github.com/ultralytics/assets/releases/download/v8.3.0/yolov8n.pt
+  if curl -fsSL --connect-timeout 5 --max-time 300 -o weights/yolov8n.pt.part "$release" 2>/dev/null; then
+    mv weights/yolov8n.pt.part weights/yolov8n.pt
+    if command -v yolo >/dev/null 2>&1; then
+      (cd weights && yolo export model=yolov8n.pt format=onnx >/dev/null)
+    else
+      say "downloaded weights/yolov8n.pt; export it with: pip install ultralytics && yolo export model=weights/yolov8n.pt format=onnx"
+    fi
+  else
+    rm -f weights/yolov8n.pt.part
+    say "cannot download YOLOv8n from the official Ultralytics release (no internet access here)"
+  fi
+fi
+if [ ! -f weights/yolov8n.onnx ] && [ -f ../shared/models/yolov8n.onnx ]; then
+  cp ../shared/models/yolov8n.onnx weights/yolov8n.onnx
+  say "copied ../shared/models/yolov8n.onnx to weights/"
+fi
+[ -f weights/yolov8n.onnx ] || say "no weights/yolov8n.onnx: put a YOLO ONNX export there (yolo export model=yolov8n.pt format=onnx)"
+say "ready"
