@@ -126,9 +126,12 @@ pub struct BenchDetectArgs {
     /// Measured iterations.
     #[arg(long, default_value_t = 50)]
     pub iterations: usize,
-    /// Unmeasured iterations first.
-    #[arg(long, default_value_t = 5)]
+    /// Unmeasured iterations at the start of each round.
+    #[arg(long, default_value_t = 3)]
     pub warmup: usize,
+    /// Rounds alternating between our pipeline and the Python reference.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
     /// Skip the Python reference.
     #[arg(long)]
     pub no_reference: bool,

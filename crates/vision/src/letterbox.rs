@@ -144,14 +144,23 @@ impl Preprocessor {
             &self.resized
         };
 
-        let plane = dst_width as usize * dst_height as usize;
-        self.tensor.clear();
-        self.tensor
-            .resize(plane * 3, self.to_float[usize::from(PAD_VALUE)]);
+        let (w, plane) = (dst_width as usize, dst_width as usize * dst_height as usize);
+        let pad = self.to_float[usize::from(PAD_VALUE)];
+        self.tensor.resize(plane * 3, pad);
+        // Only the border is grey: fill it, then write the image rows between.
+        let (top, left) = (lb.top as usize, lb.left as usize);
+        for channel in self.tensor.chunks_exact_mut(plane) {
+            channel[..top * w].fill(pad);
+            channel[(top + rh) * w..].fill(pad);
+            for row in channel[top * w..(top + rh) * w].chunks_exact_mut(w) {
+                row[..left].fill(pad);
+                row[left + rw..].fill(pad);
+            }
+        }
         let (r_plane, rest) = self.tensor.split_at_mut(plane);
         let (g_plane, b_plane) = rest.split_at_mut(plane);
         for (y, row) in resized.chunks_exact(rw * 3).enumerate() {
-            let start = (y + lb.top as usize) * dst_width as usize + lb.left as usize;
+            let start = (y + top) * w + left;
             let r = &mut r_plane[start..start + rw];
             let g = &mut g_plane[start..start + rw];
             let b = &mut b_plane[start..start + rw];
@@ -265,6 +274,21 @@ mod tests {
         assert_eq!(t[4], 1.0); // R, row 1
         assert_eq!(t[16 + 4], 0.0); // G, row 1
         assert_eq!(t[32 + 12], grey); // B, row 3
+    }
+
+    #[test]
+    fn padding_is_refreshed_between_differently_shaped_frames() {
+        let mut pre = Preprocessor::new();
+        let wide: Vec<u8> = [200u8; 3].repeat(8 * 2);
+        pre.run(ImageView::new(8, 2, &wide).unwrap(), 8, 8).unwrap();
+        let tall: Vec<u8> = [10u8; 3].repeat(2 * 8);
+        let lb = pre.run(ImageView::new(2, 8, &tall).unwrap(), 8, 8).unwrap();
+        assert_eq!((lb.left, lb.resized_width), (3, 2));
+        let grey = 114.0 / 255.0;
+        // Row 0, column 0 was image in the first frame and is padding now.
+        assert_eq!(pre.tensor()[0], grey);
+        assert_eq!(pre.tensor()[3], 10.0 / 255.0);
+        assert!(pre.tensor().iter().all(|&v| v == grey || v == 10.0 / 255.0));
     }
 
     #[test]

@@ -65,10 +65,22 @@ pub fn quantile(samples: &[f64], q: f64) -> f64 {
     sorted[rank - 1]
 }
 
-fn measure_rust(config: &Config, args: &BenchDetectArgs) -> anyhow::Result<StageSamples> {
-    let mut detector = Detector::load(&detector_options(&config.model, false))?;
+impl StageSamples {
+    fn extend(&mut self, other: StageSamples) {
+        self.decode.extend(other.decode);
+        self.preprocess.extend(other.preprocess);
+        self.inference.extend(other.inference);
+        self.postprocess.extend(other.postprocess);
+    }
+}
+
+fn measure_rust(
+    detector: &mut Detector,
+    args: &BenchDetectArgs,
+    iterations: usize,
+) -> anyhow::Result<StageSamples> {
     let mut samples = StageSamples::default();
-    for i in 0..args.warmup + args.iterations {
+    for i in 0..args.warmup + iterations {
         let t0 = Instant::now();
         let frame = read_rgb(&args.image)?;
         let decode = t0.elapsed();
@@ -87,7 +99,11 @@ fn measure_rust(config: &Config, args: &BenchDetectArgs) -> anyhow::Result<Stage
     Ok(samples)
 }
 
-fn measure_python(config: &Config, args: &BenchDetectArgs) -> anyhow::Result<StageSamples> {
+fn measure_python(
+    config: &Config,
+    args: &BenchDetectArgs,
+    iterations: usize,
+) -> anyhow::Result<StageSamples> {
     let mut cmd = reference_command().context("tests/reference/yolo_reference.py not found")?;
     cmd.arg("--model")
         .arg(config.model.path())
@@ -95,7 +111,7 @@ fn measure_python(config: &Config, args: &BenchDetectArgs) -> anyhow::Result<Sta
         .args(["--iou", &config.model.iou.to_string()])
         .args(["--max-det", &config.model.max_det.to_string()])
         .args(["--classes", &config.model.classes.join(",")])
-        .args(["--bench", &args.iterations.to_string()])
+        .args(["--bench", &iterations.to_string()])
         .args(["--warmup", &args.warmup.to_string()])
         .arg(&args.image)
         .stderr(Stdio::inherit());
@@ -125,20 +141,27 @@ pub fn run_detect(config: &Config, args: &BenchDetectArgs) -> anyhow::Result<Exi
     }
     let probe = read_rgb(&args.image)?;
     println!(
-        "bench detect: {} ({}x{}), model {}, {} iterations after {} warm-up",
+        "bench detect: {} ({}x{}), model {}, {} iterations in {} alternating rounds, {} warm-up each",
         args.image.display(),
         probe.width,
         probe.height,
         config.model.path().display(),
         args.iterations,
+        args.rounds.clamp(1, args.iterations),
         args.warmup
     );
-    let rust = measure_rust(config, args)?;
-    let python = if args.no_reference {
-        None
-    } else {
-        Some(measure_python(config, args)?)
-    };
+    // Rounds alternate between the two pipelines so that drift in machine load hits both alike.
+    let rounds = args.rounds.clamp(1, args.iterations);
+    let mut detector = Detector::load(&detector_options(&config.model, false))?;
+    let mut rust = StageSamples::default();
+    let mut python = (!args.no_reference).then(StageSamples::default);
+    for round in 0..rounds {
+        let n = args.iterations / rounds + usize::from(round < args.iterations % rounds);
+        rust.extend(measure_rust(&mut detector, args, n)?);
+        if let Some(python) = python.as_mut() {
+            python.extend(measure_python(config, args, n)?);
+        }
+    }
 
     println!(
         "{:<12} {:>12} {:>10} {:>14} {:>12} {:>14}",
@@ -170,7 +193,13 @@ pub fn run_detect(config: &Config, args: &BenchDetectArgs) -> anyhow::Result<Exi
     row("end-to-end", &rust.totals(), python_totals.as_deref());
     let rust_median = quantile(&rust.totals(), 0.5);
     let python_median = python_totals.as_deref().map(|p| quantile(p, 0.5));
+    let overhead = |s: &StageSamples| {
+        (quantile(&s.decode, 0.5) + quantile(&s.preprocess, 0.5) + quantile(&s.postprocess, 0.5))
+            * 1000.0
+    };
     let summary = serde_json::json!({
+        "rustOutsideInferenceMs": overhead(&rust),
+        "pythonOutsideInferenceMs": python.as_ref().map(overhead),
         "rustEndToEndMedianMs": rust_median * 1000.0,
         "pythonEndToEndMedianMs": python_median.map(|p| p * 1000.0),
         "ratio": python_median.map(|p| rust_median / p),
