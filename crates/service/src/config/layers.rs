@@ -251,25 +251,30 @@ fn flatten(
         }
         let text = match value {
             Value::Null => continue,
-            Value::String(s) => s.clone(),
-            Value::Bool(_) | Value::Number(_) => value.to_string(),
             Value::Array(items) => items
                 .iter()
-                .map(|i| match i {
-                    Value::String(s) => Ok(s.clone()),
-                    Value::Bool(_) | Value::Number(_) => Ok(i.to_string()),
-                    _ => Err(ConfigError::new(
-                        key.clone(),
-                        "list items must be plain values",
-                    )),
+                .map(|i| {
+                    scalar_text(i).ok_or_else(|| {
+                        ConfigError::new(key.clone(), "list items must be plain values")
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()?
                 .join(","),
-            Value::Object(_) => unreachable!("handled above"),
+            // Mappings were handled above, so this is a plain value.
+            other => scalar_text(other).unwrap_or_default(),
         };
         out.push((setting, text));
     }
     Ok(())
+}
+
+/// The text of a string, number or boolean; `None` for lists, mappings and null.
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(_) | Value::Number(_) => Some(value.to_string()),
+        _ => None,
+    }
 }
 
 fn first_line(e: &dyn fmt::Display) -> String {
