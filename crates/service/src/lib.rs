@@ -10,6 +10,7 @@
 //! - [`reference`]: running the Python reference pipeline (parity tests, benchmarks).
 //! - [`commands`]: one module per subcommand.
 
+pub mod camera;
 pub mod cli;
 pub mod commands;
 pub mod config;
