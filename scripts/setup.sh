@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what traffic-algo needs to build, run and test, and nothing twice:
-#   - Debian packages (pkg-config, libturbojpeg for JPEG, nasm);
+#   - Debian packages: pkg-config and libturbojpeg (JPEG), nasm (OpenH264's fast path), and for
+#     the tests a real RTSP server: GStreamer's gst-rtsp-server driven by Debian's python3-gi;
 #   - the Python packages of tests/reference/requirements.txt into .deps/python, among them the
 #     onnxruntime wheel whose libonnxruntime.so the binary loads (found without any variable);
 #   - the default model weights/yolov8n.onnx.
@@ -11,7 +12,9 @@ cd "$(dirname "$0")/.."
 say() { printf 'setup: %s\n' "$*"; }
 
 # --- Debian packages --------------------------------------------------------------------
-apt_packages=(pkg-config libturbojpeg0-dev nasm ca-certificates curl)
+apt_packages=(pkg-config libturbojpeg0-dev nasm ca-certificates curl
+  python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -9,14 +9,14 @@ use crate::config::{ConfigError, Overrides};
 
 /// traffic-algo: traffic monitoring on road cameras (YOLO detection, tracking, danger analysis).
 #[derive(Debug, Parser)]
-#[command(name = "traffic-algo", version, about, arg_required_else_help = true)]
+#[command(name = "traffic-algo", version, about)]
 pub struct Cli {
     /// Configuration overrides, applied over model_config.yaml and ALGO_* variables.
     #[command(flatten)]
     pub flags: ConfigFlags,
-    /// What to run.
+    /// What to run; `serve` when omitted.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 /// Flags that set configuration keys.
@@ -90,6 +90,8 @@ impl ConfigFlags {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the HTTP + WebSocket service.
+    Serve,
     /// Detect objects in images; prints one JSON line per image.
     Detect(DetectArgs),
     /// Print the effective configuration (secrets redacted) and where each value came from.

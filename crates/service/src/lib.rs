@@ -2,6 +2,9 @@
 //! [`commands`]; everything else lives here so black-box tests and benchmarks can reach it.
 //!
 //! Layout:
+//! - [`app`]: wiring and shutdown order of the live service (`serve`).
+//! - [`camera`]: sources, decode policy, per-camera pipeline, the hub of shared cameras.
+//! - [`http`]: router, health, the `/ws` protocol and sessions.
 //! - [`cli`]: the command line (subcommands and the flags that override configuration).
 //! - [`config`]: layered configuration (defaults < YAML < environment < flags) and validation.
 //! - [`logging`]: the tracing subscriber (text or JSON on stderr).
@@ -10,11 +13,13 @@
 //! - [`reference`]: running the Python reference pipeline (parity tests, benchmarks).
 //! - [`commands`]: one module per subcommand.
 
+pub mod app;
 pub mod camera;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod detection;
+pub mod http;
 pub mod imageio;
 pub mod logging;
 pub mod reference;

@@ -157,7 +157,11 @@ impl Sampler {
             next = next.max((pts + self.interval).saturating_sub(k / 2));
         }
         // Far behind schedule (a stall, a pause): restart the schedule from now.
-        self.due = Some(if next + self.interval < pts { pts + self.interval } else { next });
+        self.due = Some(if next + self.interval < pts {
+            pts + self.interval
+        } else {
+            next
+        });
         let job = DecodeJob {
             gop: self.gop_id,
             frames: self.gop.clone(),
@@ -184,7 +188,10 @@ mod tests {
                 pts: Duration::from_secs_f64(f64::from(i) / f64::from(fps)),
             };
             if let Decision::Decode(job) = s.push(frame) {
-                assert!(job.frames[0].keyframe, "a decode run must start at a keyframe");
+                assert!(
+                    job.frames[0].keyframe,
+                    "a decode run must start at a keyframe"
+                );
                 decoded += job.frames.len() - job.resume_from;
                 samples.push(job.frames.last().unwrap().pts.as_secs_f64());
             }
@@ -252,7 +259,9 @@ mod tests {
         for ms in (40..4200).step_by(40) {
             assert_eq!(s.push(f(false, ms)), Decision::Wait, "at {ms} ms");
         }
-        let Decision::Decode(job) = s.push(f(false, 4200)) else { panic!("no sample at 4.2 s") };
+        let Decision::Decode(job) = s.push(f(false, 4200)) else {
+            panic!("no sample at 4.2 s")
+        };
         assert_eq!((job.frames.len(), job.resume_from), (106, 1));
     }
 
@@ -265,8 +274,9 @@ mod tests {
             pts: Duration::from_millis(i * 40),
         };
         assert!(matches!(s.push(f(true, 0)), Decision::Decode(_)));
-        let overflow =
-            (1..=MAX_GOP_FRAMES as u64).map(|i| s.push(f(false, i))).find(|d| *d != Decision::Wait);
+        let overflow = (1..=MAX_GOP_FRAMES as u64)
+            .map(|i| s.push(f(false, i)))
+            .find(|d| *d != Decision::Wait);
         assert_eq!(overflow, Some(Decision::Overflow(MAX_GOP_FRAMES + 1)));
         assert_eq!(s.push(f(false, 9999)), Decision::Wait);
     }

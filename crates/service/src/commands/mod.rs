@@ -20,6 +20,16 @@ pub fn process_env() -> HashMap<String, String> {
         .collect()
 }
 
+/// Runs the live service on a multi-threaded runtime.
+fn serve(config: &Config) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("traffic-algo")
+        .build()?;
+    runtime.block_on(crate::app::serve(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Runs the binary and returns its exit code.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -46,7 +56,8 @@ pub fn main() -> ExitCode {
         }
     };
     crate::logging::init(&config.log);
-    let result = match &cli.command {
+    let result = match cli.command.as_ref().unwrap_or(&Command::Serve) {
+        Command::Serve => serve(&config),
         Command::Detect(args) => detect::run(&config, args),
         Command::CheckConfig => check_config::run(&config, &layers),
         Command::Bench(BenchCommand::Detect(args)) => bench::run_detect(&config, args),

@@ -100,7 +100,11 @@ pub struct ProtocolError {
 impl ProtocolError {
     /// An error without a camera.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), camera_id: None }
+        Self {
+            code,
+            message: message.into(),
+            camera_id: None,
+        }
     }
 
     /// The same error about `camera_id`.
@@ -121,12 +125,17 @@ impl ProtocolError {
 
 /// `{"type": ty, "data": data}` as text.
 pub fn envelope(ty: &str, data: Value) -> String {
-    json!({"type": ty, "data": data}).to_string()
+    let mut message = json!({"type": ty});
+    message["data"] = data;
+    message.to_string()
 }
 
 /// The first message of every connection.
 pub fn connection_ack() -> String {
-    envelope("connection_ack", json!({"message": "WS connected (pipeline ready)"}))
+    envelope(
+        "connection_ack",
+        json!({"message": "WS connected (pipeline ready)"}),
+    )
 }
 
 /// The answer to `ping`.
@@ -136,13 +145,19 @@ pub fn pong() -> String {
 
 /// `stream_stopped`.
 pub fn stream_stopped(camera_id: CameraId, reason: &str) -> String {
-    envelope("stream_stopped", json!({"cameraId": camera_id, "reason": reason}))
+    envelope(
+        "stream_stopped",
+        json!({"cameraId": camera_id, "reason": reason}),
+    )
 }
 
 /// Parses one text message.
 pub fn parse(text: &str) -> Result<ClientMessage, ProtocolError> {
     if text.len() > MAX_MESSAGE_BYTES {
-        return Err(ProtocolError::new(ErrorCode::InvalidJson, "message larger than 1 MiB"));
+        return Err(ProtocolError::new(
+            ErrorCode::InvalidJson,
+            "message larger than 1 MiB",
+        ));
     }
     let value: Value = serde_json::from_str(text)
         .map_err(|e| ProtocolError::new(ErrorCode::InvalidJson, format!("not valid JSON: {e}")))?;
@@ -164,7 +179,10 @@ pub fn parse(text: &str) -> Result<ClientMessage, ProtocolError> {
         ty,
         "start_stream" | "stop_stream" | "check_camera" | "subscribe" | "unsubscribe"
     ) {
-        return Err(ProtocolError::new(ErrorCode::UnknownType, format!("unknown type `{ty}`")));
+        return Err(ProtocolError::new(
+            ErrorCode::UnknownType,
+            format!("unknown type `{ty}`"),
+        ));
     }
     let data = match obj.get("data") {
         None | Some(Value::Null) => return Err(missing("data")),
@@ -174,8 +192,14 @@ pub fn parse(text: &str) -> Result<ClientMessage, ProtocolError> {
     let camera_id = camera_id(data)?;
     let url = || source_url(data).map_err(|e| e.for_camera(camera_id));
     Ok(match ty {
-        "start_stream" => ClientMessage::StartStream { camera_id, url: url()? },
-        "check_camera" => ClientMessage::CheckCamera { camera_id, url: url()? },
+        "start_stream" => ClientMessage::StartStream {
+            camera_id,
+            url: url()?,
+        },
+        "check_camera" => ClientMessage::CheckCamera {
+            camera_id,
+            url: url()?,
+        },
         "stop_stream" => ClientMessage::StopStream { camera_id },
         "subscribe" => ClientMessage::Subscribe { camera_id },
         _ => ClientMessage::Unsubscribe { camera_id },
@@ -228,10 +252,16 @@ mod tests {
     #[test]
     fn valid_messages_parse() {
         assert_eq!(parse(r#"{"type":"ping"}"#), Ok(ClientMessage::Ping));
-        assert_eq!(parse(r#"{"type":"ping","data":42}"#), Ok(ClientMessage::Ping));
+        assert_eq!(
+            parse(r#"{"type":"ping","data":42}"#),
+            Ok(ClientMessage::Ping)
+        );
         assert_eq!(
             parse(r#"{"type":"start_stream","data":{"cameraId":3,"rtspUrl":" rtsp://h/x "}}"#),
-            Ok(ClientMessage::StartStream { camera_id: 3, url: "rtsp://h/x".into() })
+            Ok(ClientMessage::StartStream {
+                camera_id: 3,
+                url: "rtsp://h/x".into()
+            })
         );
         assert_eq!(
             parse(r#"{"type":"stop_stream","data":{"cameraId":"7"}}"#),
@@ -239,7 +269,10 @@ mod tests {
         );
         assert_eq!(
             parse(r#"{"type":"check_camera","data":{"cameraId":1,"rtspUrl":"rtsp://a"}}"#),
-            Ok(ClientMessage::CheckCamera { camera_id: 1, url: "rtsp://a".into() })
+            Ok(ClientMessage::CheckCamera {
+                camera_id: 1,
+                url: "rtsp://a".into()
+            })
         );
         assert_eq!(
             parse(r#"{"type":"subscribe","data":{"cameraId":2}}"#),
@@ -257,14 +290,35 @@ mod tests {
         assert_eq!(code("[1,2]"), ErrorCode::InvalidJson);
         assert_eq!(code(r#"{"data":{}}"#), ErrorCode::MissingField);
         assert_eq!(code(r#"{"type":5}"#), ErrorCode::InvalidField);
-        assert_eq!(code(r#"{"type":"launch_rockets","data":{}}"#), ErrorCode::UnknownType);
+        assert_eq!(
+            code(r#"{"type":"launch_rockets","data":{}}"#),
+            ErrorCode::UnknownType
+        );
         assert_eq!(code(r#"{"type":"subscribe"}"#), ErrorCode::MissingField);
-        assert_eq!(code(r#"{"type":"subscribe","data":"x"}"#), ErrorCode::InvalidField);
-        assert_eq!(code(r#"{"type":"subscribe","data":{}}"#), ErrorCode::MissingField);
-        assert_eq!(code(r#"{"type":"subscribe","data":{"cameraId":-1}}"#), ErrorCode::InvalidField);
-        assert_eq!(code(r#"{"type":"subscribe","data":{"cameraId":1.5}}"#), ErrorCode::InvalidField);
-        assert_eq!(code(r#"{"type":"subscribe","data":{"cameraId":true}}"#), ErrorCode::InvalidField);
-        assert_eq!(code(r#"{"type":"start_stream","data":{"cameraId":1}}"#), ErrorCode::MissingField);
+        assert_eq!(
+            code(r#"{"type":"subscribe","data":"x"}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"type":"subscribe","data":{}}"#),
+            ErrorCode::MissingField
+        );
+        assert_eq!(
+            code(r#"{"type":"subscribe","data":{"cameraId":-1}}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"type":"subscribe","data":{"cameraId":1.5}}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"type":"subscribe","data":{"cameraId":true}}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"type":"start_stream","data":{"cameraId":1}}"#),
+            ErrorCode::MissingField
+        );
         assert_eq!(
             code(r#"{"type":"start_stream","data":{"cameraId":1,"rtspUrl":7}}"#),
             ErrorCode::InvalidField
@@ -273,7 +327,10 @@ mod tests {
             code(r#"{"type":"start_stream","data":{"cameraId":1,"rtspUrl":""}}"#),
             ErrorCode::InvalidField
         );
-        let long = format!(r#"{{"type":"ping","data":"{}"}}"#, "x".repeat(MAX_MESSAGE_BYTES));
+        let long = format!(
+            r#"{{"type":"ping","data":"{}"}}"#,
+            "x".repeat(MAX_MESSAGE_BYTES)
+        );
         assert_eq!(code(&long), ErrorCode::InvalidJson);
     }
 
@@ -293,6 +350,9 @@ mod tests {
         assert_eq!(ack["type"], "connection_ack");
         assert_eq!(ack["data"]["message"], "WS connected (pipeline ready)");
         let stopped: Value = serde_json::from_str(&stream_stopped(4, "Stopped by client")).unwrap();
-        assert_eq!(stopped["data"], json!({"cameraId": 4, "reason": "Stopped by client"}));
+        assert_eq!(
+            stopped["data"],
+            json!({"cameraId": 4, "reason": "Stopped by client"})
+        );
     }
 }

@@ -80,3 +80,142 @@ pub fn run_ok(cmd: &mut Command) -> String {
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("spawn")
 }
+
+/// A child process killed (by PID) when dropped.
+pub struct Proc {
+    pub child: std::process::Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads lines from `reader` until one starts with `prefix`; returns the rest of that line.
+fn wait_for_line(reader: impl std::io::Read + Send + 'static, prefix: &str) -> String {
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(reader).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.starts_with(prefix) => {
+                // Keep draining so the child never blocks on a full pipe.
+                std::thread::spawn(move || for _ in lines {});
+                return line[prefix.len()..].trim().to_string();
+            }
+            Some(Ok(_)) => {}
+            other => panic!("process ended before printing {prefix:?}: {other:?}"),
+        }
+    }
+}
+
+/// A real RTSP server (GStreamer gst-rtsp-server) serving `files` as /cam0, /cam1, ...
+pub struct RtspServer {
+    pub port: u16,
+    _proc: Proc,
+}
+
+impl RtspServer {
+    /// Starts on a free port.
+    pub fn start(files: &[PathBuf]) -> Self {
+        Self::start_on(0, files)
+    }
+
+    /// Starts on `port` (0 = any free port).
+    pub fn start_on(port: u16, files: &[PathBuf]) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/rtsp_server.py");
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(script)
+            .arg(port.to_string())
+            .args(files)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect(
+                "start the RTSP server (/usr/bin/python3 with python3-gi; see scripts/setup.sh)",
+            );
+        let stdout = child.stdout.take().expect("stdout");
+        let proc = Proc { child };
+        let port = wait_for_line(stdout, "PORT ").parse().expect("port number");
+        Self { port, _proc: proc }
+    }
+
+    /// The URL of stream `i`.
+    pub fn url(&self, i: usize) -> String {
+        format!("rtsp://127.0.0.1:{}/cam{i}", self.port)
+    }
+}
+
+/// The service (`traffic-algo serve`) on a free loopback port.
+pub struct Service {
+    pub addr: String,
+    pub dir: tempfile::TempDir,
+    _proc: Proc,
+}
+
+impl Service {
+    /// Starts the service with the test model and extra environment.
+    pub fn start(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cmd = traffic_algo(dir.path());
+        cmd.args(["serve", "--host", "127.0.0.1", "--port", "0", "--model"])
+            .arg(model())
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("start traffic-algo serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let proc = Proc { child };
+        let line = wait_for_line(stdout, "traffic-algo listening on http://");
+        let addr = line.split_whitespace().next().expect("address").to_string();
+        Self {
+            addr,
+            dir,
+            _proc: proc,
+        }
+    }
+
+    /// The WebSocket URL.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// The process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self._proc.child.id()
+    }
+
+    /// The child process.
+    pub fn child_mut(&mut self) -> &mut std::process::Child {
+        &mut self._proc.child
+    }
+}
+
+/// A minimal HTTP/1.1 request over loopback: returns the status, lower-cased headers and body.
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("Content-Length: 0\r\n\r\n");
+    stream.write_all(req.as_bytes()).expect("write");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).expect("read");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    (status, head.to_ascii_lowercase(), body.to_string())
+}

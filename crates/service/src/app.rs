@@ -1,0 +1,136 @@
+//! Wiring of the live service (`serve`): detector and inference thread, camera hub, HTTP
+//! router, listener; and the shutdown order: on the first Ctrl-C/SIGTERM stop accepting, end
+//! WebSocket sessions, stop cameras, wait for their tasks up to a grace period, exit 0. A second
+//! signal exits at once.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use vision::Detector;
+use vision::worker::InferenceWorker;
+
+use crate::camera::hub::CameraHub;
+use crate::camera::pipeline::Analyzer;
+use crate::camera::result::ModelFacts;
+use crate::config::Config;
+use crate::detection::detector_options;
+use crate::http::{AppState, router};
+
+/// How long cameras get to stop after the signal.
+pub const GRACE: Duration = Duration::from_secs(8);
+
+/// Inference jobs queued before cameras start dropping frames.
+const INFERENCE_QUEUE: usize = 4;
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// The shared analysis: detector on its thread, plus the facts every result carries.
+pub fn analyzer(config: &Config) -> anyhow::Result<Analyzer> {
+    let options = detector_options(&config.model, false);
+    let detector = Detector::load(&options)?;
+    let model_type = options
+        .model
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "yolo".into());
+    let worker = InferenceWorker::spawn(detector, INFERENCE_QUEUE)
+        .context("cannot start the inference thread")?;
+    Ok(Analyzer {
+        worker,
+        facts: ModelFacts {
+            model_type,
+            supported_classes: config.model.classes.clone(),
+        },
+    })
+}
+
+/// Runs the service until a signal.
+pub async fn serve(config: &Config) -> anyhow::Result<()> {
+    let analyzer = Arc::new(analyzer(config)?);
+    if !config.llm_active() {
+        let why = if config.llm.enabled {
+            "no API key (set DASHSCOPE_API_KEY)"
+        } else {
+            "llm.enabled = false"
+        };
+        tracing::info!("LLM analysis off: {why}");
+    }
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let hub = Arc::new(CameraHub::new(
+        analyzer,
+        config.stream.frame_interval,
+        config.stream.max_concurrent_streams,
+        config.security.clone(),
+        shutdown.child_token(),
+        tracker.clone(),
+    ));
+    let addr = (config.server.host.as_str(), config.server.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", addr.0, addr.1))?;
+    let local = listener.local_addr()?;
+    println!("traffic-algo listening on http://{local} (WebSocket ws://{local}/ws)");
+    tracing::info!(%local, "listening");
+
+    let state = AppState {
+        hub: Arc::clone(&hub),
+        started: Instant::now(),
+        llm_enabled: config.llm_active(),
+        heartbeat: config.server.ws_heartbeat,
+        next_conn: Arc::new(AtomicU64::new(1)),
+        shutdown: shutdown.clone(),
+        policy: config.security.clone(),
+    };
+    let app = router(state, &config.server.cors_origins);
+    let stop = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            signal().await;
+            tracing::info!("shutting down: closing sessions, stopping cameras");
+            stop.cancel();
+            tokio::spawn(async {
+                signal().await;
+                tracing::warn!("second signal: exiting now");
+                std::process::exit(130);
+            });
+        })
+        .await
+        .context("server failed")?;
+
+    shutdown.cancel();
+    hub.stop_all();
+    tracker.close();
+    if tokio::time::timeout(GRACE, tracker.wait()).await.is_err() {
+        tracing::warn!("cameras did not stop within {GRACE:?}; exiting anyway");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

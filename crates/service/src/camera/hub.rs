@@ -1,0 +1,234 @@
+//! The camera hub: cameras belong to the service, not to a socket. A camera runs while at least
+//! one connection that started or subscribed to it is open; the last one leaving stops it.
+//! Starting a running id with a new URL restarts it for all its watchers. The number of cameras
+//! is capped by `stream.max_concurrent_streams`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::pipeline::{Analyzer, CameraTask, run};
+use super::source::{check_policy, redact};
+use super::state::CameraInfo;
+use crate::config::SecurityConfig;
+use crate::http::protocol::{CameraId, ErrorCode, ProtocolError};
+
+/// Identifies one client connection.
+pub type ConnId = u64;
+
+/// Messages buffered per camera for slow watchers before they start losing (and counting) them.
+const EVENT_CAPACITY: usize = 16;
+
+struct Camera {
+    url: String,
+    info: Arc<Mutex<CameraInfo>>,
+    events: broadcast::Sender<Arc<str>>,
+    cancel: CancellationToken,
+    watchers: HashSet<ConnId>,
+}
+
+/// A watcher's handle on a camera.
+#[derive(Debug)]
+pub struct Subscription {
+    /// Camera id.
+    pub camera_id: CameraId,
+    /// The camera's messages from now on.
+    pub events: broadcast::Receiver<Arc<str>>,
+    /// The current `camera_status` message, to send first.
+    pub status: String,
+}
+
+/// All running cameras.
+pub struct CameraHub {
+    cameras: Mutex<HashMap<CameraId, Camera>>,
+    analyzer: Arc<Analyzer>,
+    interval: Duration,
+    max_cameras: usize,
+    policy: SecurityConfig,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl std::fmt::Debug for CameraHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CameraHub")
+            .field("max_cameras", &self.max_cameras)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CameraHub {
+    /// A hub whose camera tasks are children of `shutdown` and tracked by `tracker`.
+    pub fn new(
+        analyzer: Arc<Analyzer>,
+        interval: Duration,
+        max_cameras: usize,
+        policy: SecurityConfig,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Self {
+        Self {
+            cameras: Mutex::new(HashMap::new()),
+            analyzer,
+            interval,
+            max_cameras,
+            policy,
+            shutdown,
+            tracker,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CameraId, Camera>> {
+        self.cameras.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts camera `id` on `url` (or restarts it when the URL changed) and adds `conn` as a
+    /// watcher.
+    pub fn start(
+        &self,
+        conn: ConnId,
+        id: CameraId,
+        url: &str,
+    ) -> Result<Subscription, ProtocolError> {
+        let parsed = check_policy(url, &self.policy).map_err(|e| {
+            let code = match e {
+                super::source::SourceError::NotAllowed(_) => ErrorCode::SourceNotAllowed,
+                _ => ErrorCode::InvalidField,
+            };
+            ProtocolError::new(code, e.to_string()).for_camera(id)
+        })?;
+        let mut cameras = self.lock();
+        if let Some(cam) = cameras.get_mut(&id) {
+            if cam.url != url {
+                // Same id, new URL: restart for everyone watching.
+                cam.cancel.cancel();
+                cam.url = url.to_string();
+                cam.cancel = self.shutdown.child_token();
+                let info = CameraInfo::new(id, redact(url));
+                *cam.info.lock().unwrap_or_else(|e| e.into_inner()) = info;
+                self.spawn(id, parsed, cam);
+            }
+            cam.watchers.insert(conn);
+            return Ok(Self::subscription(id, cam));
+        }
+        if cameras.len() >= self.max_cameras {
+            return Err(ProtocolError::new(
+                ErrorCode::TooManyStreams,
+                format!(
+                    "{} cameras already running (stream.max_concurrent_streams)",
+                    cameras.len()
+                ),
+            )
+            .for_camera(id));
+        }
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let mut cam = Camera {
+            url: url.to_string(),
+            info: Arc::new(Mutex::new(CameraInfo::new(id, redact(url)))),
+            events,
+            cancel: self.shutdown.child_token(),
+            watchers: HashSet::from([conn]),
+        };
+        self.spawn(id, parsed, &mut cam);
+        let sub = Self::subscription(id, &cam);
+        cameras.insert(id, cam);
+        Ok(sub)
+    }
+
+    fn spawn(&self, id: CameraId, url: url::Url, cam: &mut Camera) {
+        let task = CameraTask {
+            id,
+            url,
+            interval: self.interval,
+            info: Arc::clone(&cam.info),
+            events: cam.events.clone(),
+            cancel: cam.cancel.clone(),
+            analyzer: Arc::clone(&self.analyzer),
+        };
+        self.tracker.spawn(run(task));
+    }
+
+    fn subscription(id: CameraId, cam: &Camera) -> Subscription {
+        let status = cam
+            .info
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .status_message();
+        Subscription {
+            camera_id: id,
+            events: cam.events.subscribe(),
+            status,
+        }
+    }
+
+    /// Adds `conn` as a watcher of a running camera.
+    pub fn subscribe(&self, conn: ConnId, id: CameraId) -> Result<Subscription, ProtocolError> {
+        let mut cameras = self.lock();
+        let cam = cameras.get_mut(&id).ok_or_else(|| {
+            ProtocolError::new(
+                ErrorCode::UnknownCamera,
+                format!("camera {id} is not running"),
+            )
+            .for_camera(id)
+        })?;
+        cam.watchers.insert(conn);
+        Ok(Self::subscription(id, cam))
+    }
+
+    /// Removes `conn` from camera `id`; stops the camera when nobody is left. Returns whether
+    /// `conn` was watching it.
+    pub fn leave(&self, conn: ConnId, id: CameraId) -> bool {
+        let mut cameras = self.lock();
+        let Some(cam) = cameras.get_mut(&id) else {
+            return false;
+        };
+        let was_watching = cam.watchers.remove(&conn);
+        if cam.watchers.is_empty() {
+            cam.cancel.cancel();
+            cameras.remove(&id);
+            tracing::info!(camera = id, "last watcher left; camera stopped");
+        }
+        was_watching
+    }
+
+    /// Removes `conn` from every camera (the connection closed).
+    pub fn leave_all(&self, conn: ConnId) {
+        let ids: Vec<CameraId> = self.lock().keys().copied().collect();
+        for id in ids {
+            self.leave(conn, id);
+        }
+    }
+
+    /// Every camera's state, by id.
+    pub fn cameras(&self) -> Vec<CameraInfo> {
+        let cameras = self.lock();
+        let mut list: Vec<CameraInfo> = cameras
+            .values()
+            .map(|c| {
+                let mut info = c.info.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                info.watchers = c.watchers.len();
+                info
+            })
+            .collect();
+        list.sort_by_key(|c| c.camera_id);
+        list
+    }
+
+    /// Number of running cameras.
+    pub fn active(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Stops every camera (shutdown).
+    pub fn stop_all(&self) {
+        let mut cameras = self.lock();
+        for cam in cameras.values() {
+            cam.cancel.cancel();
+        }
+        cameras.clear();
+    }
+}

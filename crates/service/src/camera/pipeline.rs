@@ -1,0 +1,274 @@
+//! One camera's pipeline. An async task owns the source: [`run`] is a retry loop (capped
+//! exponential backoff with jitter) around `run_once`, which connects, watches for a stalled
+//! stream and feeds packets to the [`Sampler`]. Decode jobs go through a channel of capacity 1
+//! (latest sample only; a busy analysis drops and counts) to the camera's analysis thread, which
+//! decodes, runs detection on the shared inference thread, encodes the JPEG and broadcasts the
+//! `detection_result`. Every wait races the camera's cancellation token.
+
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+use vision::worker::InferenceWorker;
+
+use super::decode::{VideoDecoder, encode_jpeg};
+use super::result::{FrameResult, ModelFacts, detection_result};
+use super::sampler::{Decision, DecodeJob, Sampler};
+use super::source::{RtspSource, SourceError};
+use super::state::{CameraInfo, State};
+use crate::http::protocol::CameraId;
+
+/// No frame for this long means the stream is dead, even with the socket open.
+pub const WATCHDOG: Duration = Duration::from_secs(10);
+/// First reconnect delay.
+pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Longest reconnect delay.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// JPEG quality of the frames sent to clients.
+pub const JPEG_QUALITY: i32 = 80;
+
+/// What every camera shares: the inference thread and the facts put in each result.
+pub struct Analyzer {
+    /// The inference thread.
+    pub worker: InferenceWorker,
+    /// Model facts for `detection_result`.
+    pub facts: ModelFacts,
+}
+
+impl std::fmt::Debug for Analyzer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Analyzer")
+            .field("facts", &self.facts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything one camera task needs.
+#[derive(Clone)]
+pub struct CameraTask {
+    /// Camera id.
+    pub id: CameraId,
+    /// Source URL (policy-checked).
+    pub url: Url,
+    /// Time between analysed frames.
+    pub interval: Duration,
+    /// Shared state for `/api/cameras`.
+    pub info: Arc<Mutex<CameraInfo>>,
+    /// Messages to the camera's watchers.
+    pub events: broadcast::Sender<Arc<str>>,
+    /// Stops this camera.
+    pub cancel: CancellationToken,
+    /// Shared analysis.
+    pub analyzer: Arc<Analyzer>,
+}
+
+impl CameraTask {
+    fn update(&self, f: impl FnOnce(&mut CameraInfo)) {
+        let mut info = self.info.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut info);
+    }
+
+    /// Moves to `state` and tells the watchers, unless nothing changed.
+    fn set_state(&self, state: State, message: &str) {
+        let msg = {
+            let mut info = self.info.lock().unwrap_or_else(|e| e.into_inner());
+            if info.state == state && info.message == message {
+                return;
+            }
+            info.state = state;
+            info.message = message.to_string();
+            info.status_message()
+        };
+        tracing::info!(camera = self.id, ?state, message, "camera state");
+        let _ = self.events.send(msg.into());
+    }
+}
+
+/// Capped exponential backoff with up to 20% jitter.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { next: BACKOFF_MIN }
+    }
+}
+
+impl Backoff {
+    /// The delay to wait now; doubles the next one up to [`BACKOFF_MAX`].
+    pub fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        base + base.mul_f64(f64::from(nanos % 1000) / 1000.0 * 0.2)
+    }
+
+    /// Back to the shortest delay (after a healthy connection).
+    pub fn reset(&mut self) {
+        self.next = BACKOFF_MIN;
+    }
+}
+
+/// Runs the camera until its token is cancelled, reconnecting forever.
+pub async fn run(task: CameraTask) {
+    let (job_tx, job_rx) = mpsc::sync_channel::<DecodeJob>(1);
+    let analysis = {
+        let task = task.clone();
+        std::thread::Builder::new()
+            .name(format!("camera-{}", task.id))
+            .spawn(move || analysis_loop(&task, &job_rx))
+    };
+    let analysis = match analysis {
+        Ok(handle) => handle,
+        Err(e) => {
+            task.set_state(
+                State::Offline,
+                &format!("cannot start analysis thread: {e}"),
+            );
+            return;
+        }
+    };
+    task.set_state(State::Connecting, "connecting");
+    let mut backoff = Backoff::default();
+    loop {
+        let err = tokio::select! {
+            _ = task.cancel.cancelled() => break,
+            err = run_once(&task, &job_tx, &mut backoff) => err,
+        };
+        tracing::warn!(camera = task.id, error = %err, "camera source failed");
+        task.update(|i| {
+            i.reconnects += 1;
+            i.last_error = Some(err.to_string());
+        });
+        task.set_state(State::Reconnecting, &err.to_string());
+        tokio::select! {
+            _ = task.cancel.cancelled() => break,
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
+    drop(job_tx);
+    task.set_state(State::Offline, "stopped");
+    // The analysis thread ends once its channel is closed and its current frame is done.
+    let _ = tokio::task::spawn_blocking(move || analysis.join()).await;
+}
+
+/// Connects and streams until something fails; returns why.
+async fn run_once(
+    task: &CameraTask,
+    jobs: &SyncSender<DecodeJob>,
+    backoff: &mut Backoff,
+) -> SourceError {
+    let mut source = match RtspSource::open(&task.url).await {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let mut sampler = Sampler::new(task.interval);
+    let mut online = false;
+    loop {
+        let frame = match tokio::time::timeout(WATCHDOG, source.next_frame()).await {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(e)) => return e,
+            Err(_) => return SourceError::Timeout("waiting for video (no frame for 10 s)"),
+        };
+        if !online {
+            online = true;
+            backoff.reset();
+            task.set_state(State::Online, "streaming");
+        }
+        task.update(|i| i.frames_received += 1);
+        match sampler.push(frame) {
+            Decision::Wait => {}
+            Decision::Decode(job) => match jobs.try_send(job) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => task.update(|i| i.frames_dropped += 1),
+                Err(TrySendError::Disconnected(_)) => {
+                    return SourceError::Stream("analysis thread stopped".into());
+                }
+            },
+            Decision::Overflow(n) => task.update(|i| i.frames_dropped += n as u64),
+        }
+    }
+}
+
+/// The camera's analysis thread: decode, detect, encode, broadcast.
+fn analysis_loop(task: &CameraTask, jobs: &Receiver<DecodeJob>) {
+    let mut decoder = match VideoDecoder::new() {
+        Ok(d) => d,
+        Err(e) => {
+            task.update(|i| i.last_error = Some(e.to_string()));
+            return;
+        }
+    };
+    for job in jobs {
+        let started = Instant::now();
+        let frame = match decoder.decode(&job) {
+            Ok(Some(frame)) => Arc::new(frame),
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(camera = task.id, error = %e, "decode failed");
+                task.update(|i| i.last_error = Some(e.to_string()));
+                continue;
+            }
+        };
+        task.update(|i| i.frames_decoded = decoder.frames_decoded());
+        let shared = Arc::clone(&frame);
+        let detections = match task.analyzer.worker.run(move |d| d.detect(shared.view())) {
+            Ok(Ok(out)) => out.detections,
+            Ok(Err(e)) => {
+                tracing::warn!(camera = task.id, error = %e, "detection failed");
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(camera = task.id, error = %e, "inference unavailable");
+                return;
+            }
+        };
+        let process_time = started.elapsed().as_secs_f64();
+        let jpeg = match encode_jpeg(&frame, JPEG_QUALITY) {
+            Ok(jpeg) => jpeg,
+            Err(e) => {
+                tracing::warn!(camera = task.id, error = %e, "JPEG encode failed");
+                continue;
+            }
+        };
+        let text = detection_result(
+            &FrameResult {
+                camera_id: task.id,
+                timestamp: chrono::Utc::now(),
+                jpeg: &jpeg,
+                width: frame.width,
+                height: frame.height,
+                detections: &detections,
+                process_time,
+            },
+            &task.analyzer.facts,
+        );
+        task.update(|i| i.frames_analysed += 1);
+        let _ = task.events.send(text.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_bounded_jitter() {
+        let mut b = Backoff::default();
+        let delays: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
+        for (d, base) in delays.iter().zip([1u64, 2, 4, 8, 16, 30, 30, 30]) {
+            let base = Duration::from_secs(base);
+            assert!(*d >= base && *d <= base.mul_f64(1.2), "{d:?} vs {base:?}");
+        }
+        b.reset();
+        assert!(b.next_delay() < Duration::from_millis(1300));
+    }
+}

@@ -1,0 +1,229 @@
+//! Where frames come from: RTSP/RTSPS cameras through `retina` (TCP interleaved by default, UDP
+//! on request with `?transport=udp`), H.264 in Annex B form ready for the decoder, and the URL
+//! policy that decides which sources may be opened at all.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use retina::client::{
+    Credentials, Demuxed, PlayOptions, Session, SessionOptions, SetupOptions, Transport,
+};
+use retina::codec::{CodecItem, FrameFormat};
+use url::Url;
+
+use super::sampler::EncodedFrame;
+use crate::config::SecurityConfig;
+
+/// Limit for each RTSP request during connection set-up.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a source failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    /// The URL cannot be parsed.
+    #[error("invalid camera URL: {0}")]
+    InvalidUrl(String),
+    /// The scheme or host is refused by `security.allowed_source_*`.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// A scheme we cannot open.
+    #[error("unsupported source: {0}")]
+    Unsupported(String),
+    /// Connection or RTSP negotiation failed.
+    #[error("connect failed: {0}")]
+    Connect(String),
+    /// The stream broke after it started.
+    #[error("stream error: {0}")]
+    Stream(String),
+    /// A step did not finish in time.
+    #[error("timed out {0}")]
+    Timeout(&'static str),
+    /// The source ended (server closed the session, end of file).
+    #[error("source ended")]
+    Ended,
+}
+
+/// Checks `url` against the allowed schemes and hosts and returns it parsed.
+pub fn check_policy(url: &str, policy: &SecurityConfig) -> Result<Url, SourceError> {
+    let parsed = Url::parse(url).map_err(|e| SourceError::InvalidUrl(e.to_string()))?;
+    let scheme = parsed.scheme().to_ascii_lowercase();
+    if !policy.allowed_source_schemes.contains(&scheme) {
+        return Err(SourceError::NotAllowed(format!(
+            "scheme `{scheme}` is not allowed (allowed: {})",
+            policy.allowed_source_schemes.join(", ")
+        )));
+    }
+    if !policy.allowed_source_hosts.is_empty() && scheme != "file" {
+        let host = parsed.host_str().unwrap_or("").to_ascii_lowercase();
+        if !policy.allowed_source_hosts.contains(&host) {
+            return Err(SourceError::NotAllowed(format!(
+                "host `{host}` is not allowed"
+            )));
+        }
+    }
+    Ok(parsed)
+}
+
+/// The URL with any password replaced, for logs, errors and `/api/cameras`.
+pub fn redact(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(_) => url.to_string(),
+        Err(_) => "<invalid URL>".to_string(),
+    }
+}
+
+/// An open H.264 stream.
+pub struct RtspSource {
+    demuxed: Pin<Box<Demuxed>>,
+    stream: usize,
+    /// Coded picture size announced by the camera, when known.
+    pub dimensions: Option<(u32, u32)>,
+}
+
+impl std::fmt::Debug for RtspSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RtspSource")
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn step<T, E: std::fmt::Display>(
+    what: &'static str,
+    fut: impl Future<Output = Result<T, E>>,
+) -> Result<T, SourceError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(SourceError::Connect(format!("{what}: {e}"))),
+        Err(_) => Err(SourceError::Timeout(what)),
+    }
+}
+
+impl RtspSource {
+    /// Connects: DESCRIBE, SETUP of the first H.264 video stream, PLAY.
+    pub async fn open(url: &Url) -> Result<Self, SourceError> {
+        match url.scheme() {
+            "rtsp" | "rtsps" => {}
+            other => return Err(SourceError::Unsupported(format!("`{other}` streams"))),
+        }
+        let mut clean = url.clone();
+        let creds = (!url.username().is_empty()).then(|| Credentials {
+            username: url.username().to_string(),
+            password: url.password().unwrap_or("").to_string(),
+        });
+        let _ = clean.set_username("");
+        let _ = clean.set_password(None);
+        let udp = url
+            .query_pairs()
+            .any(|(k, v)| k == "transport" && v == "udp");
+        let options = SessionOptions::default()
+            .creds(creds)
+            .user_agent(format!("traffic-algo/{}", env!("CARGO_PKG_VERSION")));
+        let mut session = step("DESCRIBE", Session::describe(clean, options)).await?;
+        let stream = session
+            .streams()
+            .iter()
+            .position(|s| s.media() == "video" && s.encoding_name().eq_ignore_ascii_case("h264"))
+            .ok_or_else(|| {
+                let found: Vec<String> = session
+                    .streams()
+                    .iter()
+                    .map(|s| format!("{}/{}", s.media(), s.encoding_name()))
+                    .collect();
+                SourceError::Unsupported(format!(
+                    "no H.264 video stream (found: {})",
+                    found.join(", ")
+                ))
+            })?;
+        let dimensions = match session.streams()[stream].parameters() {
+            Some(retina::codec::ParametersRef::Video(v)) => Some(v.pixel_dimensions()),
+            _ => None,
+        };
+        let transport = if udp {
+            Transport::Udp(Default::default())
+        } else {
+            Transport::Tcp(Default::default())
+        };
+        let setup = SetupOptions::default()
+            .transport(transport)
+            .frame_format(FrameFormat::SIMPLE);
+        step("SETUP", session.setup(stream, setup)).await?;
+        let playing = step("PLAY", session.play(PlayOptions::default())).await?;
+        let demuxed = playing
+            .demuxed()
+            .map_err(|e| SourceError::Connect(e.to_string()))?;
+        Ok(Self {
+            demuxed: Box::pin(demuxed),
+            stream,
+            dimensions,
+        })
+    }
+
+    /// The next video frame; [`SourceError::Ended`] when the server ends the session.
+    pub async fn next_frame(&mut self) -> Result<EncodedFrame, SourceError> {
+        loop {
+            match self.demuxed.next().await {
+                None => return Err(SourceError::Ended),
+                Some(Err(e)) => return Err(SourceError::Stream(e.to_string())),
+                Some(Ok(CodecItem::VideoFrame(frame))) if frame.stream_id() == self.stream => {
+                    let secs = frame.timestamp().elapsed_secs().max(0.0);
+                    return Ok(EncodedFrame {
+                        keyframe: frame.is_random_access_point(),
+                        pts: Duration::from_secs_f64(secs),
+                        data: frame.into_data().into(),
+                    });
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(schemes: &[&str], hosts: &[&str]) -> SecurityConfig {
+        SecurityConfig {
+            auth_token: None,
+            allowed_source_schemes: schemes.iter().map(|s| s.to_string()).collect(),
+            allowed_source_hosts: hosts.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn schemes_and_hosts_are_checked() {
+        let p = policy(&["rtsp"], &[]);
+        assert!(check_policy("rtsp://cam.local/stream", &p).is_ok());
+        assert!(matches!(
+            check_policy("file:///etc/passwd", &p),
+            Err(SourceError::NotAllowed(_))
+        ));
+        assert!(matches!(
+            check_policy("not a url", &p),
+            Err(SourceError::InvalidUrl(_))
+        ));
+        let p = policy(&["rtsp", "file"], &["10.0.0.5"]);
+        assert!(check_policy("rtsp://10.0.0.5:554/a", &p).is_ok());
+        assert!(matches!(
+            check_policy("rtsp://evil/a", &p),
+            Err(SourceError::NotAllowed(_))
+        ));
+        assert!(check_policy("file:///videos/a.mp4", &p).is_ok());
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("rtsp://admin:hunter2@cam/x"),
+            "rtsp://admin:***@cam/x"
+        );
+        assert_eq!(redact("rtsp://cam/x"), "rtsp://cam/x");
+        assert!(!redact("rtsp://a:b@c d").contains('b'));
+    }
+}

@@ -1,0 +1,92 @@
+//! What a camera reports about itself: its connection state, counters, and the `camera_status`
+//! message sent on every state change. Shared between the camera's tasks and `/api/cameras`.
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::http::protocol::{CameraId, envelope};
+
+/// Connection state of a camera (SPEC section 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Opening the source for the first time.
+    Connecting,
+    /// Frames are arriving.
+    Online,
+    /// The source failed; retrying with backoff.
+    Reconnecting,
+    /// Stopped.
+    Offline,
+}
+
+/// A camera's public state and counters.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CameraInfo {
+    /// Camera id.
+    pub camera_id: CameraId,
+    /// The source URL with any password redacted.
+    pub url: String,
+    /// Current state.
+    pub state: State,
+    /// Why it is in that state.
+    pub message: String,
+    /// Frames run through detection.
+    pub frames_analysed: u64,
+    /// Frames decoded.
+    pub frames_decoded: u64,
+    /// Frames received from the source.
+    pub frames_received: u64,
+    /// Decode jobs dropped because analysis was still busy with the previous one.
+    pub frames_dropped: u64,
+    /// Times the source was reopened after a failure.
+    pub reconnects: u64,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+    /// Clients watching.
+    pub watchers: usize,
+}
+
+impl CameraInfo {
+    /// A camera about to connect.
+    pub fn new(camera_id: CameraId, url: String) -> Self {
+        Self {
+            camera_id,
+            url,
+            state: State::Connecting,
+            message: "connecting".into(),
+            frames_analysed: 0,
+            frames_decoded: 0,
+            frames_received: 0,
+            frames_dropped: 0,
+            reconnects: 0,
+            last_error: None,
+            watchers: 0,
+        }
+    }
+
+    /// The `camera_status` message for the current state.
+    pub fn status_message(&self) -> String {
+        camera_status(self.camera_id, self.state, &self.message, None)
+    }
+}
+
+/// A `camera_status` message; `status` is 1 when online.
+pub fn camera_status(
+    camera_id: CameraId,
+    state: State,
+    message: &str,
+    latency_ms: Option<u64>,
+) -> String {
+    let mut data = json!({
+        "cameraId": camera_id,
+        "status": i32::from(state == State::Online),
+        "state": state,
+        "message": message,
+    });
+    if let Some(ms) = latency_ms {
+        data["latencyMs"] = json!(ms);
+    }
+    envelope("camera_status", data)
+}

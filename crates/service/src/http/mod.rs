@@ -1,0 +1,68 @@
+//! The HTTP side: the router (health, cameras, `/ws`), the `{code,msg,data}` envelope for every
+//! JSON answer including 404 and 405, and CORS.
+
+pub mod error;
+pub mod health;
+pub mod protocol;
+pub mod ws;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::{HeaderValue, Method};
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+
+use crate::camera::hub::CameraHub;
+use crate::config::SecurityConfig;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The cameras.
+    pub hub: Arc<CameraHub>,
+    /// Start time, for uptime.
+    pub started: Instant,
+    /// Whether the LLM is in use.
+    pub llm_enabled: bool,
+    /// Server ping interval on `/ws`.
+    pub heartbeat: Duration,
+    /// Next connection id.
+    pub next_conn: Arc<AtomicU64>,
+    /// Cancelled at shutdown: WebSocket sessions end.
+    pub shutdown: CancellationToken,
+    /// Which sources may be opened (`check_camera`).
+    pub policy: SecurityConfig,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// The whole router.
+pub fn router(state: AppState, cors_origins: &[String]) -> Router {
+    Router::new()
+        .route("/api/health/health_check", get(health::health_check))
+        .route("/api/cameras", get(health::cameras))
+        .route("/ws", get(ws::upgrade))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(cors(cors_origins))
+        .with_state(state)
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers(Any);
+    if origins.is_empty() || origins.iter().any(|o| o == "*") {
+        return layer.allow_origin(Any);
+    }
+    let list: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+    layer.allow_origin(AllowOrigin::list(list))
+}

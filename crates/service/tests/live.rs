@@ -1,0 +1,446 @@
+//! Black-box tests of the live service (`traffic-algo serve`) against real parts: the built
+//! binary with the real model, a real RTSP server (GStreamer) on loopback streaming real street
+//! footage, and WebSocket clients.
+
+#![allow(clippy::unwrap_used)] // test helpers may panic: a panic is a failed test
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use support::{RtspServer, Service, http, media};
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+struct Client {
+    ws: Ws,
+}
+
+impl Client {
+    /// Connects and checks that `connection_ack` comes first.
+    async fn connect(service: &Service) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(service.ws_url())
+            .await
+            .unwrap();
+        let mut c = Self { ws };
+        let ack = c.recv(Duration::from_secs(5)).await;
+        assert_eq!(ack["type"], "connection_ack", "{ack}");
+        assert_eq!(ack["data"]["message"], "WS connected (pipeline ready)");
+        c
+    }
+
+    async fn send(&mut self, v: Value) {
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    async fn send_raw(&mut self, m: Message) {
+        self.ws.send(m).await.unwrap();
+    }
+
+    /// The next JSON message within `within`.
+    async fn recv(&mut self, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let msg = tokio::time::timeout(left, self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("no message within {within:?}"))
+                .expect("connection open")
+                .unwrap();
+            match msg {
+                Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+                Message::Close(f) => panic!("closed by server: {f:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next message of type `ty`, skipping others.
+    async fn recv_type(&mut self, ty: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no {ty} within {within:?}");
+            let v = self.recv(left).await;
+            if v["type"] == ty {
+                return v;
+            }
+        }
+    }
+
+    /// The next `camera_status` with `state`, skipping others.
+    async fn recv_state(&mut self, state: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no state {state} within {within:?}");
+            let v = self.recv_type("camera_status", left).await;
+            if v["data"]["state"] == state {
+                return v;
+            }
+        }
+    }
+}
+
+fn start(camera_id: i64, url: &str) -> Value {
+    json!({"type": "start_stream", "data": {"cameraId": camera_id, "rtspUrl": url}})
+}
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+#[test]
+fn http_answers_in_the_envelope() {
+    let service = Service::start(&[]);
+    let (status, head, body) = http(&service.addr, "GET", "/api/health/health_check", &[]);
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["code"], 200);
+    assert_eq!(v["msg"], "OK");
+    assert_eq!(v["data"]["status"], "UP");
+    assert_eq!(v["data"]["service"], "algo");
+    assert_eq!(v["data"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["data"]["activeStreams"], 0);
+    assert_eq!(v["data"]["llmEnabled"], false);
+    assert_eq!(v["data"]["mode"], "standalone");
+    assert!(v["data"]["uptimeSeconds"].is_u64());
+    assert!(head.contains("content-type: application/json"), "{head}");
+
+    let (status, _, body) = http(&service.addr, "GET", "/no/such/path", &[]);
+    assert_eq!(status, 404);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((v["code"].as_u64(), v["data"].is_null()), (Some(404), true));
+
+    let (status, _, body) = http(&service.addr, "POST", "/api/health/health_check", &[]);
+    assert_eq!(status, 405);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["code"], 405);
+
+    let (status, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["data"],
+        json!([])
+    );
+
+    let (_, head, _) = http(
+        &service.addr,
+        "GET",
+        "/api/health/health_check",
+        &[("Origin", "http://dashboard.example")],
+    );
+    assert!(head.contains("access-control-allow-origin: *"), "{head}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_message_gets_its_error_and_the_socket_stays_usable() {
+    let service = Service::start(&[("ALGO_MAX_CONCURRENT_STREAMS", "1")]);
+    let mut c = Client::connect(&service).await;
+    c.send(json!({"type": "ping", "data": {}})).await;
+    assert_eq!(c.recv(SECS(5)).await, json!({"type": "pong", "data": {}}));
+
+    let cases: Vec<(Message, &str)> = vec![
+        (Message::Text("{not json".into()), "invalid_json"),
+        (Message::Text("[1,2,3]".into()), "invalid_json"),
+        (Message::Binary(vec![1u8, 2, 3].into()), "invalid_json"),
+        (
+            Message::Text(json!({"type": "fly"}).to_string().into()),
+            "unknown_type",
+        ),
+        (
+            Message::Text(json!({"data": {}}).to_string().into()),
+            "missing_field",
+        ),
+        (
+            Message::Text(
+                json!({"type": "start_stream", "data": {}})
+                    .to_string()
+                    .into(),
+            ),
+            "missing_field",
+        ),
+        (
+            Message::Text(
+                json!({"type": "start_stream", "data": {"cameraId": 1}})
+                    .to_string()
+                    .into(),
+            ),
+            "missing_field",
+        ),
+        (
+            Message::Text(
+                json!({"type": "subscribe", "data": {"cameraId": "x"}})
+                    .to_string()
+                    .into(),
+            ),
+            "invalid_field",
+        ),
+        (
+            Message::Text(start(1, "file:///etc/passwd").to_string().into()),
+            "source_not_allowed",
+        ),
+        (
+            Message::Text(start(1, "ftp://host/x").to_string().into()),
+            "source_not_allowed",
+        ),
+        (
+            Message::Text(
+                json!({"type": "subscribe", "data": {"cameraId": 42}})
+                    .to_string()
+                    .into(),
+            ),
+            "unknown_camera",
+        ),
+        (
+            Message::Text(
+                json!({"type": "stop_stream", "data": {"cameraId": 42}})
+                    .to_string()
+                    .into(),
+            ),
+            "unknown_camera",
+        ),
+        (
+            Message::Text(format!(r#"{{"type":"ping","data":"{}"}}"#, "x".repeat(1 << 20)).into()),
+            "invalid_json",
+        ),
+    ];
+    for (msg, code) in cases {
+        let shown = format!("{msg:?}").chars().take(120).collect::<String>();
+        c.send_raw(msg).await;
+        let v = c.recv(SECS(5)).await;
+        assert_eq!(v["type"], "error", "{shown}: {v}");
+        assert_eq!(v["data"]["code"], code, "{shown}: {v}");
+        assert!(v["data"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+
+    // Limit of one camera: the first (unreachable) camera runs, the second is refused.
+    c.send(start(1, "rtsp://127.0.0.1:9/none")).await;
+    let v = c.recv_type("camera_status", SECS(5)).await;
+    assert_eq!(v["data"]["state"], "connecting");
+    c.send(start(2, "rtsp://127.0.0.1:9/other")).await;
+    let v = c.recv_type("error", SECS(5)).await;
+    assert_eq!(v["data"]["code"], "too_many_streams");
+    assert_eq!(v["data"]["cameraId"], 2);
+
+    // Still usable.
+    c.send(json!({"type": "ping"})).await;
+    c.recv_type("pong", SECS(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtsp_camera_streams_detections_at_the_interval() {
+    let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
+    let service = Service::start(&[]);
+    let mut c = Client::connect(&service).await;
+    c.send(start(7, &rtsp.url(0))).await;
+    let first = c.recv(SECS(5)).await;
+    assert_eq!(first["type"], "camera_status", "{first}");
+    assert_eq!(first["data"]["state"], "connecting");
+    assert_eq!(first["data"]["status"], 0);
+    let online = c.recv_state("online", SECS(15)).await;
+    assert_eq!(online["data"]["status"], 1);
+
+    let mut times = Vec::new();
+    let mut persons = 0;
+    for _ in 0..5 {
+        let r = c.recv_type("detection_result", SECS(15)).await;
+        times.push(Instant::now());
+        let d = &r["data"];
+        assert_eq!(d["cameraId"], 7);
+        assert_eq!(
+            (d["imageWidth"].as_u64(), d["imageHeight"].as_u64()),
+            (Some(768), Some(576))
+        );
+        assert!(
+            d["frame"]
+                .as_str()
+                .unwrap()
+                .starts_with("data:image/jpeg;base64,/9j/")
+        );
+        assert!(d["timestamp"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(d["maxRiskLevel"], "none");
+        persons += d["detectedObjects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["class"] == "person")
+            .count();
+        for o in d["detectedObjects"].as_array().unwrap() {
+            let b: Vec<f64> = serde_json::from_value(o["bbox"].clone()).unwrap();
+            assert!(
+                b[0] >= 0.0 && b[2] <= 768.0 && b[1] >= 0.0 && b[3] <= 576.0,
+                "{o}"
+            );
+        }
+    }
+    assert!(
+        persons >= 5,
+        "only {persons} persons in 5 frames of a street scene"
+    );
+    let gaps: Vec<f64> = times
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect();
+    let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+    assert!(
+        (mean - 1.8).abs() <= 1.8 * 0.2,
+        "mean interval {mean:.2} s ({gaps:?})"
+    );
+
+    let (_, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
+    let cams: Value = serde_json::from_str(&body).unwrap();
+    let cam = &cams["data"][0];
+    assert_eq!(cam["cameraId"], 7);
+    assert_eq!(cam["state"], "online");
+    assert!(cam["framesAnalysed"].as_u64().unwrap() >= 5);
+    // Only sampled frames are decoded: far fewer than received (10 fps source).
+    let (decoded, received) = (
+        cam["framesDecoded"].as_u64().unwrap(),
+        cam["framesReceived"].as_u64().unwrap(),
+    );
+    assert!(decoded * 5 <= received, "decoded {decoded} of {received}");
+
+    c.send(json!({"type": "stop_stream", "data": {"cameraId": 7}}))
+        .await;
+    let v = c.recv_type("stream_stopped", SECS(5)).await;
+    assert_eq!(
+        v["data"],
+        json!({"cameraId": 7, "reason": "Stopped by client"})
+    );
+    let (_, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["data"],
+        json!([])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn camera_reconnects_after_the_server_restarts() {
+    let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
+    let port = rtsp.port;
+    let url = rtsp.url(0);
+    let service = Service::start(&[]);
+    let mut c = Client::connect(&service).await;
+    c.send(start(3, &url)).await;
+    c.recv_state("online", SECS(15)).await;
+    c.recv_type("detection_result", SECS(15)).await;
+
+    drop(rtsp);
+    let v = c.recv_state("reconnecting", SECS(15)).await;
+    assert_eq!(v["data"]["status"], 0);
+    assert!(!v["data"]["message"].as_str().unwrap().is_empty());
+
+    let restarted = Instant::now();
+    let _rtsp = RtspServer::start_on(port, &[media("vtest-h264.mp4")]);
+    c.recv_state("online", SECS(12)).await;
+    c.recv_type("detection_result", SECS(12)).await;
+    assert!(
+        restarted.elapsed() < SECS(15),
+        "took {:?}",
+        restarted.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_share_one_camera_until_the_last_leaves() {
+    let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
+    let service = Service::start(&[]);
+    let mut a = Client::connect(&service).await;
+    let mut b = Client::connect(&service).await;
+    a.send(start(5, &rtsp.url(0))).await;
+    a.recv_type("camera_status", SECS(5)).await;
+    b.send(json!({"type": "subscribe", "data": {"cameraId": 5}}))
+        .await;
+    b.recv_type("camera_status", SECS(5)).await;
+    a.recv_type("detection_result", SECS(20)).await;
+    b.recv_type("detection_result", SECS(20)).await;
+
+    let (_, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
+    let cams: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        cams["data"].as_array().unwrap().len(),
+        1,
+        "one pipeline: {cams}"
+    );
+    assert_eq!(cams["data"][0]["watchers"], 2);
+
+    drop(a); // the first client goes away
+    b.recv_type("detection_result", SECS(10)).await;
+    b.recv_type("detection_result", SECS(10)).await;
+    let (_, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
+    let cams: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(cams["data"][0]["watchers"], 1, "{cams}");
+
+    b.send(json!({"type": "unsubscribe", "data": {"cameraId": 5}}))
+        .await;
+    b.send(json!({"type": "ping"})).await;
+    b.recv_type("pong", SECS(5)).await;
+    let (_, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["data"],
+        json!([])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_camera_reports_latency_or_reason_without_blocking() {
+    let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
+    let service = Service::start(&[]);
+    let mut c = Client::connect(&service).await;
+    c.send(json!({"type": "check_camera", "data": {"cameraId": 1, "rtspUrl": rtsp.url(0)}}))
+        .await;
+    // The check runs in the background: a ping is answered first.
+    c.send(json!({"type": "ping"})).await;
+    assert_eq!(c.recv(SECS(2)).await["type"], "pong");
+    let v = c.recv_type("camera_status", SECS(6)).await;
+    assert_eq!(v["data"]["cameraId"], 1);
+    assert_eq!(v["data"]["status"], 1, "{v}");
+    let latency = v["data"]["latencyMs"].as_u64().unwrap();
+    assert!(latency > 0 && latency < 5000, "{latency}");
+
+    let started = Instant::now();
+    c.send(
+        json!({"type": "check_camera", "data": {"cameraId": 2, "rtspUrl": "rtsp://127.0.0.1:9/x"}}),
+    )
+    .await;
+    let v = c.recv_type("camera_status", SECS(6)).await;
+    assert_eq!(
+        (v["data"]["cameraId"].as_i64(), v["data"]["status"].as_i64()),
+        (Some(2), Some(0))
+    );
+    assert!(!v["data"]["message"].as_str().unwrap().is_empty());
+    assert!(started.elapsed() <= SECS(6));
+}
+
+#[test]
+fn sigterm_stops_the_service_cleanly() {
+    let service = Service::start(&[]);
+    let pid = service.pid();
+    let started = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut proc = service;
+    let code = loop {
+        if let Some(code) = proc_try_wait(&mut proc) {
+            break code;
+        }
+        assert!(
+            started.elapsed() < SECS(10),
+            "still running 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(0));
+}
+
+fn proc_try_wait(service: &mut Service) -> Option<Option<i32>> {
+    service.child_mut().try_wait().unwrap().map(|s| s.code())
+}
