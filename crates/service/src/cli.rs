@@ -94,6 +94,8 @@ pub enum Command {
     Serve,
     /// Detect objects in images; prints one JSON line per image.
     Detect(DetectArgs),
+    /// Run the camera pipeline over a video file; prints `detection_result` JSON lines.
+    Analyze(AnalyzeArgs),
     /// Print the effective configuration (secrets redacted) and where each value came from.
     CheckConfig,
     /// Measure performance.
@@ -110,6 +112,20 @@ pub struct DetectArgs {
     /// Keep every class the model knows, ignoring classes.include.
     #[arg(long)]
     pub all_classes: bool,
+}
+
+/// Arguments of `analyze`.
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// An H.264 MP4 file.
+    #[arg(value_name = "VIDEO")]
+    pub video: PathBuf,
+    /// Inline each analysed frame as a JPEG data URI (otherwise `frame` is null).
+    #[arg(long)]
+    pub frames: bool,
+    /// The `cameraId` written in each result.
+    #[arg(long, default_value_t = 0)]
+    pub camera_id: i64,
 }
 
 /// Benchmarks.

@@ -444,3 +444,32 @@ fn sigterm_stops_the_service_cleanly() {
 fn proc_try_wait(service: &mut Service) -> Option<Option<i32>> {
     service.child_mut().try_wait().unwrap().map(|s| s.code())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_camera_plays_and_reports_its_end() {
+    let service = Service::start(&[("ALGO_ALLOWED_SOURCE_SCHEMES", "rtsp,file")]);
+    let mut c = Client::connect(&service).await;
+    let url = format!("file://{}", media("road-cars-h264.mp4").display());
+    c.send(start(11, &url)).await;
+    c.recv_state("online", SECS(5)).await;
+    let r = c.recv_type("detection_result", SECS(10)).await;
+    assert_eq!(
+        (
+            r["data"]["imageWidth"].as_u64(),
+            r["data"]["imageHeight"].as_u64()
+        ),
+        (Some(1280), Some(720))
+    );
+    assert!(
+        r["data"]["detectedObjects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["class"] == "car"),
+        "{}",
+        r["data"]["detectedObjects"]
+    );
+    // 8.9 s clip without `loop`: the camera ends by itself.
+    let v = c.recv_type("stream_stopped", SECS(15)).await;
+    assert_eq!(v["data"], json!({"cameraId": 11, "reason": "Source ended"}));
+}

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::decode::VideoDecoder;
 use super::sampler::DecodeJob;
-use super::source::{RtspSource, SourceError, check_policy};
+use super::source::{Source, SourceError, check_policy};
 use crate::config::SecurityConfig;
 
 /// Time limit of a check.
@@ -16,7 +16,7 @@ pub async fn probe(url: &str, policy: &SecurityConfig) -> Result<Duration, Sourc
     let parsed = check_policy(url, policy)?;
     let started = Instant::now();
     let attempt = async {
-        let mut source = RtspSource::open(&parsed).await?;
+        let mut source = Source::open(&parsed).await?;
         loop {
             let frame = source.next_frame().await?;
             if !frame.keyframe {

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod decode;
+pub mod file;
 pub mod hub;
 pub mod pipeline;
 pub mod result;

@@ -17,9 +17,9 @@ use vision::worker::InferenceWorker;
 use super::decode::{VideoDecoder, encode_jpeg};
 use super::result::{FrameResult, ModelFacts, detection_result};
 use super::sampler::{Decision, DecodeJob, Sampler};
-use super::source::{RtspSource, SourceError};
+use super::source::{Source, SourceError};
 use super::state::{CameraInfo, State};
-use crate::http::protocol::CameraId;
+use crate::http::protocol::{CameraId, stream_stopped};
 
 /// No frame for this long means the stream is dead, even with the socket open.
 pub const WATCHDOG: Duration = Duration::from_secs(10);
@@ -139,10 +139,17 @@ pub async fn run(task: CameraTask) {
     task.set_state(State::Connecting, "connecting");
     let mut backoff = Backoff::default();
     loop {
-        let err = tokio::select! {
+        let (err, finite) = tokio::select! {
             _ = task.cancel.cancelled() => break,
-            err = run_once(&task, &job_tx, &mut backoff) => err,
+            ended = run_once(&task, &job_tx, &mut backoff) => ended,
         };
+        if finite && err == SourceError::Ended {
+            // A file without `loop` is done: tell the watchers, do not reconnect.
+            let _ = task
+                .events
+                .send(stream_stopped(task.id, "Source ended").into());
+            break;
+        }
         tracing::warn!(camera = task.id, error = %err, "camera source failed");
         task.update(|i| {
             i.reconnects += 1;
@@ -160,16 +167,27 @@ pub async fn run(task: CameraTask) {
     let _ = tokio::task::spawn_blocking(move || analysis.join()).await;
 }
 
-/// Connects and streams until something fails; returns why.
+/// Connects and streams until something fails; returns why, and whether the source was finite.
 async fn run_once(
     task: &CameraTask,
     jobs: &SyncSender<DecodeJob>,
     backoff: &mut Backoff,
-) -> SourceError {
-    let mut source = match RtspSource::open(&task.url).await {
+) -> (SourceError, bool) {
+    let mut source = match Source::open(&task.url).await {
         Ok(s) => s,
-        Err(e) => return e,
+        Err(e) => return (e, false),
     };
+    let finite = source.is_finite();
+    (stream(task, &mut source, jobs, backoff).await, finite)
+}
+
+/// Feeds an open source's frames to the sampler until it fails.
+async fn stream(
+    task: &CameraTask,
+    source: &mut Source,
+    jobs: &SyncSender<DecodeJob>,
+    backoff: &mut Backoff,
+) -> SourceError {
     let mut sampler = Sampler::new(task.interval);
     let mut online = false;
     loop {
@@ -209,6 +227,7 @@ fn analysis_loop(task: &CameraTask, jobs: &Receiver<DecodeJob>) {
     };
     for job in jobs {
         let started = Instant::now();
+        let stream_time = job.frames.last().map_or(0.0, |f| f.pts.as_secs_f64());
         let frame = match decoder.decode(&job) {
             Ok(Some(frame)) => Arc::new(frame),
             Ok(None) => continue,
@@ -243,7 +262,8 @@ fn analysis_loop(task: &CameraTask, jobs: &Receiver<DecodeJob>) {
             &FrameResult {
                 camera_id: task.id,
                 timestamp: chrono::Utc::now(),
-                jpeg: &jpeg,
+                jpeg: Some(&jpeg),
+                stream_time,
                 width: frame.width,
                 height: frame.height,
                 detections: &detections,

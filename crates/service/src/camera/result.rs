@@ -22,8 +22,10 @@ pub struct FrameResult<'a> {
     pub camera_id: CameraId,
     /// When the frame was analysed.
     pub timestamp: chrono::DateTime<chrono::Utc>,
-    /// The frame as JPEG.
-    pub jpeg: &'a [u8],
+    /// The frame as JPEG; `None` leaves `frame` null (`analyze` without `--frames`).
+    pub jpeg: Option<&'a [u8]>,
+    /// Position of the frame in the stream (seconds since the stream started).
+    pub stream_time: f64,
     /// Frame size.
     pub width: u32,
     /// Frame size.
@@ -36,10 +38,12 @@ pub struct FrameResult<'a> {
 
 /// Builds the `detection_result` message text.
 pub fn detection_result(r: &FrameResult<'_>, facts: &ModelFacts) -> String {
-    let frame = format!(
-        "data:image/jpeg;base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(r.jpeg)
-    );
+    let frame = r.jpeg.map(|jpeg| {
+        format!(
+            "data:image/jpeg;base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(jpeg)
+        )
+    });
     let objects: Vec<Value> = r
         .detections
         .iter()
@@ -50,6 +54,7 @@ pub fn detection_result(r: &FrameResult<'_>, facts: &ModelFacts) -> String {
         json!({
             "cameraId": r.camera_id,
             "timestamp": r.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "streamTime": r.stream_time,
             "frame": frame,
             "imageWidth": r.width,
             "imageHeight": r.height,
@@ -88,7 +93,8 @@ mod tests {
         let r = FrameResult {
             camera_id: 5,
             timestamp: ts,
-            jpeg: b"\xff\xd8",
+            jpeg: Some(b"\xff\xd8"),
+            stream_time: 1.5,
             width: 640,
             height: 360,
             detections: &dets,
@@ -104,6 +110,7 @@ mod tests {
         assert_eq!(d["cameraId"], 5);
         assert_eq!(d["timestamp"], "2023-11-14T22:13:20.123Z");
         assert_eq!(d["frame"], "data:image/jpeg;base64,/9g=");
+        assert_eq!(d["streamTime"], 1.5);
         assert_eq!(d["detectedObjects"][0]["class"], "car");
         assert_eq!(d["detectedObjects"][0]["bbox"], json!([1.0, 2.0, 3.0, 4.0]));
         assert_eq!(d["maxRiskLevel"], "none");

@@ -1,5 +1,6 @@
 //! Where frames come from: RTSP/RTSPS cameras through `retina` (TCP interleaved by default, UDP
-//! on request with `?transport=udp`), H.264 in Annex B form ready for the decoder, and the URL
+//! on request with `?transport=udp`) and MP4 files (`file:///path.mp4`, played in real time,
+//! looping with `?loop=1`), all as H.264 in Annex B form ready for the decoder; and the URL
 //! policy that decides which sources may be opened at all.
 
 use std::pin::Pin;
@@ -12,6 +13,7 @@ use retina::client::{
 use retina::codec::{CodecItem, FrameFormat};
 use url::Url;
 
+use super::file::FileSource;
 use super::sampler::EncodedFrame;
 use crate::config::SecurityConfig;
 
@@ -74,6 +76,83 @@ pub fn redact(url: &str) -> String {
         }
         Ok(_) => url.to_string(),
         Err(_) => "<invalid URL>".to_string(),
+    }
+}
+
+/// An open source of either kind.
+#[derive(Debug)]
+pub enum Source {
+    /// An RTSP camera.
+    Rtsp(RtspSource),
+    /// A file played as a camera.
+    File(PacedFile),
+}
+
+impl Source {
+    /// Opens `url` (already policy-checked).
+    pub async fn open(url: &Url) -> Result<Self, SourceError> {
+        match url.scheme() {
+            "file" => Ok(Self::File(PacedFile::open(url)?)),
+            _ => Ok(Self::Rtsp(RtspSource::open(url).await?)),
+        }
+    }
+
+    /// The next frame.
+    pub async fn next_frame(&mut self) -> Result<EncodedFrame, SourceError> {
+        match self {
+            Self::Rtsp(s) => s.next_frame().await,
+            Self::File(f) => f.next_frame().await,
+        }
+    }
+
+    /// Whether the source ends for good when it ends (a file without `loop`).
+    pub fn is_finite(&self) -> bool {
+        matches!(self, Self::File(f) if !f.looping)
+    }
+}
+
+/// A file played at its own frame rate, optionally looping.
+#[derive(Debug)]
+pub struct PacedFile {
+    file: FileSource,
+    looping: bool,
+    started: tokio::time::Instant,
+    /// Stream time added to the file's timestamps (grows with each loop).
+    offset: Duration,
+    last_pts: Duration,
+}
+
+impl PacedFile {
+    fn open(url: &Url) -> Result<Self, SourceError> {
+        let path = url
+            .to_file_path()
+            .map_err(|()| SourceError::InvalidUrl(format!("`{url}` is not a local file path")))?;
+        let looping = url
+            .query_pairs()
+            .any(|(k, v)| k == "loop" && (v == "1" || v == "true"));
+        Ok(Self {
+            file: FileSource::open(&path)?,
+            looping,
+            started: tokio::time::Instant::now(),
+            offset: Duration::ZERO,
+            last_pts: Duration::ZERO,
+        })
+    }
+
+    async fn next_frame(&mut self) -> Result<EncodedFrame, SourceError> {
+        let mut frame = match self.file.next_frame() {
+            Err(SourceError::Ended) if self.looping => {
+                // One frame's worth after the last frame, so time keeps increasing.
+                self.offset = self.last_pts + Duration::from_millis(40);
+                self.file.rewind();
+                self.file.next_frame()?
+            }
+            other => other?,
+        };
+        frame.pts += self.offset;
+        self.last_pts = frame.pts;
+        tokio::time::sleep_until(self.started + frame.pts).await;
+        Ok(frame)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Command dispatch: parse the command line, load and validate the configuration (exit 64 on any
 //! error, before anything else happens), set up logging, run the subcommand.
 
+pub mod analyze;
 pub mod bench;
 pub mod check_config;
 pub mod detect;
@@ -59,6 +60,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command.as_ref().unwrap_or(&Command::Serve) {
         Command::Serve => serve(&config),
         Command::Detect(args) => detect::run(&config, args),
+        Command::Analyze(args) => analyze::run(&config, args),
         Command::CheckConfig => check_config::run(&config, &layers),
         Command::Bench(BenchCommand::Detect(args)) => bench::run_detect(&config, args),
     };
