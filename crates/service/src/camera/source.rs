@@ -84,15 +84,15 @@ pub fn redact(url: &str) -> String {
 pub enum Source {
     /// An RTSP camera.
     Rtsp(RtspSource),
-    /// A file played as a camera.
-    File(PacedFile),
+    /// A file played as a camera (boxed: its MP4 index is large).
+    File(Box<PacedFile>),
 }
 
 impl Source {
     /// Opens `url` (already policy-checked).
     pub async fn open(url: &Url) -> Result<Self, SourceError> {
         match url.scheme() {
-            "file" => Ok(Self::File(PacedFile::open(url)?)),
+            "file" => Ok(Self::File(Box::new(PacedFile::open(url)?))),
             _ => Ok(Self::Rtsp(RtspSource::open(url).await?)),
         }
     }
