@@ -92,6 +92,11 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
         shutdown.child_token(),
         tracker.clone(),
     ));
+    for decl in config.cameras.iter().filter(|c| c.enabled) {
+        if let Err(e) = hub.pin(decl.id, &decl.url) {
+            tracing::error!(camera = decl.id, error = %e, "declared camera not started");
+        }
+    }
     let addr = (config.server.host.as_str(), config.server.port);
     let listener = TcpListener::bind(addr)
         .await

@@ -49,6 +49,9 @@ pub struct ConfigFlags {
     /// Log level or tracing filter (log.level).
     #[arg(long, global = true)]
     pub log_level: Option<String>,
+    /// A camera started with the service, `ID=URL` (repeatable), beside cameras.yaml.
+    #[arg(long = "camera", global = true, value_name = "ID=URL")]
+    pub cameras: Vec<String>,
     /// Any setting by its key, e.g. `--set llm.model=qwen-vl-max` (repeatable).
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -63,6 +66,9 @@ impl ConfigFlags {
         }
         for pair in &self.set {
             o.set_pair(pair)?;
+        }
+        for camera in &self.cameras {
+            o.add_camera(camera.clone());
         }
         let named = [
             ("server.host", &self.host, "--host"),

@@ -473,3 +473,33 @@ async fn file_camera_plays_and_reports_its_end() {
     let v = c.recv_type("stream_stopped", SECS(15)).await;
     assert_eq!(v["data"], json!({"cameraId": 11, "reason": "Source ended"}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_cameras_run_headless_and_clients_subscribe() {
+    let url = format!("file://{}?loop=1", media("road-cars-h264.mp4").display());
+    let service = Service::start_with(&["--camera", &format!("9={url}")], &[]);
+    let mut c = Client::connect(&service).await;
+    c.send(json!({"type": "subscribe", "data": {"cameraId": 9}}))
+        .await;
+    c.recv_type("camera_status", SECS(5)).await;
+    c.recv_type("detection_result", SECS(10)).await;
+
+    let (_, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
+    let cams: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(cams["data"][0]["pinned"], true, "{cams}");
+    assert_eq!(cams["data"][0]["watchers"], 1);
+
+    // Clients may not repoint a declared camera; leaving does not stop it.
+    c.send(start(9, "rtsp://127.0.0.1:9/other")).await;
+    assert_eq!(
+        c.recv_type("error", SECS(5)).await["data"]["code"],
+        "invalid_field"
+    );
+    c.send(json!({"type": "stop_stream", "data": {"cameraId": 9}}))
+        .await;
+    c.recv_type("stream_stopped", SECS(5)).await;
+    let (_, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
+    let cams: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(cams["data"][0]["cameraId"], 9, "{cams}");
+    assert_eq!(cams["data"][0]["watchers"], 0);
+}

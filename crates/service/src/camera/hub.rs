@@ -20,6 +20,9 @@ use crate::http::protocol::{CameraId, ErrorCode, ProtocolError};
 /// Identifies one client connection.
 pub type ConnId = u64;
 
+/// The watcher that holds declared cameras: the service itself (client ids start at 1).
+pub const SERVICE: ConnId = 0;
+
 /// Messages buffered per camera for slow watchers before they start losing (and counting) them.
 const EVENT_CAPACITY: usize = 16;
 
@@ -103,6 +106,13 @@ impl CameraHub {
         })?;
         let mut cameras = self.lock();
         if let Some(cam) = cameras.get_mut(&id) {
+            if cam.url != url && cam.watchers.contains(&SERVICE) {
+                return Err(ProtocolError::new(
+                    ErrorCode::InvalidField,
+                    format!("camera {id} is declared in the configuration; subscribe to it"),
+                )
+                .for_camera(id));
+            }
             if cam.url != url {
                 // Same id, new URL: restart for everyone watching.
                 cam.cancel.cancel();
@@ -137,6 +147,29 @@ impl CameraHub {
         let sub = Self::subscription(id, &cam);
         cameras.insert(id, cam);
         Ok(sub)
+    }
+
+    /// Starts a camera declared by the operator; it runs until shutdown. The source policy is
+    /// for client requests and does not apply here.
+    pub fn pin(&self, id: CameraId, url: &str) -> Result<(), String> {
+        let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+        let mut cameras = self.lock();
+        if cameras.contains_key(&id) {
+            return Err(format!("camera {id} is already running"));
+        }
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let mut info = CameraInfo::new(id, redact(url));
+        info.pinned = true;
+        let mut cam = Camera {
+            url: url.to_string(),
+            info: Arc::new(Mutex::new(info)),
+            events,
+            cancel: self.shutdown.child_token(),
+            watchers: HashSet::from([SERVICE]),
+        };
+        self.spawn(id, parsed, &mut cam);
+        cameras.insert(id, cam);
+        Ok(())
     }
 
     fn spawn(&self, id: CameraId, url: url::Url, cam: &mut Camera) {
@@ -210,7 +243,7 @@ impl CameraHub {
             .values()
             .map(|c| {
                 let mut info = c.info.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                info.watchers = c.watchers.len();
+                info.watchers = c.watchers.iter().filter(|w| **w != SERVICE).count();
                 info
             })
             .collect();

@@ -46,6 +46,8 @@ pub struct CameraInfo {
     pub last_error: Option<String>,
     /// Clients watching.
     pub watchers: usize,
+    /// Declared in configuration: runs whoever watches.
+    pub pinned: bool,
 }
 
 impl CameraInfo {
@@ -63,6 +65,7 @@ impl CameraInfo {
             reconnects: 0,
             last_error: None,
             watchers: 0,
+            pinned: false,
         }
     }
 

@@ -53,6 +53,7 @@ pub struct RawValue {
 pub struct Overrides {
     values: BTreeMap<String, (String, String)>,
     config_path: Option<PathBuf>,
+    cameras: Vec<String>,
 }
 
 impl Overrides {
@@ -69,6 +70,16 @@ impl Overrides {
             .ok_or_else(|| ConfigError::new("--set", format!("`{pair}` is not KEY=VALUE")))?;
         self.set(key.trim(), value, format!("--set {}", key.trim()));
         Ok(())
+    }
+
+    /// Declares a camera (`--camera ID=URL`).
+    pub fn add_camera(&mut self, decl: impl Into<String>) {
+        self.cameras.push(decl.into());
+    }
+
+    /// The `--camera` declarations.
+    pub fn cameras(&self) -> &[String] {
+        &self.cameras
     }
 
     /// Uses `path` as the YAML file (`--config`).

@@ -4,6 +4,7 @@
 //! came from, fits on one line and makes the process exit with [`EXIT_CONFIG`] before any port is
 //! bound.
 
+pub mod cameras;
 pub mod layers;
 pub mod parse;
 pub mod settings;
@@ -260,6 +261,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Cameras declared in `cameras.yaml` and by `--camera`.
+    pub cameras: Vec<cameras::CameraDecl>,
 }
 
 impl Config {
@@ -273,7 +276,13 @@ impl Config {
             .get(settings::ENV_ORT_DYLIB_PATH)
             .filter(|p| !p.is_empty())
             .map(PathBuf::from);
-        let config = parse::build(&layers, runtime_library)?;
+        let mut config = parse::build(&layers, runtime_library)?;
+        let file = layers
+            .values
+            .get("cameras.file")
+            .map(|v| v.text.clone())
+            .unwrap_or_default();
+        config.cameras = cameras::load(std::path::Path::new(&file), overrides.cameras())?;
         Ok((config, layers))
     }
 

@@ -287,6 +287,7 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
         security,
         storage,
         log,
+        cameras: Vec::new(),
     })
 }
 

@@ -102,6 +102,12 @@ pub const SETTINGS: &[Setting] = &[
         "cameras at once",
     ),
     plain(
+        "cameras.file",
+        &["ALGO_CAMERAS_FILE"],
+        "cameras.yaml",
+        "cameras started with the service: `cameras: [{id, url, enabled}]`; missing = none",
+    ),
+    plain(
         "classes.include",
         &["ALGO_ALLOWED_CLASSES"],
         "person,bicycle,car,motorcycle,bus,truck,traffic light,stop sign",

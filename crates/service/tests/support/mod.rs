@@ -157,10 +157,16 @@ pub struct Service {
 impl Service {
     /// Starts the service with the test model and extra environment.
     pub fn start(env: &[(&str, &str)]) -> Self {
+        Self::start_with(&[], env)
+    }
+
+    /// Starts the service with extra arguments and environment.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cmd = traffic_algo(dir.path());
         cmd.args(["serve", "--host", "127.0.0.1", "--port", "0", "--model"])
             .arg(model())
+            .args(args)
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped());
         let mut child = cmd.spawn().expect("start traffic-algo serve");
