@@ -139,6 +139,27 @@ pub struct AnalyzeArgs {
 pub enum BenchCommand {
     /// Detector latency per stage, against the Python onnxruntime reference in the same run.
     Detect(BenchDetectArgs),
+    /// Camera pipeline capacity: decode cost against decode-everything, and how many cameras
+    /// one process sustains at `stream.frame_interval`.
+    Pipeline(BenchPipelineArgs),
+}
+
+/// Arguments of `bench pipeline`.
+#[derive(Debug, Args)]
+pub struct BenchPipelineArgs {
+    /// H.264 MP4 clip (25 fps, keyframe every 2 s is what IP cameras send).
+    #[arg(long)]
+    pub clip: PathBuf,
+    /// Camera URL to open N times (e.g. the clip served by a local RTSP server); default: the
+    /// clip itself as a looping file camera.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Camera counts to try, comma separated.
+    #[arg(long, default_value = "4,8,16", value_delimiter = ',')]
+    pub cameras: Vec<usize>,
+    /// Measured seconds per camera count (after a warm-up).
+    #[arg(long, default_value_t = 20)]
+    pub seconds: u64,
 }
 
 /// Arguments of `bench detect`.

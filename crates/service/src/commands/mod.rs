@@ -3,6 +3,7 @@
 
 pub mod analyze;
 pub mod bench;
+pub mod bench_pipeline;
 pub mod check_config;
 pub mod detect;
 
@@ -63,6 +64,7 @@ pub fn main() -> ExitCode {
         Command::Analyze(args) => analyze::run(&config, args),
         Command::CheckConfig => check_config::run(&config, &layers),
         Command::Bench(BenchCommand::Detect(args)) => bench::run_detect(&config, args),
+        Command::Bench(BenchCommand::Pipeline(args)) => bench_pipeline::run(&config, args),
     };
     match result {
         Ok(code) => code,

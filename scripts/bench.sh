@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs the benchmarks whose figures the README reports:
+#   - bench detect: our detector against the Python onnxruntime reference (same model, image);
+#   - bench pipeline: decode cost against decode-everything, and cameras sustained, on synthetic
+#     720p and 1080p clips (25 fps, keyframe every 2 s, no B-frames, like IP cameras) served by
+#     a local RTSP server (GStreamer) on loopback.
+# Usage: scripts/bench.sh [SECONDS_PER_STEP]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-20}
+bash scripts/setup.sh
+command -v ffmpeg >/dev/null 2>&1 || {
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
+}
+cargo build --release --locked -q
+bin=$PWD/target/release/traffic-algo
+mkdir -p .deps/bench
+for size in 1280x720 1920x1080; do
+  clip=.deps/bench/testsrc-$size.mp4
+  [ -f "$clip" ] || ffmpeg -loglevel error -f lavfi -i "testsrc2=size=$size:rate=25" -t 60 \
+    -c:v libx264 -preset veryfast -crf 23 -g 50 -keyint_min 50 -sc_threshold 0 -bf 0 \
+    -pix_fmt yuv420p -movflags +faststart "$clip"
+done
+
+"$bin" bench detect --iterations 50
+
+server_out=$(mktemp)
+/usr/bin/python3 crates/service/tests/support/rtsp_server.py 0 \
+  "$PWD/.deps/bench/testsrc-1280x720.mp4" "$PWD/.deps/bench/testsrc-1920x1080.mp4" >"$server_out" &
+server=$!
+trap 'kill $server 2>/dev/null; rm -f "$server_out"' EXIT
+for _ in $(seq 50); do grep -q PORT "$server_out" && break; sleep 0.1; done
+port=$(awk '/PORT/ {print $2}' "$server_out")
+"$bin" bench pipeline --clip .deps/bench/testsrc-1280x720.mp4 --url "rtsp://127.0.0.1:$port/cam0" \
+  --cameras 8,16,24 --seconds "$seconds"
+"$bin" bench pipeline --clip .deps/bench/testsrc-1920x1080.mp4 --url "rtsp://127.0.0.1:$port/cam1" \
+  --cameras 8,16,24 --seconds "$seconds"
