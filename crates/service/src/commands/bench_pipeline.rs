@@ -62,10 +62,10 @@ fn decode_cost(
     let mut samples = 0;
     let start = thread_cpu();
     for frame in frames {
-        if let Decision::Decode(job) = sampler.push(frame.clone()) {
-            if decoder.decode(&job)?.is_some() {
-                samples += 1;
-            }
+        if let Decision::Decode(job) = sampler.push(frame.clone())
+            && decoder.decode(&job)?.is_some()
+        {
+            samples += 1;
         }
     }
     Ok((
