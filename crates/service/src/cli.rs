@@ -50,7 +50,12 @@ pub struct ConfigFlags {
     #[arg(long, global = true)]
     pub log_level: Option<String>,
     /// A camera started with the service, `ID=URL` (repeatable), beside cameras.yaml.
-    #[arg(long = "camera", global = true, value_name = "ID=URL")]
+    #[arg(
+        long = "camera",
+        id = "declared_camera",
+        global = true,
+        value_name = "ID=URL"
+    )]
     pub cameras: Vec<String>,
     /// Any setting by its key, e.g. `--set llm.model=qwen-vl-max` (repeatable).
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
@@ -180,4 +185,39 @@ pub struct BenchDetectArgs {
     /// Skip the Python reference.
     #[arg(long)]
     pub no_reference: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_and_subcommand_flags_do_not_collide() {
+        let cli = Cli::try_parse_from([
+            "traffic-algo",
+            "--camera",
+            "1=rtsp://a",
+            "bench",
+            "pipeline",
+            "--clip",
+            "x.mp4",
+            "--cameras",
+            "2,4",
+        ])
+        .unwrap();
+        assert_eq!(cli.flags.cameras, ["1=rtsp://a"]);
+        let Some(Command::Bench(BenchCommand::Pipeline(args))) = cli.command else {
+            panic!("not bench pipeline")
+        };
+        assert_eq!(args.cameras, [2, 4]);
+        let cli = Cli::try_parse_from(["traffic-algo"]).unwrap();
+        assert!(cli.command.is_none(), "serve is the default");
+    }
 }

@@ -503,3 +503,35 @@ async fn declared_cameras_run_headless_and_clients_subscribe() {
     assert_eq!(cams["data"][0]["cameraId"], 9, "{cams}");
     assert_eq!(cams["data"][0]["watchers"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_clients_are_dropped_after_three_heartbeats() {
+    let service = Service::start(&[("ALGO_WS_HEARTBEAT_SECONDS", "1")]);
+    let mut silent = Client::connect(&service).await;
+    let mut alive = Client::connect(&service).await;
+    // `alive` keeps reading, so its client library answers the server's pings with pongs.
+    let started = Instant::now();
+    let mut pings = 0;
+    while started.elapsed() < SECS(5) {
+        if let Ok(Some(Ok(Message::Ping(_)))) =
+            tokio::time::timeout(Duration::from_millis(200), alive.ws.next()).await
+        {
+            pings += 1;
+        }
+    }
+    assert!(pings >= 3, "{pings} pings in 5 s at a 1 s heartbeat");
+    alive.send(json!({"type": "ping"})).await;
+    alive.recv_type("pong", SECS(2)).await;
+
+    // `silent` read nothing for 5 s, so it never answered: the server has closed it.
+    let closed = tokio::time::timeout(SECS(3), async {
+        loop {
+            match silent.ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return true,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(closed, Ok(true), "silent client still connected");
+}
