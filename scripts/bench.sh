@@ -33,6 +33,6 @@ trap 'kill $server 2>/dev/null; rm -f "$server_out"' EXIT
 for _ in $(seq 50); do grep -q PORT "$server_out" && break; sleep 0.1; done
 port=$(awk '/PORT/ {print $2}' "$server_out")
 "$bin" bench pipeline --clip .deps/bench/testsrc-1280x720.mp4 --url "rtsp://127.0.0.1:$port/cam0" \
-  --cameras 8,16,24 --seconds "$seconds"
+  --cameras 16,20,24 --seconds "$seconds"
 "$bin" bench pipeline --clip .deps/bench/testsrc-1920x1080.mp4 --url "rtsp://127.0.0.1:$port/cam1" \
-  --cameras 8,16,24 --seconds "$seconds"
+  --cameras 16,20,24 --seconds "$seconds"

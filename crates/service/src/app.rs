@@ -53,7 +53,9 @@ async fn signal() {
 
 /// The shared analysis: detector on its thread, plus the facts every result carries.
 pub fn analyzer(config: &Config) -> anyhow::Result<Analyzer> {
-    let options = detector_options(&config.model, false);
+    let mut options = detector_options(&config.model, false);
+    // Camera threads decode and encode on the same cores: no spin-waiting between operators.
+    options.spinning = false;
     let detector = Detector::load(&options)?;
     let model_type = options
         .model

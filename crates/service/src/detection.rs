@@ -17,6 +17,7 @@ pub fn detector_options(model: &ModelConfig, all_classes: bool) -> DetectorOptio
         image_size: model.image_size,
         classes: (!all_classes).then(|| model.classes.clone()),
         threads: model.threads,
+        spinning: true,
     }
 }
 

@@ -35,6 +35,10 @@ pub struct DetectorOptions {
     pub classes: Option<Vec<String>>,
     /// ONNX Runtime intra-op threads; 0 lets ONNX Runtime choose (one per physical core).
     pub threads: usize,
+    /// Whether ONNX Runtime's threads spin-wait between operators (its default). Lower latency
+    /// for a lone detector; in the service, where decoding and encoding threads need the same
+    /// cores, spinning burns CPU they could use.
+    pub spinning: bool,
 }
 
 /// Why detection could not be set up or run.
