@@ -535,3 +535,35 @@ async fn silent_clients_are_dropped_after_three_heartbeats() {
     .await;
     assert_eq!(closed, Ok(true), "silent client still connected");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_id_with_a_new_url_restarts_the_camera() {
+    let rtsp = RtspServer::start(&[media("vtest-h264.mp4"), media("traffic-street-h264.mp4")]);
+    let service = Service::start(&[]);
+    let mut c = Client::connect(&service).await;
+    c.send(start(6, &rtsp.url(0))).await;
+    let r = c.recv_type("detection_result", SECS(15)).await;
+    assert_eq!(r["data"]["imageWidth"], 768);
+
+    c.send(start(6, &rtsp.url(1))).await;
+    assert_eq!(
+        c.recv_type("camera_status", SECS(5)).await["data"]["state"],
+        "connecting"
+    );
+    // Results now come from the new source (640x360), and no stale `offline` arrives.
+    let deadline = Instant::now() + SECS(15);
+    loop {
+        let v = c
+            .recv(deadline.saturating_duration_since(Instant::now()))
+            .await;
+        assert_ne!(v["data"]["state"], "offline", "{v}");
+        if v["type"] == "detection_result" && v["data"]["imageWidth"] == 640 {
+            break;
+        }
+    }
+    let (_, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
+    let cams: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(cams["data"].as_array().unwrap().len(), 1);
+    assert_eq!(cams["data"][0]["state"], "online", "{cams}");
+    assert!(cams["data"][0]["url"].as_str().unwrap().ends_with("/cam1"));
+}

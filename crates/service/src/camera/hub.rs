@@ -118,8 +118,8 @@ impl CameraHub {
                 cam.cancel.cancel();
                 cam.url = url.to_string();
                 cam.cancel = self.shutdown.child_token();
-                let info = CameraInfo::new(id, redact(url));
-                *cam.info.lock().unwrap_or_else(|e| e.into_inner()) = info;
+                // A fresh state: the old task may still write its final state into its own.
+                cam.info = Arc::new(Mutex::new(CameraInfo::new(id, redact(url))));
                 self.spawn(id, parsed, cam);
             }
             cam.watchers.insert(conn);

@@ -162,7 +162,16 @@ pub async fn run(task: CameraTask) {
         }
     }
     drop(job_tx);
-    task.set_state(State::Offline, "stopped");
+    if task.cancel.is_cancelled() {
+        // Stopped by the hub (last watcher gone, restart with a new URL, shutdown): nobody
+        // should hear an `offline` from this task, which a restarted camera would contradict.
+        task.update(|i| {
+            i.state = State::Offline;
+            i.message = "stopped".into();
+        });
+    } else {
+        task.set_state(State::Offline, "stopped");
+    }
     // The analysis thread ends once its channel is closed and its current frame is done.
     let _ = tokio::task::spawn_blocking(move || analysis.join()).await;
 }
