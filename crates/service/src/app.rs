@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use vision::Detector;
 use vision::worker::InferenceWorker;
 
+use crate::backend::{self, BackendClient};
 use crate::camera::hub::CameraHub;
 use crate::camera::pipeline::Analyzer;
 use crate::camera::result::ModelFacts;
@@ -98,6 +99,20 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
         if let Err(e) = hub.pin(decl.id, &decl.url) {
             tracing::error!(camera = decl.id, error = %e, "declared camera not started");
         }
+    }
+    if config.backend.active {
+        let client = BackendClient::new(config.backend.clone())?;
+        tracker.spawn(backend::sync_cameras(
+            client.clone(),
+            Arc::clone(&hub),
+            shutdown.clone(),
+        ));
+        tracker.spawn(backend::post_statistics(
+            client,
+            Arc::clone(&hub),
+            shutdown.clone(),
+        ));
+        tracing::info!(url = %config.backend.base_url, "backend link on");
     }
     let addr = (config.server.host.as_str(), config.server.port);
     let listener = TcpListener::bind(addr)

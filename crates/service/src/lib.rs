@@ -3,6 +3,7 @@
 //!
 //! Layout:
 //! - [`app`]: wiring and shutdown order of the live service (`serve`).
+//! - [`backend`]: camera list from and statistics to the Spring Boot backend.
 //! - [`camera`]: sources, decode policy, per-camera pipeline, the hub of shared cameras.
 //! - [`http`]: router, health, the `/ws` protocol and sessions.
 //! - [`cli`]: the command line (subcommands and the flags that override configuration).
@@ -14,6 +15,7 @@
 //! - [`commands`]: one module per subcommand.
 
 pub mod app;
+pub mod backend;
 pub mod camera;
 pub mod cli;
 pub mod commands;

@@ -154,8 +154,13 @@ impl CameraHub {
     pub fn pin(&self, id: CameraId, url: &str) -> Result<(), String> {
         let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
         let mut cameras = self.lock();
-        if cameras.contains_key(&id) {
-            return Err(format!("camera {id} is already running"));
+        if let Some(cam) = cameras.get_mut(&id) {
+            if cam.url == url {
+                cam.watchers.insert(SERVICE);
+                cam.info.lock().unwrap_or_else(|e| e.into_inner()).pinned = true;
+                return Ok(());
+            }
+            return Err(format!("camera {id} is already running another source"));
         }
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let mut info = CameraInfo::new(id, redact(url));
@@ -170,6 +175,20 @@ impl CameraHub {
         self.spawn(id, parsed, &mut cam);
         cameras.insert(id, cam);
         Ok(())
+    }
+
+    /// Releases a declared camera: it stops unless clients still watch it.
+    pub fn unpin(&self, id: CameraId) {
+        self.leave(SERVICE, id);
+    }
+
+    /// Ids of the cameras the service itself holds.
+    pub fn pinned(&self) -> Vec<CameraId> {
+        self.lock()
+            .iter()
+            .filter(|(_, c)| c.watchers.contains(&SERVICE))
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     fn spawn(&self, id: CameraId, url: url::Url, cam: &mut Camera) {

@@ -280,9 +280,20 @@ fn analysis_loop(task: &CameraTask, jobs: &Receiver<DecodeJob>) {
             },
             &task.analyzer.facts,
         );
-        task.update(|i| i.frames_analysed += 1);
+        let vehicles = detections.iter().filter(|d| is_vehicle(&d.label)).count() as u64;
+        let persons = detections.iter().filter(|d| d.label == "person").count() as u64;
+        task.update(|i| {
+            i.frames_analysed += 1;
+            i.vehicle_detections += vehicles;
+            i.person_detections += persons;
+        });
         let _ = task.events.send(text.into());
     }
+}
+
+/// Whether a COCO class is a road vehicle.
+pub fn is_vehicle(class: &str) -> bool {
+    matches!(class, "car" | "bus" | "truck" | "motorcycle" | "bicycle")
 }
 
 #[cfg(test)]

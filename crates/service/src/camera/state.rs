@@ -34,6 +34,10 @@ pub struct CameraInfo {
     pub message: String,
     /// Frames run through detection.
     pub frames_analysed: u64,
+    /// Vehicles (car, bus, truck, motorcycle, bicycle) detected, summed over analysed frames.
+    pub vehicle_detections: u64,
+    /// Persons detected, summed over analysed frames.
+    pub person_detections: u64,
     /// Frames decoded.
     pub frames_decoded: u64,
     /// Frames received from the source.
@@ -59,6 +63,8 @@ impl CameraInfo {
             state: State::Connecting,
             message: "connecting".into(),
             frames_analysed: 0,
+            vehicle_detections: 0,
+            person_detections: 0,
             frames_decoded: 0,
             frames_received: 0,
             frames_dropped: 0,

@@ -197,8 +197,24 @@ pub struct KafkaConfig {
 /// The Spring Boot backend.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackendConfig {
+    /// Whether the backend is used: `backend.base_url` was set explicitly.
+    pub active: bool,
     /// Base URL.
     pub base_url: String,
+    /// Path of the camera list (GET).
+    pub cameras_path: String,
+    /// Path statistics are POSTed to.
+    pub stats_path: String,
+    /// How often the camera list is fetched.
+    pub refresh: Duration,
+    /// How often statistics are posted.
+    pub stats_interval: Duration,
+    /// Field of a camera entry holding its id.
+    pub id_field: String,
+    /// Field holding its stream URL.
+    pub url_field: String,
+    /// Field holding whether it is enabled (absent = enabled).
+    pub enabled_field: String,
     /// Header that carries the token.
     pub jwt_header: String,
     /// The token, when set.

@@ -220,7 +220,18 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
         None => None,
     };
     let backend = BackendConfig {
+        active: layers
+            .values
+            .get("backend.base_url")
+            .is_some_and(|v| v.origin != super::Origin::Default),
         base_url: r.url("backend.base_url", &["http", "https"])?,
+        cameras_path: path(&r, "backend.cameras_path")?,
+        stats_path: path(&r, "backend.stats_path")?,
+        refresh: r.seconds("backend.refresh_seconds", false, 86_400.0)?,
+        stats_interval: r.seconds("backend.stats_interval_seconds", false, 86_400.0)?,
+        id_field: r.string("backend.camera_id_field")?,
+        url_field: r.string("backend.camera_url_field")?,
+        enabled_field: r.string("backend.camera_enabled_field")?,
         jwt_header: header_name(&r, "backend.jwt_header")?,
         jwt_token: r.secret("backend.jwt_token"),
     };
@@ -303,6 +314,15 @@ fn host(r: &Reader<'_>) -> Result<String, ConfigError> {
         Ok(host)
     } else {
         Err(r.err("server.host", "must be an IP address or host name"))
+    }
+}
+
+fn path(r: &Reader<'_>, key: &str) -> Result<String, ConfigError> {
+    let p = r.string(key)?;
+    if p.starts_with('/') && !p.contains(char::is_whitespace) {
+        Ok(p)
+    } else {
+        Err(r.err(key, "must be a URL path starting with /"))
     }
 }
 

@@ -70,6 +70,17 @@ fn defaults_match_the_spec() {
     assert_eq!(c.kafka.bootstrap_servers, "localhost:9092");
     assert_eq!(c.redis_url, None);
     assert_eq!(c.backend.jwt_header, "Authorization");
+    assert!(
+        !c.backend.active,
+        "the backend is used only when its URL is set"
+    );
+    assert_eq!(
+        (
+            c.backend.cameras_path.as_str(),
+            c.backend.url_field.as_str()
+        ),
+        ("/cameras", "rtspUrl")
+    );
     assert_eq!(
         c.security.allowed_source_schemes,
         ["rtsp", "rtsps", "http", "https"]
@@ -90,7 +101,11 @@ fn committed_model_config_yaml_lists_every_key_at_its_default() {
         Config::load(&env_with_file(&path, &[]), &Overrides::default()).unwrap();
     let defaults = load(&env_with_file(&no_file(), &[]), &Overrides::default()).unwrap();
     assert_eq!(from_file, defaults);
-    for s in SETTINGS.iter().filter(|s| s.in_yaml) {
+    // backend.base_url is shown commented out: writing it switches the backend link on.
+    for s in SETTINGS
+        .iter()
+        .filter(|s| s.in_yaml && s.key != "backend.base_url")
+    {
         let origin = &layers.values[s.key].origin;
         assert!(
             matches!(origin, Origin::File(_)),
@@ -276,6 +291,16 @@ fn every_bad_value_names_its_key() {
             "backend.base_url",
         ),
         ("ALGO_JWT_HEADER", "Bad Header", "backend.jwt_header"),
+        (
+            "ALGO_BACKEND_CAMERAS_PATH",
+            "cameras",
+            "backend.cameras_path",
+        ),
+        (
+            "ALGO_BACKEND_REFRESH_SECONDS",
+            "0",
+            "backend.refresh_seconds",
+        ),
         (
             "ALGO_ALLOWED_SOURCE_SCHEMES",
             "rtsp,gopher",
