@@ -567,3 +567,86 @@ async fn same_id_with_a_new_url_restarts_the_camera() {
     assert_eq!(cams["data"][0]["state"], "online", "{cams}");
     assert!(cams["data"][0]["url"].as_str().unwrap().ends_with("/cam1"));
 }
+
+/// Serves an endless MJPEG stream of the two photos, 5 pictures a second; returns its URL.
+async fn serve_mjpeg() -> String {
+    use axum::body::{Body, Bytes};
+    let photos = [
+        std::fs::read(media("bus.jpg")).unwrap(),
+        std::fs::read(media("zidane.jpg")).unwrap(),
+    ];
+    let app = axum::Router::new().route(
+        "/video.mjpg",
+        axum::routing::get(move || {
+            let photos = photos.clone();
+            async move {
+                let parts = futures_util::stream::unfold(0usize, move |i| {
+                    let photo = photos[i % 2].clone();
+                    async move {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        let mut part = format!(
+                            "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+                            photo.len()
+                        )
+                        .into_bytes();
+                        part.extend_from_slice(&photo);
+                        part.extend_from_slice(b"\r\n");
+                        Some((Ok::<_, std::io::Error>(Bytes::from(part)), i + 1))
+                    }
+                });
+                (
+                    [("content-type", "multipart/x-mixed-replace; boundary=frame")],
+                    Body::from_stream(parts),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/video.mjpg")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_mjpeg_camera_is_analysed() {
+    let url = serve_mjpeg().await;
+    let service = Service::start(&[]);
+    let mut c = Client::connect(&service).await;
+    c.send(json!({"type": "check_camera", "data": {"cameraId": 30, "rtspUrl": url}}))
+        .await;
+    assert_eq!(
+        c.recv_type("camera_status", SECS(6)).await["data"]["status"],
+        1
+    );
+
+    c.send(start(30, &url)).await;
+    c.recv_state("online", SECS(10)).await;
+    let mut sizes = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        let r = c.recv_type("detection_result", SECS(10)).await;
+        let d = &r["data"];
+        sizes.insert((
+            d["imageWidth"].as_u64().unwrap(),
+            d["imageHeight"].as_u64().unwrap(),
+        ));
+        assert!(
+            d["detectedObjects"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|o| o["class"] == "person")
+        );
+    }
+    assert!(
+        sizes.iter().all(|s| *s == (810, 1080) || *s == (1280, 720)),
+        "{sizes:?}"
+    );
+    let (_, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
+    let cam = &serde_json::from_str::<Value>(&body).unwrap()["data"][0];
+    // 5 pictures a second arrive; only the sampled ones are decoded.
+    let (decoded, received) = (
+        cam["framesDecoded"].as_u64().unwrap(),
+        cam["framesReceived"].as_u64().unwrap(),
+    );
+    assert!(decoded * 5 <= received, "decoded {decoded} of {received}");
+}

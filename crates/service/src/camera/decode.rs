@@ -57,6 +57,17 @@ impl VideoDecoder {
     /// Decodes `job` (resuming when it continues the previous run) and returns the picture of
     /// its last frame, or `None` when the decoder produced no picture for it.
     pub fn decode(&mut self, job: &DecodeJob) -> Result<Option<RgbFrame>, DecodeError> {
+        if let Some(last) = job
+            .frames
+            .last()
+            .filter(|f| f.data.starts_with(&[0xFF, 0xD8]))
+        {
+            // MJPEG: every picture stands alone.
+            self.frames_decoded += 1;
+            return crate::imageio::decode_rgb(&last.data)
+                .map(Some)
+                .map_err(DecodeError::Decode);
+        }
         let start = match self.position {
             Some((gop, done)) if gop == job.gop && done == job.resume_from => job.resume_from,
             _ => 0,

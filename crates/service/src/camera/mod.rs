@@ -5,6 +5,7 @@ pub mod check;
 pub mod decode;
 pub mod file;
 pub mod hub;
+pub mod mjpeg;
 pub mod pipeline;
 pub mod result;
 pub mod sampler;

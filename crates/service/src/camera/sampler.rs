@@ -23,7 +23,7 @@ const SLACK: f64 = 0.2;
 /// One encoded video frame in Annex B form (start codes; parameter sets before keyframes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedFrame {
-    /// Annex B bytes.
+    /// Annex B H.264 bytes, or a whole JPEG picture (MJPEG sources).
     pub data: Arc<[u8]>,
     /// Whether the frame can be decoded on its own (IDR).
     pub keyframe: bool,

@@ -1,5 +1,5 @@
 //! Where frames come from: RTSP/RTSPS cameras through `retina` (TCP interleaved by default, UDP
-//! on request with `?transport=udp`) and MP4 files (`file:///path.mp4`, played in real time,
+//! on request with `?transport=udp`), HTTP MJPEG cameras and MP4 files (`file:///path.mp4`, played in real time,
 //! looping with `?loop=1`), all as H.264 in Annex B form ready for the decoder; and the URL
 //! policy that decides which sources may be opened at all.
 
@@ -14,6 +14,7 @@ use retina::codec::{CodecItem, FrameFormat};
 use url::Url;
 
 use super::file::FileSource;
+use super::mjpeg::MjpegSource;
 use super::sampler::EncodedFrame;
 use crate::config::SecurityConfig;
 
@@ -86,6 +87,8 @@ pub enum Source {
     Rtsp(RtspSource),
     /// A file played as a camera (boxed: its MP4 index is large).
     File(Box<PacedFile>),
+    /// An HTTP MJPEG camera.
+    Mjpeg(Box<MjpegSource>),
 }
 
 impl Source {
@@ -93,6 +96,7 @@ impl Source {
     pub async fn open(url: &Url) -> Result<Self, SourceError> {
         match url.scheme() {
             "file" => Ok(Self::File(Box::new(PacedFile::open(url)?))),
+            "http" | "https" => Ok(Self::Mjpeg(Box::new(MjpegSource::open(url).await?))),
             _ => Ok(Self::Rtsp(RtspSource::open(url).await?)),
         }
     }
@@ -102,6 +106,7 @@ impl Source {
         match self {
             Self::Rtsp(s) => s.next_frame().await,
             Self::File(f) => f.next_frame().await,
+            Self::Mjpeg(m) => m.next_frame().await,
         }
     }
 
