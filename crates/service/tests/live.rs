@@ -650,3 +650,15 @@ async fn http_mjpeg_camera_is_analysed() {
     );
     assert!(decoded * 5 <= received, "decoded {decoded} of {received}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtsp_over_udp_on_request() {
+    let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
+    let service = Service::start(&[]);
+    let mut c = Client::connect(&service).await;
+    c.send(start(8, &format!("{}?transport=udp", rtsp.url(0))))
+        .await;
+    c.recv_state("online", SECS(15)).await;
+    let r = c.recv_type("detection_result", SECS(15)).await;
+    assert_eq!(r["data"]["imageWidth"], 768);
+}

@@ -205,6 +205,16 @@ impl RtspSource {
         let udp = url
             .query_pairs()
             .any(|(k, v)| k == "transport" && v == "udp");
+        // `transport` is ours, not the camera's: keep every other query parameter.
+        let others: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| k != "transport")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        clean.set_query(None);
+        if !others.is_empty() {
+            clean.query_pairs_mut().extend_pairs(others);
+        }
         let options = SessionOptions::default()
             .creds(creds)
             .user_agent(format!("traffic-algo/{}", env!("CARGO_PKG_VERSION")));
