@@ -58,19 +58,11 @@ pub fn analyzer(config: &Config) -> anyhow::Result<Analyzer> {
     // Camera threads decode and encode on the same cores: no spin-waiting between operators.
     options.spinning = false;
     let detector = Detector::load(&options)?;
-    let model_type = options
-        .model
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_string())
-        .unwrap_or_else(|| "yolo".into());
     let worker = InferenceWorker::spawn(detector, INFERENCE_QUEUE)
         .context("cannot start the inference thread")?;
     Ok(Analyzer {
         worker,
-        facts: ModelFacts {
-            model_type,
-            supported_classes: config.model.classes.clone(),
-        },
+        facts: ModelFacts::new(&config.model),
     })
 }
 

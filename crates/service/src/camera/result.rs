@@ -15,6 +15,17 @@ pub struct ModelFacts {
     pub supported_classes: Vec<String>,
 }
 
+impl ModelFacts {
+    /// The facts for the configured model: its file stem and the kept classes.
+    pub fn new(model: &crate::config::ModelConfig) -> Self {
+        let model_type = model
+            .path()
+            .file_stem()
+            .map_or_else(|| "yolo".to_string(), |s| s.to_string_lossy().into_owned());
+        Self { model_type, supported_classes: model.classes.clone() }
+    }
+}
+
 /// One analysed frame.
 #[derive(Debug)]
 pub struct FrameResult<'a> {

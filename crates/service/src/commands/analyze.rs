@@ -20,15 +20,8 @@ use crate::detection::detector_options;
 
 /// Runs `analyze`.
 pub fn run(config: &Config, args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
-    let options = detector_options(&config.model, false);
-    let mut detector = Detector::load(&options)?;
-    let facts = ModelFacts {
-        model_type: options
-            .model
-            .file_stem()
-            .map_or("yolo".into(), |s| s.to_string_lossy().into()),
-        supported_classes: config.model.classes.clone(),
-    };
+    let mut detector = Detector::load(&detector_options(&config.model, false))?;
+    let facts = ModelFacts::new(&config.model);
     let mut source = FileSource::open(&args.video)?;
     let mut sampler = Sampler::new(config.stream.frame_interval);
     let mut decoder = VideoDecoder::new()?;
