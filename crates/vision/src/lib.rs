@@ -10,6 +10,7 @@
 //! - [`classes`]: COCO names, model metadata names, the class filter.
 //! - [`runtime`]: locating and loading ONNX Runtime.
 //! - [`detector`]: the whole detection step around one ONNX Runtime session.
+//! - [`tracker`]: multi-object tracking parts (assignment, Kalman filter).
 //! - [`worker`]: the inference thread that owns a detector.
 
 pub mod classes;
@@ -19,6 +20,7 @@ pub mod geometry;
 pub mod letterbox;
 pub mod nms;
 pub mod runtime;
+pub mod tracker;
 pub mod worker;
 
 pub use detector::{DetectError, Detection, DetectionOutput, Detector, DetectorOptions, Timings};

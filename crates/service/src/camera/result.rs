@@ -22,7 +22,10 @@ impl ModelFacts {
             .path()
             .file_stem()
             .map_or_else(|| "yolo".to_string(), |s| s.to_string_lossy().into_owned());
-        Self { model_type, supported_classes: model.classes.clone() }
+        Self {
+            model_type,
+            supported_classes: model.classes.clone(),
+        }
     }
 }
 
