@@ -10,7 +10,7 @@
 //! - [`classes`]: COCO names, model metadata names, the class filter.
 //! - [`runtime`]: locating and loading ONNX Runtime.
 //! - [`detector`]: the whole detection step around one ONNX Runtime session.
-//! - [`tracker`]: multi-object tracking parts (assignment, Kalman filter).
+//! - [`tracker`]: multi-object tracking: ByteTrack, its Kalman filter and assignment.
 //! - [`worker`]: the inference thread that owns a detector.
 
 pub mod classes;

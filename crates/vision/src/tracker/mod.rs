@@ -1,5 +1,6 @@
-//! Multi-object tracking (ByteTrack), built from plain synchronous parts: the assignment solver
-//! and, as the tracking issue lands, the Kalman filter and the tracker itself.
+//! Multi-object tracking (ByteTrack), built from plain synchronous parts: the assignment solver,
+//! the Kalman filter and the tracker that ties them together.
 
 pub mod assignment;
+pub mod byte_track;
 pub mod kalman;

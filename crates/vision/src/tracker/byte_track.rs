@@ -1,0 +1,365 @@
+//! ByteTrack (Zhang et al., 2022) as a plain synchronous `update()`: every detection of a frame
+//! goes in, each gets the id of the track it continues. High-score detections are associated
+//! first (IoU fused with score), then the low-score ones keep existing tracks alive without
+//! starting new ones; a new track is confirmed by a second sighting; a lost track is kept for
+//! `max_lost_frames` and then dropped. Steps are analysed frames, whatever time lies between.
+
+use super::assignment::assign;
+use super::kalman::{self, Covariance, State};
+use crate::geometry::BBox;
+
+/// Tracker parameters (ByteTrack's names).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ByteTrackConfig {
+    /// Detections at or above this score are "high" and may start tracks.
+    pub track_thresh: f32,
+    /// Detections below this are ignored entirely.
+    pub low_thresh: f32,
+    /// Largest fused cost (1 - IoU x score) of a first-stage match.
+    pub match_thresh: f32,
+    /// Analysed frames a lost track is remembered.
+    pub max_lost_frames: u32,
+}
+
+impl Default for ByteTrackConfig {
+    fn default() -> Self {
+        Self {
+            track_thresh: 0.5,
+            low_thresh: 0.1,
+            match_thresh: 0.8,
+            max_lost_frames: 30,
+        }
+    }
+}
+
+/// One detection given to the tracker.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrackInput {
+    /// Box in frame pixels.
+    pub bbox: BBox,
+    /// Detector confidence.
+    pub score: f32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TrackState {
+    Tracked,
+    Lost,
+}
+
+#[derive(Debug, Clone)]
+struct Track {
+    id: u64,
+    mean: State,
+    cov: Covariance,
+    state: TrackState,
+    activated: bool,
+    last_frame: u64,
+    start_frame: u64,
+}
+
+fn to_xyah(b: &BBox) -> kalman::Measurement {
+    let (cx, cy) = b.center();
+    let h = f64::from(b.height()).max(1e-3);
+    [f64::from(cx), f64::from(cy), f64::from(b.width()) / h, h]
+}
+
+impl Track {
+    fn bbox(&self) -> BBox {
+        let [x, y, a, h, ..] = self.mean;
+        let w = a * h;
+        BBox::from_center(x as f32, y as f32, w as f32, h as f32)
+    }
+}
+
+/// The ByteTrack tracker.
+#[derive(Debug, Clone)]
+pub struct ByteTracker {
+    cfg: ByteTrackConfig,
+    frame: u64,
+    next_id: u64,
+    tracked: Vec<Track>,
+    lost: Vec<Track>,
+}
+
+/// Cost matrix `1 - IoU` (times the detection score when `fuse`), tracks by detections.
+fn iou_cost(tracks: &[&Track], dets: &[(usize, TrackInput)], fuse: bool) -> Vec<f32> {
+    let mut cost = Vec::with_capacity(tracks.len() * dets.len());
+    for t in tracks {
+        let tb = t.bbox();
+        for (_, d) in dets {
+            let iou = tb.iou(&d.bbox);
+            cost.push(1.0 - if fuse { iou * d.score } else { iou });
+        }
+    }
+    cost
+}
+
+impl ByteTracker {
+    /// A tracker with no tracks.
+    pub fn new(cfg: ByteTrackConfig) -> Self {
+        Self {
+            cfg,
+            frame: 0,
+            next_id: 1,
+            tracked: Vec::new(),
+            lost: Vec::new(),
+        }
+    }
+
+    /// Number of live (tracked or lost) tracks.
+    pub fn live_tracks(&self) -> usize {
+        self.tracked.len() + self.lost.len()
+    }
+
+    /// Takes one frame's detections; returns, aligned with them, the track id of each
+    /// detection that belongs to a confirmed track.
+    pub fn update(&mut self, dets: &[TrackInput]) -> Vec<Option<u64>> {
+        self.frame += 1;
+        let frame = self.frame;
+        let mut ids = vec![None; dets.len()];
+        let high: Vec<(usize, TrackInput)> = dets
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(_, d)| d.score >= self.cfg.track_thresh)
+            .collect();
+        let low: Vec<(usize, TrackInput)> = dets
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(_, d)| d.score < self.cfg.track_thresh && d.score > self.cfg.low_thresh)
+            .collect();
+
+        // Confirmed tracks and lost ones form the pool; unconfirmed tracks wait for stage 3.
+        let (confirmed, unconfirmed): (Vec<Track>, Vec<Track>) = std::mem::take(&mut self.tracked)
+            .into_iter()
+            .partition(|t| t.activated);
+        let mut pool: Vec<Track> = confirmed;
+        pool.append(&mut self.lost);
+        for t in &mut pool {
+            if t.state != TrackState::Tracked {
+                t.mean[7] = 0.0; // A lost track's height stops changing, as in ByteTrack.
+            }
+            kalman::predict(&mut t.mean, &mut t.cov);
+        }
+
+        let mut updated: Vec<Track> = Vec::new();
+        let mut apply = |mut t: Track, (i, d): (usize, TrackInput), ids: &mut Vec<Option<u64>>| {
+            kalman::update(&mut t.mean, &mut t.cov, to_xyah(&d.bbox));
+            t.state = TrackState::Tracked;
+            t.activated = true;
+            t.last_frame = frame;
+            ids[i] = Some(t.id);
+            updated.push(t);
+        };
+
+        // Stage 1: pool against high-score detections.
+        let refs: Vec<&Track> = pool.iter().collect();
+        let a = assign(
+            &iou_cost(&refs, &high, true),
+            pool.len(),
+            high.len(),
+            self.cfg.match_thresh,
+        );
+        let mut pool_left: Vec<Option<Track>> = pool.into_iter().map(Some).collect();
+        for &(t, d) in &a.matches {
+            if let Some(track) = pool_left[t].take() {
+                apply(track, high[d], &mut ids);
+            }
+        }
+        let high_left: Vec<(usize, TrackInput)> =
+            a.unmatched_cols.iter().map(|&d| high[d]).collect();
+
+        // Stage 2: still-tracked tracks against low-score detections.
+        let (second, mut lost_now): (Vec<Track>, Vec<Track>) = pool_left
+            .into_iter()
+            .flatten()
+            .partition(|t| t.state == TrackState::Tracked);
+        let refs: Vec<&Track> = second.iter().collect();
+        let a = assign(&iou_cost(&refs, &low, false), second.len(), low.len(), 0.5);
+        let mut second_left: Vec<Option<Track>> = second.into_iter().map(Some).collect();
+        for &(t, d) in &a.matches {
+            if let Some(track) = second_left[t].take() {
+                apply(track, low[d], &mut ids);
+            }
+        }
+        for mut t in second_left.into_iter().flatten() {
+            t.state = TrackState::Lost;
+            lost_now.push(t);
+        }
+
+        // Stage 3: unconfirmed tracks against the remaining high detections; else removed.
+        let refs: Vec<&Track> = unconfirmed.iter().collect();
+        let a = assign(
+            &iou_cost(&refs, &high_left, true),
+            unconfirmed.len(),
+            high_left.len(),
+            0.7,
+        );
+        let mut unconfirmed_left: Vec<Option<Track>> = unconfirmed.into_iter().map(Some).collect();
+        for &(t, d) in &a.matches {
+            if let Some(track) = unconfirmed_left[t].take() {
+                apply(track, high_left[d], &mut ids);
+            }
+        }
+
+        // New tracks from unmatched confident detections; confirmed on their second sighting
+        // (or at once on the very first frame).
+        let mut fresh: Vec<Track> = Vec::new();
+        for &d in &a.unmatched_cols {
+            let (i, det) = high_left[d];
+            if det.score < self.cfg.track_thresh + 0.1 {
+                continue;
+            }
+            let (mean, cov) = kalman::initiate(to_xyah(&det.bbox));
+            let id = self.next_id;
+            self.next_id += 1;
+            let activated = frame == 1;
+            if activated {
+                ids[i] = Some(id);
+            }
+            fresh.push(Track {
+                id,
+                mean,
+                cov,
+                state: TrackState::Tracked,
+                activated,
+                last_frame: frame,
+                start_frame: frame,
+            });
+        }
+
+        let max_lost = u64::from(self.cfg.max_lost_frames);
+        lost_now.retain(|t| frame - t.last_frame <= max_lost);
+        updated.extend(fresh);
+        self.tracked = updated;
+        self.lost = lost_now;
+        self.remove_duplicates();
+        ids
+    }
+
+    /// Tracked and lost tracks that overlap almost entirely are one object: keep the older.
+    fn remove_duplicates(&mut self) {
+        let mut drop_tracked = vec![false; self.tracked.len()];
+        let mut drop_lost = vec![false; self.lost.len()];
+        for (i, t) in self.tracked.iter().enumerate() {
+            for (j, l) in self.lost.iter().enumerate() {
+                if 1.0 - t.bbox().iou(&l.bbox()) < 0.15 {
+                    let t_age = t.last_frame - t.start_frame;
+                    let l_age = l.last_frame - l.start_frame;
+                    if t_age > l_age {
+                        drop_lost[j] = true;
+                    } else {
+                        drop_tracked[i] = true;
+                    }
+                }
+            }
+        }
+        let mut k = 0;
+        self.tracked.retain(|_| {
+            k += 1;
+            !drop_tracked[k - 1]
+        });
+        let mut k = 0;
+        self.lost.retain(|_| {
+            k += 1;
+            !drop_lost[k - 1]
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn det(x: f32, y: f32, score: f32) -> TrackInput {
+        TrackInput {
+            bbox: BBox::new(x, y, x + 40.0, y + 80.0),
+            score,
+        }
+    }
+
+    #[test]
+    fn a_moving_object_keeps_its_id() {
+        let mut t = ByteTracker::new(ByteTrackConfig::default());
+        let first = t.update(&[det(0.0, 100.0, 0.9)]);
+        assert_eq!(first, vec![Some(1)], "confirmed at once on the first frame");
+        for step in 1..20 {
+            let ids = t.update(&[det(8.0 * step as f32, 100.0, 0.9)]);
+            assert_eq!(ids, vec![Some(1)], "step {step}");
+        }
+    }
+
+    #[test]
+    fn a_new_object_is_confirmed_on_its_second_sighting() {
+        let mut t = ByteTracker::new(ByteTrackConfig::default());
+        t.update(&[det(0.0, 0.0, 0.9)]);
+        let ids = t.update(&[det(2.0, 0.0, 0.9), det(300.0, 0.0, 0.9)]);
+        assert_eq!(ids, vec![Some(1), None]);
+        let ids = t.update(&[det(4.0, 0.0, 0.9), det(302.0, 0.0, 0.9)]);
+        assert_eq!(ids, vec![Some(1), Some(2)]);
+    }
+
+    #[test]
+    fn crossing_objects_keep_their_ids() {
+        // Two people walking towards each other along the same line, passing at step 10.
+        let mut t = ByteTracker::new(ByteTrackConfig::default());
+        let mut first_ids = None;
+        for step in 0..21 {
+            let s = step as f32;
+            let ids = t.update(&[
+                det(10.0 * s, 100.0, 0.9),
+                det(200.0 - 10.0 * s, 104.0, 0.85),
+            ]);
+            if step == 0 {
+                first_ids = Some(ids.clone());
+            } else if !(8..=12).contains(&step) {
+                // Away from the crossing, identities match the start.
+                assert_eq!(Some(ids.clone()), first_ids, "step {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_short_occlusion_keeps_the_id_and_a_long_one_does_not() {
+        let cfg = ByteTrackConfig {
+            max_lost_frames: 3,
+            ..Default::default()
+        };
+        let mut t = ByteTracker::new(cfg);
+        for step in 0..5 {
+            t.update(&[det(5.0 * step as f32, 0.0, 0.9)]);
+        }
+        for _ in 0..2 {
+            assert!(t.update(&[]).is_empty());
+        }
+        // Reappears where the motion model expects it (x = 5 * 7).
+        assert_eq!(t.update(&[det(35.0, 0.0, 0.9)]), vec![Some(1)]);
+        for _ in 0..5 {
+            t.update(&[]);
+        }
+        assert_eq!(t.live_tracks(), 0, "dropped after 3 lost frames");
+        t.update(&[det(60.0, 0.0, 0.9)]);
+        assert_eq!(t.update(&[det(61.0, 0.0, 0.9)]), vec![Some(2)]);
+    }
+
+    #[test]
+    fn low_score_detections_extend_tracks_but_never_start_them() {
+        let mut t = ByteTracker::new(ByteTrackConfig::default());
+        t.update(&[det(0.0, 0.0, 0.9)]);
+        // The object's score drops (partly hidden): still the same track.
+        assert_eq!(t.update(&[det(3.0, 0.0, 0.3)]), vec![Some(1)]);
+        assert_eq!(t.update(&[det(6.0, 0.0, 0.2)]), vec![Some(1)]);
+        // A lone low-score detection elsewhere starts nothing.
+        assert_eq!(
+            t.update(&[det(9.0, 0.0, 0.9), det(400.0, 0.0, 0.3)]),
+            vec![Some(1), None]
+        );
+        assert_eq!(
+            t.update(&[det(12.0, 0.0, 0.9), det(400.0, 0.0, 0.3)]),
+            vec![Some(1), None]
+        );
+        assert_eq!(t.live_tracks(), 1);
+    }
+}
