@@ -28,27 +28,28 @@ pub const GRACE: Duration = Duration::from_secs(8);
 /// Inference jobs queued before cameras start dropping frames.
 const INFERENCE_QUEUE: usize = 4;
 
-/// Resolves on the first SIGINT or SIGTERM.
-async fn signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
+/// SIGINT and SIGTERM listeners. Created before the service announces itself, so that a signal
+/// arriving right after start-up is handled, not fatal.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+        })
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    /// Resolves on the next SIGINT or SIGTERM.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
     }
 }
 
@@ -106,6 +107,7 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
         ));
         tracing::info!(url = %config.backend.base_url, "backend link on");
     }
+    let mut signals = Signals::install()?;
     let addr = (config.server.host.as_str(), config.server.port);
     let listener = TcpListener::bind(addr)
         .await
@@ -127,11 +129,11 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
     let stop = shutdown.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
-            signal().await;
+            signals.recv().await;
             tracing::info!("shutting down: closing sessions, stopping cameras");
             stop.cancel();
-            tokio::spawn(async {
-                signal().await;
+            tokio::spawn(async move {
+                signals.recv().await;
                 tracing::warn!("second signal: exiting now");
                 std::process::exit(130);
             });
