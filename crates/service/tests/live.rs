@@ -662,3 +662,42 @@ async fn rtsp_over_udp_on_request() {
     let r = c.recv_type("detection_result", SECS(15)).await;
     assert_eq!(r["data"]["imageWidth"], 768);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_client_loses_messages_without_slowing_others() {
+    let url = serve_mjpeg().await;
+    // Five results a second of ~150-250 KB each, so a client that never reads fills its socket
+    // buffers and then its queue within seconds.
+    let service = Service::start(&[("ALGO_FRAME_INTERVAL", "0.2")]);
+    let mut stuck = Client::connect(&service).await;
+    stuck.send(start(40, &url)).await;
+    let mut fast = Client::connect(&service).await;
+    fast.send(json!({"type": "subscribe", "data": {"cameraId": 40}}))
+        .await;
+    fast.recv_type("detection_result", SECS(10)).await;
+
+    let started = Instant::now();
+    let mut received = 0;
+    let dropped = loop {
+        fast.recv_type("detection_result", SECS(5)).await;
+        received += 1;
+        let (_, _, body) = http(&service.addr, "GET", "/api/health/health_check", &[]);
+        let health: Value = serde_json::from_str(&body).unwrap();
+        let dropped = health["data"]["wsMessagesDropped"].as_u64().unwrap();
+        if dropped > 0 {
+            break dropped;
+        }
+        assert!(
+            started.elapsed() < SECS(60),
+            "nothing dropped for the stuck client in 60 s"
+        );
+    };
+    // The reading client kept getting results the whole time (about 4-5 per second).
+    let rate = f64::from(received) / started.elapsed().as_secs_f64();
+    assert!(
+        rate > 2.0,
+        "fast client got {rate:.1} results/s while the other was stuck"
+    );
+    assert!(dropped >= 1);
+    drop(stuck);
+}

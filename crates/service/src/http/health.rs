@@ -17,6 +17,8 @@ pub async fn health_check(State(state): State<AppState>) -> Response {
         "activeStreams": state.hub.active(),
         "llmEnabled": state.llm_enabled,
         "mode": "standalone",
+        // Messages not delivered to slow WebSocket clients since start (beyond SPEC 3).
+        "wsMessagesDropped": super::ws::DROPPED_MESSAGES.load(std::sync::atomic::Ordering::Relaxed),
     }))
 }
 

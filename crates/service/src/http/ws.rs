@@ -22,8 +22,10 @@ use crate::camera::check::probe;
 use crate::camera::hub::{ConnId, Subscription};
 use crate::camera::state::{State as CamState, camera_status};
 
-/// Outbound messages queued per client before new ones are dropped.
-pub const OUTBOUND_CAPACITY: usize = 64;
+/// Outbound messages queued per client before new ones are dropped. A `detection_result` with
+/// its frame is 50-300 KB, so this bounds a stuck client to a few MB beside the kernel's socket
+/// buffers; a client watching four cameras at 1.8 s has several seconds of slack.
+pub const OUTBOUND_CAPACITY: usize = 16;
 
 /// Messages dropped for slow clients since start (all connections).
 pub static DROPPED_MESSAGES: AtomicU64 = AtomicU64::new(0);
