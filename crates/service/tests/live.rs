@@ -95,6 +95,13 @@ fn start(camera_id: i64, url: &str) -> Value {
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
+/// The `/api/cameras` answer.
+fn cameras(service: &Service) -> Value {
+    let (status, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
 #[test]
 fn http_answers_in_the_envelope() {
     let service = Service::start(&[]);
@@ -292,8 +299,7 @@ async fn rtsp_camera_streams_detections_at_the_interval() {
         "mean interval {mean:.2} s ({gaps:?})"
     );
 
-    let (_, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
-    let cams: Value = serde_json::from_str(&body).unwrap();
+    let cams = cameras(&service);
     let cam = &cams["data"][0];
     assert_eq!(cam["cameraId"], 7);
     assert_eq!(cam["state"], "online");
@@ -312,11 +318,7 @@ async fn rtsp_camera_streams_detections_at_the_interval() {
         v["data"],
         json!({"cameraId": 7, "reason": "Stopped by client"})
     );
-    let (_, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap()["data"],
-        json!([])
-    );
+    assert_eq!(cameras(&service)["data"], json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -360,8 +362,7 @@ async fn two_clients_share_one_camera_until_the_last_leaves() {
     a.recv_type("detection_result", SECS(20)).await;
     b.recv_type("detection_result", SECS(20)).await;
 
-    let (_, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
-    let cams: Value = serde_json::from_str(&body).unwrap();
+    let cams = cameras(&service);
     assert_eq!(
         cams["data"].as_array().unwrap().len(),
         1,
@@ -372,19 +373,14 @@ async fn two_clients_share_one_camera_until_the_last_leaves() {
     drop(a); // the first client goes away
     b.recv_type("detection_result", SECS(10)).await;
     b.recv_type("detection_result", SECS(10)).await;
-    let (_, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
-    let cams: Value = serde_json::from_str(&body).unwrap();
+    let cams = cameras(&service);
     assert_eq!(cams["data"][0]["watchers"], 1, "{cams}");
 
     b.send(json!({"type": "unsubscribe", "data": {"cameraId": 5}}))
         .await;
     b.send(json!({"type": "ping"})).await;
     b.recv_type("pong", SECS(5)).await;
-    let (_, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap()["data"],
-        json!([])
-    );
+    assert_eq!(cameras(&service)["data"], json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -484,8 +480,7 @@ async fn declared_cameras_run_headless_and_clients_subscribe() {
     c.recv_type("camera_status", SECS(5)).await;
     c.recv_type("detection_result", SECS(10)).await;
 
-    let (_, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
-    let cams: Value = serde_json::from_str(&body).unwrap();
+    let cams = cameras(&service);
     assert_eq!(cams["data"][0]["pinned"], true, "{cams}");
     assert_eq!(cams["data"][0]["watchers"], 1);
 
@@ -498,8 +493,7 @@ async fn declared_cameras_run_headless_and_clients_subscribe() {
     c.send(json!({"type": "stop_stream", "data": {"cameraId": 9}}))
         .await;
     c.recv_type("stream_stopped", SECS(5)).await;
-    let (_, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
-    let cams: Value = serde_json::from_str(&body).unwrap();
+    let cams = cameras(&service);
     assert_eq!(cams["data"][0]["cameraId"], 9, "{cams}");
     assert_eq!(cams["data"][0]["watchers"], 0);
 }
@@ -561,8 +555,7 @@ async fn same_id_with_a_new_url_restarts_the_camera() {
             break;
         }
     }
-    let (_, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
-    let cams: Value = serde_json::from_str(&body).unwrap();
+    let cams = cameras(&service);
     assert_eq!(cams["data"].as_array().unwrap().len(), 1);
     assert_eq!(cams["data"][0]["state"], "online", "{cams}");
     assert!(cams["data"][0]["url"].as_str().unwrap().ends_with("/cam1"));
@@ -641,8 +634,8 @@ async fn http_mjpeg_camera_is_analysed() {
         sizes.iter().all(|s| *s == (810, 1080) || *s == (1280, 720)),
         "{sizes:?}"
     );
-    let (_, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
-    let cam = &serde_json::from_str::<Value>(&body).unwrap()["data"][0];
+    let cams = cameras(&service);
+    let cam = &cams["data"][0];
     // 5 pictures a second arrive; only the sampled ones are decoded.
     let (decoded, received) = (
         cam["framesDecoded"].as_u64().unwrap(),

@@ -199,6 +199,15 @@ mod tests {
         (samples, decoded)
     }
 
+    /// A one-byte frame at `ms` milliseconds.
+    fn f(keyframe: bool, ms: u64) -> EncodedFrame {
+        EncodedFrame {
+            data: Arc::from(vec![1u8]),
+            keyframe,
+            pts: Duration::from_millis(ms),
+        }
+    }
+
     fn mean_gap(samples: &[f64]) -> f64 {
         (samples[samples.len() - 1] - samples[0]) / (samples.len() - 1) as f64
     }
@@ -235,11 +244,6 @@ mod tests {
     #[test]
     fn nothing_before_the_first_keyframe() {
         let mut s = Sampler::new(Duration::from_secs(1));
-        let f = |key, ms| EncodedFrame {
-            data: Arc::from(vec![1u8]),
-            keyframe: key,
-            pts: Duration::from_millis(ms),
-        };
         assert_eq!(s.push(f(false, 0)), Decision::Wait);
         assert!(matches!(s.push(f(true, 40)), Decision::Decode(j) if j.frames.len() == 1));
         assert_eq!(s.push(f(false, 80)), Decision::Wait);
@@ -248,11 +252,6 @@ mod tests {
     #[test]
     fn pause_delays_the_next_sample() {
         let mut s = Sampler::new(Duration::from_secs(1));
-        let f = |key, ms| EncodedFrame {
-            data: Arc::from(vec![1u8]),
-            keyframe: key,
-            pts: Duration::from_millis(ms),
-        };
         assert!(matches!(s.push(f(true, 0)), Decision::Decode(_)));
         s.pause_until(Duration::from_secs(4));
         // Keyframe spacing unknown: a non-keyframe is taken once 20% of the interval late.
@@ -268,11 +267,7 @@ mod tests {
     #[test]
     fn endless_gop_is_bounded() {
         let mut s = Sampler::new(Duration::from_secs(3600));
-        let f = |key, i: u64| EncodedFrame {
-            data: Arc::from(vec![1u8]),
-            keyframe: key,
-            pts: Duration::from_millis(i * 40),
-        };
+        let f = |key, i: u64| f(key, i * 40);
         assert!(matches!(s.push(f(true, 0)), Decision::Decode(_)));
         let overflow = (1..=MAX_GOP_FRAMES as u64)
             .map(|i| s.push(f(false, i)))
