@@ -83,7 +83,7 @@ pub struct ByteTracker {
 }
 
 /// Cost matrix `1 - IoU` (times the detection score when `fuse`), tracks by detections.
-fn iou_cost(tracks: &[&Track], dets: &[(usize, TrackInput)], fuse: bool) -> Vec<f32> {
+fn iou_cost(tracks: &[Track], dets: &[(usize, TrackInput)], fuse: bool) -> Vec<f32> {
     let mut cost = Vec::with_capacity(tracks.len() * dets.len());
     for t in tracks {
         let tb = t.bbox();
@@ -93,6 +93,31 @@ fn iou_cost(tracks: &[&Track], dets: &[(usize, TrackInput)], fuse: bool) -> Vec<
         }
     }
     cost
+}
+
+/// One association stage: matches `tracks` to `dets` (cost above `thresh` never matches), hands
+/// each matched pair to `apply`, and returns the tracks and detections left over.
+fn associate(
+    tracks: Vec<Track>,
+    dets: &[(usize, TrackInput)],
+    fuse: bool,
+    thresh: f32,
+    apply: &mut impl FnMut(Track, (usize, TrackInput)),
+) -> (Vec<Track>, Vec<(usize, TrackInput)>) {
+    let a = assign(
+        &iou_cost(&tracks, dets, fuse),
+        tracks.len(),
+        dets.len(),
+        thresh,
+    );
+    let mut left: Vec<Option<Track>> = tracks.into_iter().map(Some).collect();
+    for &(t, d) in &a.matches {
+        if let Some(track) = left[t].take() {
+            apply(track, dets[d]);
+        }
+    }
+    let dets_left = a.unmatched_cols.iter().map(|&d| dets[d]).collect();
+    (left.into_iter().flatten().collect(), dets_left)
 }
 
 impl ByteTracker {
@@ -145,7 +170,7 @@ impl ByteTracker {
         }
 
         let mut updated: Vec<Track> = Vec::new();
-        let mut apply = |mut t: Track, (i, d): (usize, TrackInput), ids: &mut Vec<Option<u64>>| {
+        let mut apply = |mut t: Track, (i, d): (usize, TrackInput)| {
             kalman::update(&mut t.mean, &mut t.cov, to_xyah(&d.bbox));
             t.state = TrackState::Tracked;
             t.activated = true;
@@ -155,60 +180,26 @@ impl ByteTracker {
         };
 
         // Stage 1: pool against high-score detections.
-        let refs: Vec<&Track> = pool.iter().collect();
-        let a = assign(
-            &iou_cost(&refs, &high, true),
-            pool.len(),
-            high.len(),
-            self.cfg.match_thresh,
-        );
-        let mut pool_left: Vec<Option<Track>> = pool.into_iter().map(Some).collect();
-        for &(t, d) in &a.matches {
-            if let Some(track) = pool_left[t].take() {
-                apply(track, high[d], &mut ids);
-            }
-        }
-        let high_left: Vec<(usize, TrackInput)> =
-            a.unmatched_cols.iter().map(|&d| high[d]).collect();
+        let (pool_left, high_left) =
+            associate(pool, &high, true, self.cfg.match_thresh, &mut apply);
 
-        // Stage 2: still-tracked tracks against low-score detections.
+        // Stage 2: still-tracked tracks against low-score detections; the rest are lost.
         let (second, mut lost_now): (Vec<Track>, Vec<Track>) = pool_left
             .into_iter()
-            .flatten()
             .partition(|t| t.state == TrackState::Tracked);
-        let refs: Vec<&Track> = second.iter().collect();
-        let a = assign(&iou_cost(&refs, &low, false), second.len(), low.len(), 0.5);
-        let mut second_left: Vec<Option<Track>> = second.into_iter().map(Some).collect();
-        for &(t, d) in &a.matches {
-            if let Some(track) = second_left[t].take() {
-                apply(track, low[d], &mut ids);
-            }
-        }
-        for mut t in second_left.into_iter().flatten() {
+        let (second_left, _) = associate(second, &low, false, 0.5, &mut apply);
+        for mut t in second_left {
             t.state = TrackState::Lost;
             lost_now.push(t);
         }
 
         // Stage 3: unconfirmed tracks against the remaining high detections; else removed.
-        let refs: Vec<&Track> = unconfirmed.iter().collect();
-        let a = assign(
-            &iou_cost(&refs, &high_left, true),
-            unconfirmed.len(),
-            high_left.len(),
-            0.7,
-        );
-        let mut unconfirmed_left: Vec<Option<Track>> = unconfirmed.into_iter().map(Some).collect();
-        for &(t, d) in &a.matches {
-            if let Some(track) = unconfirmed_left[t].take() {
-                apply(track, high_left[d], &mut ids);
-            }
-        }
+        let (_, new_dets) = associate(unconfirmed, &high_left, true, 0.7, &mut apply);
 
         // New tracks from unmatched confident detections; confirmed on their second sighting
         // (or at once on the very first frame).
         let mut fresh: Vec<Track> = Vec::new();
-        for &d in &a.unmatched_cols {
-            let (i, det) = high_left[d];
+        for &(i, det) in &new_dets {
             if det.score < self.cfg.track_thresh + 0.1 {
                 continue;
             }
