@@ -2,7 +2,7 @@
 //! and map boxes back to frame pixels. A [`Detector`] owns one session and its buffers; it is
 //! `Send` but used from one thread at a time (see [`crate::worker`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ort::session::Session;
@@ -216,21 +216,6 @@ impl Detector {
         Ok(detector)
     }
 
-    /// The model input size `(width, height)`.
-    pub fn input_size(&self) -> (u32, u32) {
-        (self.input_width, self.input_height)
-    }
-
-    /// The model's class names, by index.
-    pub fn class_names(&self) -> &[String] {
-        &self.class_names
-    }
-
-    /// Whether the filter keeps class `index`.
-    pub fn keeps_class(&self, index: usize) -> bool {
-        self.filter.allows(index)
-    }
-
     /// Detects objects in one RGB frame.
     pub fn detect(&mut self, image: ImageView<'_>) -> Result<DetectionOutput, DetectError> {
         let t0 = Instant::now();
@@ -291,11 +276,6 @@ impl Detector {
                 postprocess: t3 - t2,
             },
         })
-    }
-
-    /// The model file this detector was loaded from.
-    pub fn model_path(&self) -> &Path {
-        &self.model
     }
 }
 

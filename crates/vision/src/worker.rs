@@ -2,7 +2,7 @@
 //! dedicated thread owns the [`Detector`] and runs jobs sent to it through a bounded channel;
 //! callers (threads or async tasks) get their answer through whatever channel the job carries.
 
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::mpsc::{self, SyncSender};
 use std::thread::JoinHandle;
 
 use crate::detector::Detector;
@@ -13,9 +13,6 @@ pub type Job = Box<dyn FnOnce(&mut Detector) + Send + 'static>;
 /// Why a job was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
-    /// The queue is full; the caller decides whether to drop (and count) or wait.
-    #[error("inference queue full")]
-    Full,
     /// The worker has stopped.
     #[error("inference worker stopped")]
     Closed,
@@ -43,15 +40,6 @@ impl InferenceWorker {
         Ok(Self {
             tx: Some(tx),
             thread: Some(thread),
-        })
-    }
-
-    /// Queues `job` without waiting.
-    pub fn try_submit(&self, job: Job) -> Result<(), SubmitError> {
-        let tx = self.tx.as_ref().ok_or(SubmitError::Closed)?;
-        tx.try_send(job).map_err(|e| match e {
-            TrySendError::Full(_) => SubmitError::Full,
-            TrySendError::Disconnected(_) => SubmitError::Closed,
         })
     }
 

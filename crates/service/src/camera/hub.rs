@@ -182,15 +182,6 @@ impl CameraHub {
         self.leave(SERVICE, id);
     }
 
-    /// Ids of the cameras the service itself holds.
-    pub fn pinned(&self) -> Vec<CameraId> {
-        self.lock()
-            .iter()
-            .filter(|(_, c)| c.watchers.contains(&SERVICE))
-            .map(|(id, _)| *id)
-            .collect()
-    }
-
     fn spawn(&self, id: CameraId, url: url::Url, cam: &mut Camera) {
         let task = CameraTask {
             id,
