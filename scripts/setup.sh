@@ -31,13 +31,16 @@ command -v cargo >/dev/null 2>&1 || { say "cargo not found: install Rust (rustup
 
 # --- Python packages (reference pipeline + libonnxruntime.so) ---------------------------
 req=tests/reference/requirements.txt
+req_nodeps=tests/reference/requirements-nodeps.txt
 stamp=.deps/python/.requirements.sha256
-want=$(sha256sum "$req" | cut -d' ' -f1)
+want=$(cat "$req" "$req_nodeps" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing Python packages into .deps/python"
   rm -rf .deps/python
   python3 -m pip install --disable-pip-version-check --no-warn-script-location --root-user-action=ignore -q \
     --target .deps/python -r "$req"
+  python3 -m pip install --disable-pip-version-check --no-warn-script-location --root-user-action=ignore -q \
+    --target .deps/python --no-deps -r "$req_nodeps"
   echo "$want" > "$stamp"
 fi
 ls .deps/python/onnxruntime/capi/libonnxruntime.so* >/dev/null

@@ -68,6 +68,26 @@ impl BBox {
         if union <= 0.0 { 0.0 } else { inter / union }
     }
 
+    /// The smallest box holding both.
+    pub fn union(&self, other: &BBox) -> BBox {
+        BBox::new(
+            self.x1.min(other.x1),
+            self.y1.min(other.y1),
+            self.x2.max(other.x2),
+            self.y2.max(other.y2),
+        )
+    }
+
+    /// The box grown by `dx` left and right and `dy` up and down.
+    pub fn expand(&self, dx: f32, dy: f32) -> BBox {
+        BBox::new(self.x1 - dx, self.y1 - dy, self.x2 + dx, self.y2 + dy)
+    }
+
+    /// The box moved by `(dx, dy)`.
+    pub fn shift(&self, dx: f32, dy: f32) -> BBox {
+        BBox::new(self.x1 + dx, self.y1 + dy, self.x2 + dx, self.y2 + dy)
+    }
+
     /// The box clipped to `[0, width] x [0, height]`.
     pub fn clip(&self, width: f32, height: f32) -> BBox {
         BBox::new(

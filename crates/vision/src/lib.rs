@@ -11,6 +11,8 @@
 //! - [`runtime`]: locating and loading ONNX Runtime.
 //! - [`detector`]: the whole detection step around one ONNX Runtime session.
 //! - [`tracker`]: multi-object tracking: ByteTrack, its Kalman filter and assignment.
+//! - [`scene`]: one camera's judgement over time: track histories, traffic groups, danger
+//!   rules, alert persistence and traffic counters.
 //! - [`worker`]: the inference thread that owns a detector.
 
 pub mod classes;
@@ -20,6 +22,7 @@ pub mod geometry;
 pub mod letterbox;
 pub mod nms;
 pub mod runtime;
+pub mod scene;
 pub mod tracker;
 pub mod worker;
 

@@ -3,6 +3,16 @@
 //! first (IoU fused with score), then the low-score ones keep existing tracks alive without
 //! starting new ones; a new track is confirmed by a second sighting; a lost track is kept for
 //! `max_lost_frames` and then dropped. Steps are analysed frames, whatever time lies between.
+//!
+//! Two adaptations for sparse sampling (an analysed frame every 1.8 s, where a car can move
+//! several of its own lengths), both off in [`ByteTrackConfig::default`], which is plain
+//! ByteTrack:
+//! - `motion_steps` scales the Kalman process noise to the reference frames one step stands
+//!   for ([`kalman::Noise::for_steps`]), so a track's velocity is learned from two sightings;
+//! - `max_jump` adds a last stage after ByteTrack's three: tracks and confident detections that
+//!   are still unmatched (no box overlap left to go by) are matched by centre distance from the
+//!   predicted position, gated at `max_jump` box diagonals per step since the track was last
+//!   seen, same class and a plausible size change only.
 
 use super::assignment::assign;
 use super::kalman::{self, Covariance, State};
@@ -19,6 +29,10 @@ pub struct ByteTrackConfig {
     pub match_thresh: f32,
     /// Analysed frames a lost track is remembered.
     pub max_lost_frames: u32,
+    /// Reference frames (of the video ByteTrack's noise is tuned for) per step; 1 = ByteTrack.
+    pub motion_steps: f64,
+    /// Gate of the centre-distance stage in box diagonals per step; 0 turns the stage off.
+    pub max_jump: f32,
 }
 
 impl Default for ByteTrackConfig {
@@ -28,6 +42,8 @@ impl Default for ByteTrackConfig {
             low_thresh: 0.1,
             match_thresh: 0.8,
             max_lost_frames: 30,
+            motion_steps: 1.0,
+            max_jump: 0.0,
         }
     }
 }
@@ -39,6 +55,8 @@ pub struct TrackInput {
     pub bbox: BBox,
     /// Detector confidence.
     pub score: f32,
+    /// Class id: the distance stage never links different classes.
+    pub class_id: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +74,7 @@ struct Track {
     activated: bool,
     last_frame: u64,
     start_frame: u64,
+    class_id: usize,
 }
 
 fn to_xyah(b: &BBox) -> kalman::Measurement {
@@ -76,6 +95,7 @@ impl Track {
 #[derive(Debug, Clone)]
 pub struct ByteTracker {
     cfg: ByteTrackConfig,
+    noise: kalman::Noise,
     frame: u64,
     next_id: u64,
     tracked: Vec<Track>,
@@ -95,21 +115,57 @@ fn iou_cost(tracks: &[Track], dets: &[(usize, TrackInput)], fuse: bool) -> Vec<f
     cost
 }
 
+/// Cost matrix of the distance stage: centre distance over the gate (`max_jump` diagonals of
+/// the predicted box per step since last seen); pairs of different classes or implausible size
+/// change cost more than any threshold.
+fn jump_cost(
+    tracks: &[Track],
+    dets: &[(usize, TrackInput)],
+    max_jump: f32,
+    frame: u64,
+) -> Vec<f32> {
+    let mut cost = Vec::with_capacity(tracks.len() * dets.len());
+    for t in tracks {
+        let tb = t.bbox();
+        let (tx, ty) = tb.center();
+        let steps = (frame - t.last_frame).max(1) as f32;
+        let gate = max_jump * tb.width().hypot(tb.height()) * steps;
+        for (_, d) in dets {
+            let ratio = d.bbox.height() / tb.height().max(1e-3);
+            if d.class_id != t.class_id || !(0.5..=2.0).contains(&ratio) || gate <= 0.0 {
+                cost.push(f32::MAX);
+                continue;
+            }
+            let (dx, dy) = d.bbox.center();
+            cost.push((dx - tx).hypot(dy - ty) / gate);
+        }
+    }
+    cost
+}
+
+/// How an association stage scores a track against a detection.
+#[derive(Debug, Clone, Copy)]
+enum Cost {
+    /// `1 - IoU`, times the score when `fuse`.
+    Iou { fuse: bool },
+    /// Centre distance over the motion gate.
+    Jump { max_jump: f32, frame: u64 },
+}
+
 /// One association stage: matches `tracks` to `dets` (cost above `thresh` never matches), hands
 /// each matched pair to `apply`, and returns the tracks and detections left over.
 fn associate(
     tracks: Vec<Track>,
     dets: &[(usize, TrackInput)],
-    fuse: bool,
+    cost: Cost,
     thresh: f32,
     apply: &mut impl FnMut(Track, (usize, TrackInput)),
 ) -> (Vec<Track>, Vec<(usize, TrackInput)>) {
-    let a = assign(
-        &iou_cost(&tracks, dets, fuse),
-        tracks.len(),
-        dets.len(),
-        thresh,
-    );
+    let matrix = match cost {
+        Cost::Iou { fuse } => iou_cost(&tracks, dets, fuse),
+        Cost::Jump { max_jump, frame } => jump_cost(&tracks, dets, max_jump, frame),
+    };
+    let a = assign(&matrix, tracks.len(), dets.len(), thresh);
     let mut left: Vec<Option<Track>> = tracks.into_iter().map(Some).collect();
     for &(t, d) in &a.matches {
         if let Some(track) = left[t].take() {
@@ -125,6 +181,7 @@ impl ByteTracker {
     pub fn new(cfg: ByteTrackConfig) -> Self {
         Self {
             cfg,
+            noise: kalman::Noise::for_steps(cfg.motion_steps),
             frame: 0,
             next_id: 1,
             tracked: Vec::new(),
@@ -166,7 +223,7 @@ impl ByteTracker {
             if t.state != TrackState::Tracked {
                 t.mean[7] = 0.0; // A lost track's height stops changing, as in ByteTrack.
             }
-            kalman::predict(&mut t.mean, &mut t.cov);
+            kalman::predict(&mut t.mean, &mut t.cov, &self.noise);
         }
 
         let mut updated: Vec<Track> = Vec::new();
@@ -175,26 +232,59 @@ impl ByteTracker {
             t.state = TrackState::Tracked;
             t.activated = true;
             t.last_frame = frame;
+            t.class_id = d.class_id;
             ids[i] = Some(t.id);
             updated.push(t);
         };
 
         // Stage 1: pool against high-score detections.
-        let (pool_left, high_left) =
-            associate(pool, &high, true, self.cfg.match_thresh, &mut apply);
+        let (pool_left, high_left) = associate(
+            pool,
+            &high,
+            Cost::Iou { fuse: true },
+            self.cfg.match_thresh,
+            &mut apply,
+        );
 
         // Stage 2: still-tracked tracks against low-score detections; the rest are lost.
         let (second, mut lost_now): (Vec<Track>, Vec<Track>) = pool_left
             .into_iter()
             .partition(|t| t.state == TrackState::Tracked);
-        let (second_left, _) = associate(second, &low, false, 0.5, &mut apply);
+        let (second_left, _) = associate(second, &low, Cost::Iou { fuse: false }, 0.5, &mut apply);
         for mut t in second_left {
             t.state = TrackState::Lost;
             lost_now.push(t);
         }
 
-        // Stage 3: unconfirmed tracks against the remaining high detections; else removed.
-        let (_, new_dets) = associate(unconfirmed, &high_left, true, 0.7, &mut apply);
+        // Stage 3: unconfirmed tracks against the remaining high detections.
+        let (mut unconfirmed_left, mut new_dets) = associate(
+            unconfirmed,
+            &high_left,
+            Cost::Iou { fuse: true },
+            0.7,
+            &mut apply,
+        );
+
+        // Stage 4 (sparse sampling): whatever is left, by distance from the prediction.
+        if self.cfg.max_jump > 0.0 && !new_dets.is_empty() {
+            let n_lost = lost_now.len();
+            let mut rest = std::mem::take(&mut lost_now);
+            rest.append(&mut unconfirmed_left);
+            let unconfirmed_ids: Vec<u64> = rest[n_lost..].iter().map(|t| t.id).collect();
+            let jump = Cost::Jump {
+                max_jump: self.cfg.max_jump,
+                frame,
+            };
+            let (rest_left, dets_left) = associate(rest, &new_dets, jump, 1.0, &mut apply);
+            new_dets = dets_left;
+            // Unmatched unconfirmed tracks are removed, as in stage 3.
+            lost_now = rest_left
+                .into_iter()
+                .filter(|t| !unconfirmed_ids.contains(&t.id))
+                .collect();
+        }
+        // Unconfirmed tracks that found no detection are removed.
+        drop(unconfirmed_left);
 
         // New tracks from unmatched confident detections; confirmed on their second sighting
         // (or at once on the very first frame).
@@ -203,7 +293,7 @@ impl ByteTracker {
             if det.score < self.cfg.track_thresh + 0.1 {
                 continue;
             }
-            let (mean, cov) = kalman::initiate(to_xyah(&det.bbox));
+            let (mean, cov) = kalman::initiate(to_xyah(&det.bbox), &self.noise);
             let id = self.next_id;
             self.next_id += 1;
             let activated = frame == 1;
@@ -218,6 +308,7 @@ impl ByteTracker {
                 activated,
                 last_frame: frame,
                 start_frame: frame,
+                class_id: det.class_id,
             });
         }
 
@@ -268,6 +359,66 @@ mod tests {
         TrackInput {
             bbox: BBox::new(x, y, x + 40.0, y + 80.0),
             score,
+            class_id: 0,
+        }
+    }
+
+    fn sparse() -> ByteTrackConfig {
+        ByteTrackConfig {
+            motion_steps: 54.0,
+            max_jump: 3.0,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn sparse_sampling_keeps_a_fast_object_that_plain_bytetrack_loses() {
+        // A 40x80 box moving 120 px (1.3 diagonals) per analysed frame never overlaps itself.
+        let run = |cfg: ByteTrackConfig| -> Vec<Vec<Option<u64>>> {
+            let mut t = ByteTracker::new(cfg);
+            (0..10)
+                .map(|step| t.update(&[det(120.0 * step as f32, 100.0, 0.9)]))
+                .collect()
+        };
+        let plain = run(ByteTrackConfig::default());
+        assert!(plain[1..].iter().all(|ids| ids[0] != Some(1)), "{plain:?}");
+        let adapted = run(sparse());
+        assert!(
+            adapted.iter().all(|ids| ids == &vec![Some(1)]),
+            "{adapted:?}"
+        );
+    }
+
+    #[test]
+    fn the_distance_stage_never_links_another_class_or_a_far_jump() {
+        let mut t = ByteTracker::new(sparse());
+        t.update(&[det(0.0, 0.0, 0.9)]);
+        let other_class = TrackInput {
+            class_id: 2,
+            ..det(100.0, 0.0, 0.9)
+        };
+        assert_eq!(t.update(&[other_class]), vec![None]);
+        let mut t = ByteTracker::new(sparse());
+        t.update(&[det(0.0, 0.0, 0.9)]);
+        // 3 diagonals of a 40x80 box is 268 px: 300 px away is a new object.
+        assert_eq!(t.update(&[det(300.0, 0.0, 0.9)]), vec![None]);
+    }
+
+    #[test]
+    fn sparse_sampling_keeps_two_fast_crossing_objects_apart() {
+        let mut t = ByteTracker::new(sparse());
+        let mut first = None;
+        for step in 0..12 {
+            let s = step as f32;
+            // Left-to-right and right-to-left, 100 px per step, on lines 200 px apart.
+            let ids = t.update(&[
+                det(100.0 * s, 0.0, 0.9),
+                det(1100.0 - 100.0 * s, 200.0, 0.9),
+            ]);
+            match &first {
+                None => first = Some(ids),
+                Some(f) => assert_eq!(&ids, f, "step {step}"),
+            }
         }
     }
 

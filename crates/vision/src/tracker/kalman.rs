@@ -1,12 +1,44 @@
 //! The constant-velocity Kalman filter of ByteTrack (and DeepSORT) in `xyah` space: box centre
 //! `x, y`, aspect ratio `a = w / h`, height `h`, and their velocities. Noise scales with the box
-//! height, so near and far objects are equally certain relative to their size. One step is one
-//! analysed frame; how steps relate to the sampling interval is the tracker's business.
+//! height, so near and far objects are equally certain relative to their size.
+//!
+//! ByteTrack's noise weights are tuned for one step per frame of a 30 fps video. One analysed
+//! frame here may stand for many such frames (1.8 s is 54 of them), so [`Noise::for_steps`]
+//! scales the process noise to `n` reference frames per step: position noise random-walks over
+//! `n` frames (x sqrt(n)) and velocity, measured per step, is both `n` times larger and
+//! random-walks over `n` frames (x n sqrt(n)). The measurement noise does not depend on the
+//! interval. With `n = 1` this is exactly ByteTrack's filter.
 
-/// Position noise weight relative to height.
+/// Position noise weight relative to height (ByteTrack).
 const STD_POSITION: f64 = 1.0 / 20.0;
-/// Velocity noise weight relative to height.
+/// Velocity noise weight relative to height (ByteTrack).
 const STD_VELOCITY: f64 = 1.0 / 160.0;
+
+/// Process-noise weights (relative to box height) for one step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Noise {
+    /// Position noise per step.
+    pub position: f64,
+    /// Velocity noise per step, in pixels per step.
+    pub velocity: f64,
+}
+
+impl Noise {
+    /// ByteTrack's weights: one step is one reference frame.
+    pub const BYTETRACK: Noise = Noise {
+        position: STD_POSITION,
+        velocity: STD_VELOCITY,
+    };
+
+    /// Weights for steps of `n` reference frames each (`n` below 1 counts as 1).
+    pub fn for_steps(n: f64) -> Self {
+        let n = n.max(1.0);
+        Self {
+            position: STD_POSITION * n.sqrt(),
+            velocity: STD_VELOCITY * n * n.sqrt(),
+        }
+    }
+}
 
 /// An 8-vector: `x, y, a, h, vx, vy, va, vh`.
 pub type State = [f64; 8];
@@ -24,17 +56,17 @@ fn diag<const N: usize>(std: [f64; N]) -> [[f64; N]; N] {
 }
 
 /// A new track's state and covariance from its first measurement.
-pub fn initiate(z: Measurement) -> (State, Covariance) {
+pub fn initiate(z: Measurement, noise: &Noise) -> (State, Covariance) {
     let h = z[3];
     let mean = [z[0], z[1], z[2], z[3], 0.0, 0.0, 0.0, 0.0];
-    let (p, v) = (2.0 * STD_POSITION * h, 10.0 * STD_VELOCITY * h);
+    let (p, v) = (2.0 * STD_POSITION * h, 10.0 * noise.velocity * h);
     (mean, diag([p, p, 1e-2, p, v, v, 1e-5, v]))
 }
 
 /// One step ahead: `x += v`, covariance grown by the motion and process noise.
-pub fn predict(mean: &mut State, cov: &mut Covariance) {
+pub fn predict(mean: &mut State, cov: &mut Covariance, noise: &Noise) {
     let h = mean[3];
-    let (p, v) = (STD_POSITION * h, STD_VELOCITY * h);
+    let (p, v) = (noise.position * h, noise.velocity * h);
     let q = diag([p, p, 1e-2, p, v, v, 1e-5, v]);
     for i in 0..4 {
         mean[i] += mean[i + 4];
@@ -133,7 +165,7 @@ mod tests {
 
     #[test]
     fn initiate_sets_height_scaled_uncertainty() {
-        let (mean, cov) = initiate([50.0, 60.0, 0.5, 100.0]);
+        let (mean, cov) = initiate([50.0, 60.0, 0.5, 100.0], &Noise::BYTETRACK);
         assert_eq!(mean, [50.0, 60.0, 0.5, 100.0, 0.0, 0.0, 0.0, 0.0]);
         assert!((cov[0][0] - 100.0).abs() < 1e-9); // (2 * 100 / 20)^2
         assert!((cov[4][4] - 39.0625).abs() < 1e-9); // (10 * 100 / 160)^2
@@ -142,10 +174,10 @@ mod tests {
 
     #[test]
     fn predict_moves_by_velocity_and_grows_covariance() {
-        let (mut mean, mut cov) = initiate([50.0, 60.0, 0.5, 100.0]);
+        let (mut mean, mut cov) = initiate([50.0, 60.0, 0.5, 100.0], &Noise::BYTETRACK);
         mean[4] = 3.0;
         mean[5] = -2.0;
-        predict(&mut mean, &mut cov);
+        predict(&mut mean, &mut cov, &Noise::BYTETRACK);
         assert_eq!((mean[0], mean[1]), (53.0, 58.0));
         // 100 (position) + 39.0625 (velocity) + 25 (process noise (100/20)^2).
         assert!((cov[0][0] - 164.0625).abs() < 1e-9, "{}", cov[0][0]);
@@ -158,7 +190,7 @@ mod tests {
     #[test]
     fn update_blends_by_the_kalman_gain() {
         // Fresh track: P_xx = 100, R_xx = (100/20)^2 = 25, gain 0.8: x moves 8 of 10 px.
-        let (mut mean, mut cov) = initiate([0.0, 0.0, 1.0, 100.0]);
+        let (mut mean, mut cov) = initiate([0.0, 0.0, 1.0, 100.0], &Noise::BYTETRACK);
         update(&mut mean, &mut cov, [10.0, 0.0, 1.0, 100.0]);
         assert!((mean[0] - 8.0).abs() < 1e-9, "{}", mean[0]);
         assert!(mean[1].abs() < 1e-9);
@@ -168,15 +200,42 @@ mod tests {
 
     #[test]
     fn a_steadily_moving_box_is_followed_and_its_velocity_learned() {
-        let (mut mean, mut cov) = initiate([0.0, 0.0, 0.5, 80.0]);
+        let (mut mean, mut cov) = initiate([0.0, 0.0, 0.5, 80.0], &Noise::BYTETRACK);
         for step in 1..=30 {
-            predict(&mut mean, &mut cov);
+            predict(&mut mean, &mut cov, &Noise::BYTETRACK);
             update(&mut mean, &mut cov, [6.0 * f64::from(step), 0.0, 0.5, 80.0]);
         }
         assert!((mean[4] - 6.0).abs() < 0.2, "vx {}", mean[4]);
         assert!((mean[0] - 180.0).abs() < 1.0, "x {}", mean[0]);
-        predict(&mut mean, &mut cov);
+        predict(&mut mean, &mut cov, &Noise::BYTETRACK);
         assert!((mean[0] - 186.0).abs() < 1.5, "predicted x {}", mean[0]);
+    }
+
+    #[test]
+    fn noise_for_one_step_is_bytetrack_and_grows_with_the_interval() {
+        assert_eq!(Noise::for_steps(1.0), Noise::BYTETRACK);
+        assert_eq!(Noise::for_steps(0.2), Noise::BYTETRACK);
+        let n = Noise::for_steps(4.0);
+        assert!((n.position - 2.0 / 20.0).abs() < 1e-12);
+        assert!((n.velocity - 8.0 / 160.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn scaled_noise_learns_a_fast_velocity_from_two_sightings() {
+        // 54 reference frames per step (1.8 s at 30 fps): a car 60 px high moving 150 px per
+        // step. After the second sighting the prediction must be close to the third position.
+        let noise = Noise::for_steps(54.0);
+        let (mut mean, mut cov) = initiate([0.0, 0.0, 2.0, 60.0], &noise);
+        predict(&mut mean, &mut cov, &noise);
+        update(&mut mean, &mut cov, [150.0, 0.0, 2.0, 60.0]);
+        predict(&mut mean, &mut cov, &noise);
+        assert!((mean[0] - 300.0).abs() < 20.0, "predicted x {}", mean[0]);
+        // ByteTrack's per-frame noise barely moves: the velocity stays near zero.
+        let (mut mean, mut cov) = initiate([0.0, 0.0, 2.0, 60.0], &Noise::BYTETRACK);
+        predict(&mut mean, &mut cov, &Noise::BYTETRACK);
+        update(&mut mean, &mut cov, [150.0, 0.0, 2.0, 60.0]);
+        predict(&mut mean, &mut cov, &Noise::BYTETRACK);
+        assert!(mean[0] < 200.0, "unscaled predicted x {}", mean[0]);
     }
 
     #[test]
