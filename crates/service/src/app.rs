@@ -19,7 +19,7 @@ use crate::camera::hub::CameraHub;
 use crate::camera::pipeline::Analyzer;
 use crate::camera::result::ModelFacts;
 use crate::config::Config;
-use crate::detection::detector_options;
+use crate::detection::{detector_options, scene_config};
 use crate::http::{AppState, router};
 
 /// How long cameras get to stop after the signal.
@@ -63,7 +63,9 @@ pub fn analyzer(config: &Config) -> anyhow::Result<Analyzer> {
         .context("cannot start the inference thread")?;
     Ok(Analyzer {
         worker,
-        facts: ModelFacts::new(&config.model),
+        facts: ModelFacts::new(&config.model, config.tracking.enabled),
+        scene: scene_config(config),
+        alert_pause: config.stream.alert_pause,
     })
 }
 

@@ -1,10 +1,13 @@
-//! Glue between configuration and the detector: options from [`ModelConfig`], and the JSON shape
-//! of one image's detections (`detect` output).
+//! Glue between configuration and the vision crate: detector options from [`ModelConfig`], the
+//! scene (tracker, grouping, rules) from the whole [`Config`], and the JSON shape of one image's
+//! detections (`detect` output).
 
 use serde::Serialize;
+use vision::scene::SceneConfig;
+use vision::tracker::byte_track::ByteTrackConfig;
 use vision::{Detection, DetectorOptions};
 
-use crate::config::ModelConfig;
+use crate::config::{Config, ModelConfig};
 
 /// Detector options from the configuration; `all_classes` ignores `classes.include`.
 pub fn detector_options(model: &ModelConfig, all_classes: bool) -> DetectorOptions {
@@ -18,6 +21,30 @@ pub fn detector_options(model: &ModelConfig, all_classes: bool) -> DetectorOptio
         classes: (!all_classes).then(|| model.classes.clone()),
         threads: model.threads,
         spinning: true,
+    }
+}
+
+/// The scene of every camera. ByteTrack's parameters are expressed in frames of a
+/// `tracking.frame_rate` video; one analysed frame stands for `frame_interval x frame_rate` of
+/// them, which sets the motion noise and how many analysed frames a lost track is kept
+/// (`track_buffer / frame_rate` seconds, at least one frame).
+pub fn scene_config(config: &Config) -> SceneConfig {
+    let t = &config.tracking;
+    let interval = config.stream.frame_interval.as_secs_f64();
+    let lost_seconds = f64::from(t.track_buffer) / f64::from(t.frame_rate);
+    SceneConfig {
+        tracking: t.enabled,
+        tracker: ByteTrackConfig {
+            track_thresh: t.track_thresh,
+            low_thresh: 0.1,
+            match_thresh: t.match_thresh,
+            max_lost_frames: (lost_seconds / interval).ceil().max(1.0) as u32,
+            motion_steps: interval * f64::from(t.frame_rate),
+            max_jump: t.max_jump,
+        },
+        grouping: config.grouping,
+        rules: config.rules,
+        alert_hold: config.stream.alert_pause.as_secs_f64(),
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod decode;
+pub mod evidence;
 pub mod file;
 pub mod hub;
 pub mod mjpeg;

@@ -2,9 +2,12 @@
 //! exponential backoff with jitter) around `run_once`, which connects, watches for a stalled
 //! stream and feeds packets to the [`Sampler`]. Decode jobs go through a channel of capacity 1
 //! (latest sample only; a busy analysis drops and counts) to the camera's analysis thread, which
-//! decodes, runs detection on the shared inference thread, encodes the JPEG and broadcasts the
-//! `detection_result`. Every wait races the camera's cancellation token.
+//! decodes, runs detection on the shared inference thread, judges the frame with the camera's
+//! [`Scene`] (tracks, groups, rules), encodes the evidence and broadcasts the
+//! `detection_result`. A fresh `high` alert asks the source side to hold the next sample back by
+//! the alert pause. Every wait races the camera's cancellation token.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,14 +15,17 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use url::Url;
+use vision::scene::{Scene, SceneConfig};
 use vision::worker::InferenceWorker;
 
-use super::decode::{VideoDecoder, encode_jpeg};
-use super::result::{FrameResult, ModelFacts, detection_result};
+use super::decode::VideoDecoder;
+use super::evidence::{FrameInput, judge_frame};
+use super::result::ModelFacts;
 use super::sampler::{Decision, DecodeJob, Sampler};
 use super::source::{Source, SourceError};
 use super::state::{CameraInfo, State};
 use crate::http::protocol::{CameraId, stream_stopped};
+use vision::scene::is_vehicle;
 
 /// No frame for this long means the stream is dead, even with the socket open.
 pub const WATCHDOG: Duration = Duration::from_secs(10);
@@ -27,15 +33,18 @@ pub const WATCHDOG: Duration = Duration::from_secs(10);
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
 /// Longest reconnect delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// JPEG quality of the frames sent to clients.
-pub const JPEG_QUALITY: i32 = 80;
 
-/// What every camera shares: the inference thread and the facts put in each result.
+/// What every camera shares: the inference thread, the facts put in each result and how each
+/// camera's scene is set up.
 pub struct Analyzer {
     /// The inference thread.
     pub worker: InferenceWorker,
     /// Model facts for `detection_result`.
     pub facts: ModelFacts,
+    /// Tracker, grouping and rules of every camera's scene.
+    pub scene: SceneConfig,
+    /// After a fresh `high` alert, the next sample waits this long.
+    pub alert_pause: Duration,
 }
 
 impl std::fmt::Debug for Analyzer {
@@ -120,11 +129,14 @@ impl Backoff {
 /// Runs the camera until its token is cancelled, reconnecting forever.
 pub async fn run(task: CameraTask) {
     let (job_tx, job_rx) = mpsc::sync_channel::<DecodeJob>(1);
+    // Stream time (ms) before which no sample is due: set by analysis, taken by the sampler.
+    let pause = Arc::new(AtomicU64::new(0));
     let analysis = {
         let task = task.clone();
+        let pause = Arc::clone(&pause);
         std::thread::Builder::new()
             .name(format!("camera-{}", task.id))
-            .spawn(move || analysis_loop(&task, &job_rx))
+            .spawn(move || analysis_loop(&task, &job_rx, &pause))
     };
     let analysis = match analysis {
         Ok(handle) => handle,
@@ -141,7 +153,7 @@ pub async fn run(task: CameraTask) {
     loop {
         let (err, finite) = tokio::select! {
             _ = task.cancel.cancelled() => break,
-            ended = run_once(&task, &job_tx, &mut backoff) => ended,
+            ended = run_once(&task, &job_tx, &pause, &mut backoff) => ended,
         };
         if finite && err == SourceError::Ended {
             // A file without `loop` is done: tell the watchers, do not reconnect.
@@ -180,6 +192,7 @@ pub async fn run(task: CameraTask) {
 async fn run_once(
     task: &CameraTask,
     jobs: &SyncSender<DecodeJob>,
+    pause: &AtomicU64,
     backoff: &mut Backoff,
 ) -> (SourceError, bool) {
     let mut source = match Source::open(&task.url).await {
@@ -187,7 +200,10 @@ async fn run_once(
         Err(e) => return (e, false),
     };
     let finite = source.is_finite();
-    (stream(task, &mut source, jobs, backoff).await, finite)
+    (
+        stream(task, &mut source, jobs, pause, backoff).await,
+        finite,
+    )
 }
 
 /// Feeds an open source's frames to the sampler until it fails.
@@ -195,6 +211,7 @@ async fn stream(
     task: &CameraTask,
     source: &mut Source,
     jobs: &SyncSender<DecodeJob>,
+    pause: &AtomicU64,
     backoff: &mut Backoff,
 ) -> SourceError {
     let mut sampler = Sampler::new(task.interval);
@@ -211,6 +228,10 @@ async fn stream(
             task.set_state(State::Online, "streaming");
         }
         task.update(|i| i.frames_received += 1);
+        let until = pause.swap(0, Ordering::Relaxed);
+        if until > 0 {
+            sampler.pause_until(Duration::from_millis(until));
+        }
         match sampler.push(frame) {
             Decision::Wait => {}
             Decision::Decode(job) => match jobs.try_send(job) {
@@ -225,8 +246,8 @@ async fn stream(
     }
 }
 
-/// The camera's analysis thread: decode, detect, encode, broadcast.
-fn analysis_loop(task: &CameraTask, jobs: &Receiver<DecodeJob>) {
+/// The camera's analysis thread: decode, detect, judge, broadcast.
+fn analysis_loop(task: &CameraTask, jobs: &Receiver<DecodeJob>, pause: &AtomicU64) {
     let mut decoder = match VideoDecoder::new() {
         Ok(d) => d,
         Err(e) => {
@@ -234,6 +255,8 @@ fn analysis_loop(task: &CameraTask, jobs: &Receiver<DecodeJob>) {
             return;
         }
     };
+    let analyzer = &task.analyzer;
+    let mut scene = Scene::new(analyzer.scene);
     for job in jobs {
         let started = Instant::now();
         let stream_time = job.frames.last().map_or(0.0, |f| f.pts.as_secs_f64());
@@ -248,7 +271,7 @@ fn analysis_loop(task: &CameraTask, jobs: &Receiver<DecodeJob>) {
         };
         task.update(|i| i.frames_decoded = decoder.frames_decoded());
         let shared = Arc::clone(&frame);
-        let detections = match task.analyzer.worker.run(move |d| d.detect(shared.view())) {
+        let detections = match analyzer.worker.run(move |d| d.detect(shared.view())) {
             Ok(Ok(out)) => out.detections,
             Ok(Err(e)) => {
                 tracing::warn!(camera = task.id, error = %e, "detection failed");
@@ -259,41 +282,35 @@ fn analysis_loop(task: &CameraTask, jobs: &Receiver<DecodeJob>) {
                 return;
             }
         };
-        let process_time = started.elapsed().as_secs_f64();
-        let jpeg = match encode_jpeg(&frame, JPEG_QUALITY) {
-            Ok(jpeg) => jpeg,
+        let input = FrameInput {
+            camera_id: task.id,
+            frame: &frame,
+            stream_time,
+            detections: &detections,
+            started,
+            with_frame: true,
+        };
+        let judged = match judge_frame(&mut scene, &analyzer.facts, &input) {
+            Ok(judged) => judged,
             Err(e) => {
                 tracing::warn!(camera = task.id, error = %e, "JPEG encode failed");
                 continue;
             }
         };
-        let text = detection_result(
-            &FrameResult {
-                camera_id: task.id,
-                timestamp: chrono::Utc::now(),
-                jpeg: Some(&jpeg),
-                stream_time,
-                width: frame.width,
-                height: frame.height,
-                detections: &detections,
-                process_time,
-            },
-            &task.analyzer.facts,
-        );
+        if judged.fresh_high {
+            let until = stream_time + analyzer.alert_pause.as_secs_f64();
+            pause.store((until * 1000.0).ceil() as u64, Ordering::Relaxed);
+        }
         let vehicles = detections.iter().filter(|d| is_vehicle(&d.label)).count() as u64;
         let persons = detections.iter().filter(|d| d.label == "person").count() as u64;
         task.update(|i| {
             i.frames_analysed += 1;
             i.vehicle_detections += vehicles;
             i.person_detections += persons;
+            i.traffic_stats = judged.scene.stats.into();
         });
-        let _ = task.events.send(text.into());
+        let _ = task.events.send(judged.text.into());
     }
-}
-
-/// Whether a COCO class is a road vehicle.
-pub fn is_vehicle(class: &str) -> bool {
-    matches!(class, "car" | "bus" | "truck" | "motorcycle" | "bicycle")
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 use serde_json::json;
+use vision::scene::TrafficStats;
 
 use crate::http::protocol::{CameraId, envelope};
 
@@ -52,6 +53,36 @@ pub struct CameraInfo {
     pub watchers: usize,
     /// Declared in configuration: runs whoever watches.
     pub pinned: bool,
+    /// Traffic counters from the camera's scene.
+    pub traffic_stats: TrafficInfo,
+}
+
+/// A camera's traffic counters as `/api/cameras` shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficInfo {
+    /// Distinct vehicles (tracks) that appeared in the last minute.
+    pub vehicles_per_minute: u32,
+    /// Distinct persons (tracks) that appeared in the last minute.
+    pub persons_per_minute: u32,
+    /// `none`, `low`, `medium` or `high`.
+    pub congestion_level: &'static str,
+    /// Distinct vehicles since the camera started.
+    pub vehicles_total: u64,
+    /// Distinct persons since the camera started.
+    pub persons_total: u64,
+}
+
+impl From<TrafficStats> for TrafficInfo {
+    fn from(s: TrafficStats) -> Self {
+        Self {
+            vehicles_per_minute: s.vehicles_per_minute,
+            persons_per_minute: s.persons_per_minute,
+            congestion_level: s.congestion.as_str(),
+            vehicles_total: s.vehicles_total,
+            persons_total: s.persons_total,
+        }
+    }
 }
 
 impl CameraInfo {
@@ -72,6 +103,7 @@ impl CameraInfo {
             last_error: None,
             watchers: 0,
             pinned: false,
+            traffic_stats: TrafficStats::default().into(),
         }
     }
 

@@ -1,27 +1,29 @@
 //! `traffic-algo analyze VIDEO`: the camera pipeline over a file, as fast as the machine allows
-//! (sampling by the video's own clock at `stream.frame_interval`), one `detection_result` JSON
-//! line per analysed frame.
+//! (sampling by the video's own clock at `stream.frame_interval`, with the alert pause after a
+//! fresh `high` alert), one `detection_result` JSON line per analysed frame.
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use vision::Detector;
+use vision::scene::Scene;
 
-use crate::camera::decode::{VideoDecoder, encode_jpeg};
+use crate::camera::decode::VideoDecoder;
+use crate::camera::evidence::{FrameInput, judge_frame};
 use crate::camera::file::FileSource;
-use crate::camera::pipeline::JPEG_QUALITY;
-use crate::camera::result::{FrameResult, ModelFacts, detection_result};
+use crate::camera::result::ModelFacts;
 use crate::camera::sampler::{Decision, Sampler};
 use crate::camera::source::SourceError;
 use crate::cli::AnalyzeArgs;
 use crate::config::Config;
-use crate::detection::detector_options;
+use crate::detection::{detector_options, scene_config};
 
 /// Runs `analyze`.
 pub fn run(config: &Config, args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let mut detector = Detector::load(&detector_options(&config.model, false))?;
-    let facts = ModelFacts::new(&config.model);
+    let facts = ModelFacts::new(&config.model, config.tracking.enabled);
+    let mut scene = Scene::new(scene_config(config));
     let mut source = FileSource::open(&args.video)?;
     let mut sampler = Sampler::new(config.stream.frame_interval);
     let mut decoder = VideoDecoder::new()?;
@@ -40,25 +42,20 @@ pub fn run(config: &Config, args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
             continue;
         };
         let detections = detector.detect(picture.view())?.detections;
-        let process_time = started.elapsed().as_secs_f64();
-        let jpeg = if args.frames {
-            Some(encode_jpeg(&picture, JPEG_QUALITY)?)
-        } else {
-            None
+        let stream_time = job.frames.last().map_or(0.0, |f| f.pts.as_secs_f64());
+        let input = FrameInput {
+            camera_id: args.camera_id,
+            frame: &picture,
+            stream_time,
+            detections: &detections,
+            started,
+            with_frame: args.frames,
         };
-        let line = detection_result(
-            &FrameResult {
-                camera_id: args.camera_id,
-                timestamp: chrono::Utc::now(),
-                jpeg: jpeg.as_deref(),
-                stream_time: job.frames.last().map_or(0.0, |f| f.pts.as_secs_f64()),
-                width: picture.width,
-                height: picture.height,
-                detections: &detections,
-                process_time,
-            },
-            &facts,
-        );
+        let judged = judge_frame(&mut scene, &facts, &input)?;
+        if judged.fresh_high {
+            sampler.pause_until(Duration::from_secs_f64(stream_time) + config.stream.alert_pause);
+        }
+        let line = judged.text;
         let mut out = stdout.lock();
         writeln!(out, "{line}")?;
         out.flush()?;

@@ -131,6 +131,9 @@ impl ModelConfig {
     }
 }
 
+pub use vision::scene::grouping::GroupingConfig;
+pub use vision::scene::rules::RulesConfig;
+
 /// Tracking.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrackingConfig {
@@ -138,17 +141,16 @@ pub struct TrackingConfig {
     pub enabled: bool,
     /// Tracker name (`bytetrack`).
     pub tracker: String,
-}
-
-/// Traffic-group clustering.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GroupingConfig {
-    /// Linking distance in pixels of a 1280-wide frame.
-    pub distance_threshold: f32,
-    /// Fewest members of a group.
-    pub min_group_size: usize,
-    /// Pixels added around a crop.
-    pub crop_margin: u32,
+    /// High-score threshold.
+    pub track_thresh: f32,
+    /// Largest first-stage match cost.
+    pub match_thresh: f32,
+    /// Frames at `frame_rate` a lost track is remembered.
+    pub track_buffer: u32,
+    /// The frame rate ByteTrack's parameters refer to.
+    pub frame_rate: f32,
+    /// Gate of the distance stage in box diagonals per analysed frame (0 = off).
+    pub max_jump: f32,
 }
 
 /// Confidence thresholds that map an LLM confidence to a level.
@@ -263,6 +265,8 @@ pub struct Config {
     pub tracking: TrackingConfig,
     /// Grouping.
     pub grouping: GroupingConfig,
+    /// Rule thresholds.
+    pub rules: RulesConfig,
     /// LLM.
     pub llm: LlmConfig,
     /// Streaming mode.

@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::settings::find;
 use super::{
     BackendConfig, Config, ConfigError, GroupingConfig, KafkaConfig, Layers, LlmConfig, LogConfig,
-    LogFormat, ModelConfig, RiskThresholds, Secret, SecurityConfig, ServerConfig, StorageConfig,
-    StreamConfig, TrackingConfig,
+    LogFormat, ModelConfig, RiskThresholds, RulesConfig, Secret, SecurityConfig, ServerConfig,
+    StorageConfig, StreamConfig, TrackingConfig,
 };
 
 /// Source URL schemes the service knows how to open.
@@ -183,7 +183,29 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
     let tracking = TrackingConfig {
         enabled: r.bool("tracking.enabled")?,
         tracker: r.one_of("tracking.tracker", &["bytetrack"])?,
+        track_thresh: r.number("tracking.track_thresh", 0.0, 1.0)? as f32,
+        match_thresh: r.number("tracking.match_thresh", 0.0, 1.0)? as f32,
+        track_buffer: r.integer("tracking.track_buffer", 0, 100_000)? as u32,
+        frame_rate: r.number("tracking.frame_rate", 0.1, 1000.0)? as f32,
+        max_jump: r.number("tracking.max_jump", 0.0, 100.0)? as f32,
     };
+    let rules = RulesConfig {
+        enabled: r.bool("rules.enabled")?,
+        stationary_speed: r.number("rules.stationary_speed", 0.0, 100.0)? as f32,
+        moving_speed: r.number("rules.moving_speed", 0.0, 100.0)? as f32,
+        tailgating_headway: r.number("rules.tailgating.headway_seconds", 0.0, 60.0)? as f32,
+        pedestrian_horizon: r.number("rules.pedestrian.horizon_seconds", 0.1, 60.0)? as f32,
+        wrong_way_min_samples: r.integer("rules.wrong_way.min_samples", 1, 1_000_000)? as u32,
+        sudden_stop_speed: r.number("rules.sudden_stop.min_speed", 0.0, 100.0)? as f32,
+        dwell_seconds: r.number("rules.illegal_stop.dwell_seconds", 0.0, 86_400.0)? as f32,
+        congestion_min_vehicles: r.integer("rules.congestion.min_vehicles", 1, 10_000)? as usize,
+    };
+    if rules.moving_speed < rules.stationary_speed {
+        return Err(r.err(
+            "rules.moving_speed",
+            "must not be below rules.stationary_speed",
+        ));
+    }
     let grouping = GroupingConfig {
         distance_threshold: r.number("post_processing.distance_threshold", 1.0, 10_000.0)? as f32,
         min_group_size: r.integer("post_processing.min_group_size", 1, 1000)? as usize,
@@ -291,6 +313,7 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
         model,
         tracking,
         grouping,
+        rules,
         llm,
         kafka,
         redis_url,

@@ -319,22 +319,31 @@ pub fn illegal_stop(cfg: &RulesConfig, subjects: &[Subject<'_>], t: f64) -> Vec<
     hits
 }
 
-/// Congestion level from the vehicles with a known speed: the share of them slower than
-/// `moving_speed` (none below `congestion_min_vehicles`). Also returns the slow ones.
+/// The vehicles congestion is judged on: speed known, and seen moving at some time (parked
+/// cars never are, so a street lined with them is not a jam).
+fn traffic<'a, 'b>(
+    cfg: &RulesConfig,
+    subjects: &'b [Subject<'a>],
+) -> impl Iterator<Item = &'b Subject<'a>> {
+    subjects
+        .iter()
+        .filter(|s| s.vehicle && s.track.speed().is_some() && s.track.max_speed >= cfg.moving_speed)
+}
+
+/// Congestion level from the share of [`traffic`] standing still now (below
+/// `stationary_speed`; none below `congestion_min_vehicles`). Also returns the standing ones.
+/// Standing, not merely slow: traffic driving towards or away from the camera moves little in
+/// the image, and must not look like a jam.
 pub fn congestion(cfg: &RulesConfig, subjects: &[Subject<'_>]) -> (RiskLevel, Vec<u64>) {
-    let known: Vec<&Subject<'_>> = subjects
-        .iter()
-        .filter(|s| s.vehicle && s.track.speed().is_some())
-        .collect();
-    let slow: Vec<u64> = known
-        .iter()
-        .filter(|s| !s.moving(cfg))
+    let known = traffic(cfg, subjects).count();
+    let slow: Vec<u64> = traffic(cfg, subjects)
+        .filter(|s| s.track.speed().is_some_and(|v| v < cfg.stationary_speed))
         .map(|s| s.track.id)
         .collect();
-    if known.len() < cfg.congestion_min_vehicles.max(1) {
+    if known < cfg.congestion_min_vehicles.max(1) {
         return (RiskLevel::None, slow);
     }
-    let share = slow.len() as f32 / known.len() as f32;
+    let share = slow.len() as f32 / known as f32;
     let level = match share {
         s if s >= 0.8 => RiskLevel::High,
         s if s >= 0.6 => RiskLevel::Medium,

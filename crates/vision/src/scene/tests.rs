@@ -211,26 +211,43 @@ fn wrong_way_fires_after_two_frames_against_the_flow() {
 }
 
 #[test]
-fn congestion_levels_follow_the_share_of_slow_vehicles() {
-    let fleet = |slow: usize, total: usize| -> Vec<TrackHistory> {
+fn congestion_levels_follow_the_share_of_standing_traffic() {
+    // Every car drove in at 200 px/s (4 heights/s); the first `slow` ones now move at `v`.
+    let fleet = |slow: usize, total: usize, v: f32| -> Vec<TrackHistory> {
         (0..total)
             .map(|i| {
-                car(
+                let x = 150.0 * i as f32;
+                let last = if i < slow { x + 200.0 + v } else { x + 400.0 };
+                let samples = [(0.0, x), (1.0, x + 200.0), (2.0, last)];
+                track(
                     i as u64,
-                    150.0 * i as f32,
-                    300.0,
-                    if i < slow { 5.0 } else { 200.0 },
+                    "car",
+                    &samples.map(|(t, x)| (t, b(x, 300.0, 100.0, 50.0))),
                 )
             })
             .collect()
     };
-    let level = |slow, total| rules::congestion(&CFG, &subjects(&fleet(slow, total))).0;
+    let level = |slow, total| rules::congestion(&CFG, &subjects(&fleet(slow, total, 5.0))).0;
     assert_eq!(level(8, 10), RiskLevel::High);
     assert_eq!(level(6, 10), RiskLevel::Medium);
     assert_eq!(level(4, 10), RiskLevel::Low);
     assert_eq!(level(3, 10), RiskLevel::None);
     assert_eq!(level(5, 5), RiskLevel::None, "too few vehicles to judge");
-    let (hits, _) = rules::evaluate(&CFG, &subjects(&fleet(8, 10)), 1.0);
+    // Crawling at 0.6 heights/s (driving towards the camera looks like this) is not a jam.
+    let crawling = fleet(10, 10, 30.0);
+    assert_eq!(
+        rules::congestion(&CFG, &subjects(&crawling)).0,
+        RiskLevel::None
+    );
+    // Parked cars (never seen moving) are not traffic.
+    let parked: Vec<TrackHistory> = (0..10)
+        .map(|i| car(i, 150.0 * i as f32, 300.0, 2.0))
+        .collect();
+    assert_eq!(
+        rules::congestion(&CFG, &subjects(&parked)).0,
+        RiskLevel::None
+    );
+    let (hits, _) = rules::evaluate(&CFG, &subjects(&fleet(8, 10, 5.0)), 2.0);
     let congestion: Vec<_> = hits
         .iter()
         .filter(|h| h.kind == RuleKind::Congestion)
@@ -241,7 +258,7 @@ fn congestion_levels_follow_the_share_of_slow_vehicles() {
         ..CFG
     };
     assert!(
-        rules::evaluate(&off, &subjects(&fleet(8, 10)), 1.0)
+        rules::evaluate(&off, &subjects(&fleet(8, 10, 5.0)), 2.0)
             .0
             .is_empty()
     );
