@@ -147,6 +147,26 @@ pub enum BenchCommand {
     /// Camera pipeline capacity: decode cost against decode-everything, and how many cameras
     /// one process sustains at `stream.frame_interval`.
     Pipeline(BenchPipelineArgs),
+    /// Per-frame cost of tracking, grouping and rules at 50 and 300 objects, and the tracker
+    /// against the Python ByteTrack reference in the same run.
+    Scene(BenchSceneArgs),
+}
+
+/// Arguments of `bench scene`.
+#[derive(Debug, Args)]
+pub struct BenchSceneArgs {
+    /// Objects per frame to try, comma separated.
+    #[arg(long, default_value = "50,300", value_delimiter = ',')]
+    pub objects: Vec<usize>,
+    /// Measured frames per size.
+    #[arg(long, default_value_t = 1000)]
+    pub frames: usize,
+    /// Unmeasured frames at the start.
+    #[arg(long, default_value_t = 20)]
+    pub warmup: usize,
+    /// Skip the Python reference.
+    #[arg(long)]
+    pub no_reference: bool,
 }
 
 /// Arguments of `bench pipeline`.

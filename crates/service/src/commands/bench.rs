@@ -13,7 +13,7 @@ use crate::cli::BenchDetectArgs;
 use crate::config::Config;
 use crate::detection::detector_options;
 use crate::imageio::read_rgb;
-use crate::reference::reference_command;
+use crate::reference::{REFERENCE_SCRIPT, reference_command};
 
 /// Stage names, in pipeline order; the reference reports the same keys.
 pub const STAGES: [&str; 4] = ["decode", "preprocess", "inference", "postprocess"];
@@ -104,7 +104,8 @@ fn measure_python(
     args: &BenchDetectArgs,
     iterations: usize,
 ) -> anyhow::Result<StageSamples> {
-    let mut cmd = reference_command().context("tests/reference/yolo_reference.py not found")?;
+    let mut cmd = reference_command(REFERENCE_SCRIPT)
+        .context("tests/reference/yolo_reference.py not found")?;
     cmd.arg("--model")
         .arg(config.model.path())
         .args(["--conf", &config.model.confidence.to_string()])

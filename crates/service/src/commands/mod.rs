@@ -4,6 +4,7 @@
 pub mod analyze;
 pub mod bench;
 pub mod bench_pipeline;
+pub mod bench_scene;
 pub mod check_config;
 pub mod detect;
 
@@ -65,6 +66,7 @@ pub fn main() -> ExitCode {
         Command::CheckConfig => check_config::run(&config, &layers),
         Command::Bench(BenchCommand::Detect(args)) => bench::run_detect(&config, args),
         Command::Bench(BenchCommand::Pipeline(args)) => bench_pipeline::run(&config, args),
+        Command::Bench(BenchCommand::Scene(args)) => bench_scene::run(&config, args),
     };
     match result {
         Ok(code) => code,

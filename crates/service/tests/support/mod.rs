@@ -51,6 +51,11 @@ pub fn traffic_algo(workdir: &Path) -> Command {
 
 /// A command running `tests/reference/yolo_reference.py` with the setup script's packages.
 pub fn reference() -> Command {
+    python_reference("yolo_reference.py")
+}
+
+/// `python3 tests/reference/SCRIPT` with the packages of `.deps/python`.
+pub fn python_reference(script: &str) -> Command {
     let root = repo_root();
     let deps = root.join(".deps/python");
     assert!(
@@ -59,7 +64,7 @@ pub fn reference() -> Command {
         deps.display()
     );
     let mut cmd = Command::new("python3");
-    cmd.arg(root.join("tests/reference/yolo_reference.py"))
+    cmd.arg(root.join("tests/reference").join(script))
         .env("PYTHONPATH", deps);
     cmd
 }

@@ -1,15 +1,19 @@
 //! ByteTrack (Zhang et al., 2022) as a plain synchronous `update()`: every detection of a frame
 //! goes in, each gets the id of the track it continues. High-score detections are associated
-//! first (IoU fused with score), then the low-score ones keep existing tracks alive without
-//! starting new ones; a new track is confirmed by a second sighting; a lost track is kept for
-//! `max_lost_frames` and then dropped. Steps are analysed frames, whatever time lies between.
+//! first with every track, then the low-score ones keep the remaining tracks alive without
+//! starting new ones; a new track is confirmed by its second sighting (on the very first frame
+//! at once); a lost track is kept for `max_lost_frames` and then dropped. Association is IoU of
+//! the Kalman-predicted box with one gate for both stages, as in Roboflow's clean-room
+//! `trackers` implementation our parity test compares with (the original code also fuses the
+//! score into the first stage and has a separate stage for new tracks). Steps are analysed
+//! frames, whatever time lies between.
 //!
 //! Two adaptations for sparse sampling (an analysed frame every 1.8 s, where a car can move
 //! several of its own lengths), both off in [`ByteTrackConfig::default`], which is plain
 //! ByteTrack:
 //! - `motion_steps` scales the Kalman process noise to the reference frames one step stands
 //!   for ([`kalman::Noise::for_steps`]), so a track's velocity is learned from two sightings;
-//! - `max_jump` adds a last stage after ByteTrack's three: tracks and confident detections that
+//! - `max_jump` adds a last stage after ByteTrack's two: tracks and confident detections that
 //!   are still unmatched (no box overlap left to go by) are matched by centre distance from the
 //!   predicted position, gated at `max_jump` box diagonals per step since the track was last
 //!   seen, same class and a plausible size change only.
@@ -25,7 +29,7 @@ pub struct ByteTrackConfig {
     pub track_thresh: f32,
     /// Detections below this are ignored entirely.
     pub low_thresh: f32,
-    /// Largest fused cost (1 - IoU x score) of a first-stage match.
+    /// Largest cost `1 - IoU` of a match (0.8: an IoU of at least 0.2).
     pub match_thresh: f32,
     /// Analysed frames a lost track is remembered.
     pub max_lost_frames: u32,
@@ -59,21 +63,14 @@ pub struct TrackInput {
     pub class_id: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TrackState {
-    Tracked,
-    Lost,
-}
-
 #[derive(Debug, Clone)]
 struct Track {
     id: u64,
     mean: State,
     cov: Covariance,
-    state: TrackState,
-    activated: bool,
+    /// Seen twice (or on the first frame): has a public id.
+    confirmed: bool,
     last_frame: u64,
-    start_frame: u64,
     class_id: usize,
 }
 
@@ -98,19 +95,16 @@ pub struct ByteTracker {
     noise: kalman::Noise,
     frame: u64,
     next_id: u64,
-    tracked: Vec<Track>,
-    lost: Vec<Track>,
+    /// Every live track: confirmed (seen this frame or lost) and new ones.
+    tracks: Vec<Track>,
 }
 
-/// Cost matrix `1 - IoU` (times the detection score when `fuse`), tracks by detections.
-fn iou_cost(tracks: &[Track], dets: &[(usize, TrackInput)], fuse: bool) -> Vec<f32> {
+/// Cost matrix `1 - IoU` of the predicted track boxes, tracks by detections.
+fn iou_cost(tracks: &[Track], dets: &[(usize, TrackInput)]) -> Vec<f32> {
     let mut cost = Vec::with_capacity(tracks.len() * dets.len());
     for t in tracks {
         let tb = t.bbox();
-        for (_, d) in dets {
-            let iou = tb.iou(&d.bbox);
-            cost.push(1.0 - if fuse { iou * d.score } else { iou });
-        }
+        cost.extend(dets.iter().map(|(_, d)| 1.0 - tb.iou(&d.bbox)));
     }
     cost
 }
@@ -146,11 +140,14 @@ fn jump_cost(
 /// How an association stage scores a track against a detection.
 #[derive(Debug, Clone, Copy)]
 enum Cost {
-    /// `1 - IoU`, times the score when `fuse`.
-    Iou { fuse: bool },
+    /// `1 - IoU`.
+    Iou,
     /// Centre distance over the motion gate.
     Jump { max_jump: f32, frame: u64 },
 }
+
+/// A detection with its index in the frame.
+type Indexed = (usize, TrackInput);
 
 /// One association stage: matches `tracks` to `dets` (cost above `thresh` never matches), hands
 /// each matched pair to `apply`, and returns the tracks and detections left over.
@@ -162,7 +159,7 @@ fn associate(
     apply: &mut impl FnMut(Track, (usize, TrackInput)),
 ) -> (Vec<Track>, Vec<(usize, TrackInput)>) {
     let matrix = match cost {
-        Cost::Iou { fuse } => iou_cost(&tracks, dets, fuse),
+        Cost::Iou => iou_cost(&tracks, dets),
         Cost::Jump { max_jump, frame } => jump_cost(&tracks, dets, max_jump, frame),
     };
     let a = assign(&matrix, tracks.len(), dets.len(), thresh);
@@ -184,14 +181,13 @@ impl ByteTracker {
             noise: kalman::Noise::for_steps(cfg.motion_steps),
             frame: 0,
             next_id: 1,
-            tracked: Vec::new(),
-            lost: Vec::new(),
+            tracks: Vec::new(),
         }
     }
 
     /// Number of live (tracked or lost) tracks.
     pub fn live_tracks(&self) -> usize {
-        self.tracked.len() + self.lost.len()
+        self.tracks.len()
     }
 
     /// Takes one frame's detections; returns, aligned with them, the track id of each
@@ -200,93 +196,50 @@ impl ByteTracker {
         self.frame += 1;
         let frame = self.frame;
         let mut ids = vec![None; dets.len()];
-        let high: Vec<(usize, TrackInput)> = dets
+        let (high, low): (Vec<Indexed>, Vec<Indexed>) = dets
             .iter()
             .copied()
             .enumerate()
-            .filter(|(_, d)| d.score >= self.cfg.track_thresh)
-            .collect();
-        let low: Vec<(usize, TrackInput)> = dets
-            .iter()
-            .copied()
-            .enumerate()
-            .filter(|(_, d)| d.score < self.cfg.track_thresh && d.score > self.cfg.low_thresh)
-            .collect();
+            .filter(|(_, d)| d.score > self.cfg.low_thresh)
+            .partition(|(_, d)| d.score >= self.cfg.track_thresh);
 
-        // Confirmed tracks and lost ones form the pool; unconfirmed tracks wait for stage 3.
-        let (confirmed, unconfirmed): (Vec<Track>, Vec<Track>) = std::mem::take(&mut self.tracked)
-            .into_iter()
-            .partition(|t| t.activated);
-        let mut pool: Vec<Track> = confirmed;
-        pool.append(&mut self.lost);
+        let mut pool = std::mem::take(&mut self.tracks);
         for t in &mut pool {
-            if t.state != TrackState::Tracked {
-                t.mean[7] = 0.0; // A lost track's height stops changing, as in ByteTrack.
-            }
             kalman::predict(&mut t.mean, &mut t.cov, &self.noise);
         }
-
-        let mut updated: Vec<Track> = Vec::new();
+        let mut matched: Vec<Track> = Vec::new();
         let mut apply = |mut t: Track, (i, d): (usize, TrackInput)| {
             kalman::update(&mut t.mean, &mut t.cov, to_xyah(&d.bbox));
-            t.state = TrackState::Tracked;
-            t.activated = true;
+            t.confirmed = true;
             t.last_frame = frame;
             t.class_id = d.class_id;
             ids[i] = Some(t.id);
-            updated.push(t);
+            matched.push(t);
         };
-
-        // Stage 1: pool against high-score detections.
-        let (pool_left, high_left) = associate(
-            pool,
-            &high,
-            Cost::Iou { fuse: true },
-            self.cfg.match_thresh,
-            &mut apply,
-        );
-
-        // Stage 2: still-tracked tracks against low-score detections; the rest are lost.
-        let (second, mut lost_now): (Vec<Track>, Vec<Track>) = pool_left
-            .into_iter()
-            .partition(|t| t.state == TrackState::Tracked);
-        let (second_left, _) = associate(second, &low, Cost::Iou { fuse: false }, 0.5, &mut apply);
-        for mut t in second_left {
-            t.state = TrackState::Lost;
-            lost_now.push(t);
-        }
-
-        // Stage 3: unconfirmed tracks against the remaining high detections.
-        let (mut unconfirmed_left, mut new_dets) = associate(
-            unconfirmed,
-            &high_left,
-            Cost::Iou { fuse: true },
-            0.7,
-            &mut apply,
-        );
-
-        // Stage 4 (sparse sampling): whatever is left, by distance from the prediction.
-        if self.cfg.max_jump > 0.0 && !new_dets.is_empty() {
-            let n_lost = lost_now.len();
-            let mut rest = std::mem::take(&mut lost_now);
-            rest.append(&mut unconfirmed_left);
-            let unconfirmed_ids: Vec<u64> = rest[n_lost..].iter().map(|t| t.id).collect();
+        let gate = self.cfg.match_thresh;
+        // Stage 1: every track (confirmed, lost or new) against the confident detections.
+        let (pool, high_left) = associate(pool, &high, Cost::Iou, gate, &mut apply);
+        // Stage 2: the tracks left against the unsure detections, which start nothing.
+        let (pool, _) = associate(pool, &low, Cost::Iou, gate, &mut apply);
+        // Stage 3 (sparse sampling): what is left, by distance from the prediction.
+        let (pool, new_dets) = if self.cfg.max_jump > 0.0 && !high_left.is_empty() {
             let jump = Cost::Jump {
                 max_jump: self.cfg.max_jump,
                 frame,
             };
-            let (rest_left, dets_left) = associate(rest, &new_dets, jump, 1.0, &mut apply);
-            new_dets = dets_left;
-            // Unmatched unconfirmed tracks are removed, as in stage 3.
-            lost_now = rest_left
-                .into_iter()
-                .filter(|t| !unconfirmed_ids.contains(&t.id))
-                .collect();
-        }
-        // Unconfirmed tracks that found no detection are removed.
-        drop(unconfirmed_left);
+            associate(pool, &high_left, jump, 1.0, &mut apply)
+        } else {
+            (pool, high_left)
+        };
 
-        // New tracks from unmatched confident detections; confirmed on their second sighting
+        // Unmatched: a new track that missed its second sighting is dropped; a confirmed one
+        // is kept (lost) for `max_lost_frames`.
+        let max_lost = u64::from(self.cfg.max_lost_frames);
+        let lost = pool
+            .into_iter()
+            .filter(|t| t.confirmed && frame - t.last_frame <= max_lost);
+
+        // New tracks from unmatched confident detections, confirmed by their second sighting
         // (or at once on the very first frame).
         let mut fresh: Vec<Track> = Vec::new();
         for &(i, det) in &new_dets {
@@ -296,58 +249,23 @@ impl ByteTracker {
             let (mean, cov) = kalman::initiate(to_xyah(&det.bbox), &self.noise);
             let id = self.next_id;
             self.next_id += 1;
-            let activated = frame == 1;
-            if activated {
+            let confirmed = frame == 1;
+            if confirmed {
                 ids[i] = Some(id);
             }
             fresh.push(Track {
                 id,
                 mean,
                 cov,
-                state: TrackState::Tracked,
-                activated,
+                confirmed,
                 last_frame: frame,
-                start_frame: frame,
                 class_id: det.class_id,
             });
         }
-
-        let max_lost = u64::from(self.cfg.max_lost_frames);
-        lost_now.retain(|t| frame - t.last_frame <= max_lost);
-        updated.extend(fresh);
-        self.tracked = updated;
-        self.lost = lost_now;
-        self.remove_duplicates();
+        matched.extend(lost);
+        matched.extend(fresh);
+        self.tracks = matched;
         ids
-    }
-
-    /// Tracked and lost tracks that overlap almost entirely are one object: keep the older.
-    fn remove_duplicates(&mut self) {
-        let mut drop_tracked = vec![false; self.tracked.len()];
-        let mut drop_lost = vec![false; self.lost.len()];
-        for (i, t) in self.tracked.iter().enumerate() {
-            for (j, l) in self.lost.iter().enumerate() {
-                if 1.0 - t.bbox().iou(&l.bbox()) < 0.15 {
-                    let t_age = t.last_frame - t.start_frame;
-                    let l_age = l.last_frame - l.start_frame;
-                    if t_age > l_age {
-                        drop_lost[j] = true;
-                    } else {
-                        drop_tracked[i] = true;
-                    }
-                }
-            }
-        }
-        let mut k = 0;
-        self.tracked.retain(|_| {
-            k += 1;
-            !drop_tracked[k - 1]
-        });
-        let mut k = 0;
-        self.lost.retain(|_| {
-            k += 1;
-            !drop_lost[k - 1]
-        });
     }
 }
 
