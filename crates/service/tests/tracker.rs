@@ -203,7 +203,10 @@ fn crossing_pedestrians_agree_with_the_reference() {
     let mut truth = Vec::new();
     for step in 0..40 {
         let s = step as f32;
-        let (a, b) = (person(20.0 + 7.0 * s, 100.0), person(320.0 - 7.0 * s, 108.0));
+        let (a, b) = (
+            person(20.0 + 7.0 * s, 100.0),
+            person(320.0 - 7.0 * s, 108.0),
+        );
         let overlap = a.iou(&b);
         let mut dets = vec![(a, 0.9)];
         let mut objs = vec![0];

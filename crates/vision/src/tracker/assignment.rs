@@ -3,7 +3,9 @@
 //! `extend_cost=True, cost_limit=thresh`): leaving a row or a column unmatched costs
 //! `thresh / 2`, so a pair is matched only when that lowers the total, and a pair costing more
 //! than `thresh` never is. Solved exactly by the Hungarian method (Kuhn-Munkres with
-//! potentials) on the extended `(rows + cols)` square matrix.
+//! potentials) on the extended `(rows + cols)` square matrix of each connected component of the
+//! admissible pairs: with boxes, a track can only pair with the few detections near it, so a
+//! frame of hundreds of objects is many tiny problems instead of one cubic one.
 
 /// The result of an assignment.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -16,11 +18,73 @@ pub struct Assignment {
     pub unmatched_cols: Vec<usize>,
 }
 
+fn admissible(v: f32, threshold: f32) -> bool {
+    v <= threshold && v.is_finite()
+}
+
 /// Solves the assignment for `cost` (`rows x cols`, row-major), leaving any pair costing more
 /// than `threshold` unmatched. The matched set has the least total cost among assignments that
 /// match as many admissible pairs as possible.
 pub fn assign(cost: &[f32], rows: usize, cols: usize, threshold: f32) -> Assignment {
     assert_eq!(cost.len(), rows * cols, "cost matrix size");
+    // Components of the bipartite graph of admissible pairs (rows are nodes 0..rows, columns
+    // rows..rows+cols); pairs in different components never compete.
+    let mut parent: Vec<usize> = (0..rows + cols).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    let mut any = vec![false; rows + cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            if admissible(cost[r * cols + c], threshold) {
+                any[r] = true;
+                any[rows + c] = true;
+                let (a, b) = (root(&mut parent, r), root(&mut parent, rows + c));
+                if a != b {
+                    parent[a.max(b)] = a.min(b);
+                }
+            }
+        }
+    }
+    let mut members: std::collections::BTreeMap<usize, (Vec<usize>, Vec<usize>)> =
+        std::collections::BTreeMap::new();
+    for node in (0..rows + cols).filter(|&n| any[n]) {
+        let entry = members.entry(root(&mut parent, node)).or_default();
+        if node < rows {
+            entry.0.push(node);
+        } else {
+            entry.1.push(node - rows);
+        }
+    }
+    let mut matches = Vec::new();
+    for (sub_rows, sub_cols) in members.values() {
+        let sub: Vec<f32> = sub_rows
+            .iter()
+            .flat_map(|&r| sub_cols.iter().map(move |&c| cost[r * cols + c]))
+            .collect();
+        let a = assign_dense(&sub, sub_rows.len(), sub_cols.len(), threshold);
+        matches.extend(a.matches.iter().map(|&(r, c)| (sub_rows[r], sub_cols[c])));
+    }
+    matches.sort_unstable();
+    let mut row_used = vec![false; rows];
+    let mut col_used = vec![false; cols];
+    for &(r, c) in &matches {
+        row_used[r] = true;
+        col_used[c] = true;
+    }
+    Assignment {
+        matches,
+        unmatched_rows: (0..rows).filter(|&r| !row_used[r]).collect(),
+        unmatched_cols: (0..cols).filter(|&c| !col_used[c]).collect(),
+    }
+}
+
+/// [`assign`] on the whole matrix at once.
+fn assign_dense(cost: &[f32], rows: usize, cols: usize, threshold: f32) -> Assignment {
     if rows == 0 || cols == 0 {
         return Assignment {
             matches: Vec::new(),
@@ -36,9 +100,9 @@ pub fn assign(cost: &[f32], rows: usize, cols: usize, threshold: f32) -> Assignm
     let at = |r: usize, c: usize| -> f64 {
         match (r < rows, c < cols) {
             (true, true) => {
-                let v = f64::from(cost[r * cols + c]);
-                if v <= f64::from(threshold) && v.is_finite() {
-                    v
+                let v = cost[r * cols + c];
+                if admissible(v, threshold) {
+                    f64::from(v)
                 } else {
                     big
                 }
@@ -214,6 +278,32 @@ mod tests {
     }
 
     /// Least total cost, unmatched rows and columns costing thresh/2, by trying every matching.
+    #[test]
+    fn components_give_the_same_total_as_the_whole_matrix() {
+        // 40 tracks by 45 detections, each admissible only near its own diagonal position.
+        let (rows, cols, thresh) = (40, 45, 0.8);
+        let cost: Vec<f32> = (0..rows * cols)
+            .map(|i| {
+                let (r, c) = ((i / cols) as f32, (i % cols) as f32);
+                let d = (r - c).abs();
+                if d < 3.0 {
+                    0.1 + 0.2 * d + 0.01 * ((i * 7) % 5) as f32
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        let total = |a: &Assignment| -> f32 {
+            let matched: f32 = a.matches.iter().map(|&(r, c)| cost[r * cols + c]).sum();
+            matched + (rows + cols - 2 * a.matches.len()) as f32 * thresh / 2.0
+        };
+        let split = assign(&cost, rows, cols, thresh);
+        let whole = assign_dense(&cost, rows, cols, thresh);
+        assert!((total(&split) - total(&whole)).abs() < 1e-4);
+        assert_eq!(split.matches.len(), whole.matches.len());
+        assert_eq!(split.unmatched_cols.len(), cols - split.matches.len());
+    }
+
     fn brute(cost: &[f32], rows: usize, cols: usize, thresh: f32) -> f32 {
         fn go(
             r: usize,
