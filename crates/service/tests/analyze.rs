@@ -4,6 +4,7 @@
 
 mod support;
 
+use base64::Engine;
 use serde_json::Value;
 use support::{media, model, run, run_ok, traffic_algo};
 
@@ -89,5 +90,108 @@ fn analyze_inlines_frames_on_request_and_rejects_bad_files() {
         assert!(!out.status.success(), "{bad:?}");
         assert!(!stderr.contains("panicked"), "{stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+}
+
+#[test]
+fn analyze_tracks_groups_and_crops_on_a_real_street() {
+    // The elevated street camera, sampled every 0.6 s: cars keep their ids from frame to frame,
+    // close ones form groups whose crops are real JPEGs of the stated size.
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_ok(
+        traffic_algo(dir.path())
+            .args(["analyze", "--set", "stream.frame_interval=0.6", "--model"])
+            .arg(model())
+            .arg(media("traffic-street-h264.mp4")),
+    );
+    let lines = results(&out);
+    assert!(lines.len() > 100, "{} results", lines.len());
+    let (mut objects, mut tracked, mut groups, mut continued, mut pairs) = (0, 0, 0, 0, 0);
+    let mut previous_ids = std::collections::BTreeSet::new();
+    for v in &lines {
+        let d = &v["data"];
+        assert_eq!(d["trackingEnabled"], true);
+        let stats = &d["trafficStats"];
+        assert!(stats["vehiclesPerMinute"].is_u64() && stats["congestionLevel"].is_string());
+        let ids: std::collections::BTreeSet<u64> = d["detectedObjects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|o| o["trackId"].as_u64())
+            .collect();
+        objects += d["detectedObjects"].as_array().unwrap().len();
+        tracked += ids.len();
+        continued += ids.intersection(&previous_ids).count();
+        pairs += previous_ids.len().min(ids.len());
+        previous_ids = ids.clone();
+        let images = d["groupImages"].as_array().unwrap();
+        for (i, g) in d["trafficGroups"].as_array().unwrap().iter().enumerate() {
+            groups += 1;
+            assert_eq!(g["groupIndex"], i + 1, "1-based per frame");
+            assert!(g["objectCount"].as_u64().unwrap() >= 2);
+            assert!(matches!(
+                g["riskLevel"].as_str().unwrap(),
+                "none" | "low" | "medium" | "high"
+            ));
+            for id in g["memberTrackIds"].as_array().unwrap() {
+                assert!(
+                    ids.contains(&id.as_u64().unwrap()),
+                    "member {id} is in the frame"
+                );
+            }
+            let img = images
+                .iter()
+                .find(|img| img["groupId"] == g["groupId"])
+                .unwrap();
+            let jpeg = base64::engine::general_purpose::STANDARD
+                .decode(img["imageBase64"].as_str().unwrap())
+                .unwrap();
+            let picture = service::imageio::decode_rgb(&jpeg).unwrap();
+            assert_eq!(
+                u64::from(picture.width),
+                img["imageWidth"].as_u64().unwrap()
+            );
+            assert_eq!(
+                u64::from(picture.height),
+                img["imageHeight"].as_u64().unwrap()
+            );
+            assert!(picture.width.max(picture.height) <= 1280);
+        }
+        for a in d["dangerousDrivingResults"].as_array().unwrap() {
+            assert_eq!(a["source"], "rules");
+            assert!(a["startedAt"].as_str().unwrap().ends_with('Z'));
+        }
+    }
+    eprintln!(
+        "{objects} objects, {tracked} tracked, {continued}/{pairs} ids continued, {groups} groups"
+    );
+    // Detections under tracking.track_thresh (0.5) only continue tracks, and a new object is
+    // named on its second sighting, so not every detection has an id.
+    assert!(
+        tracked * 2 >= objects,
+        "{tracked} of {objects} objects tracked"
+    );
+    assert!(
+        continued * 10 >= pairs * 8,
+        "only {continued} of {pairs} ids continued"
+    );
+    assert!(groups > 0, "no traffic group on a street with 3-6 cars");
+
+    // Tracking off: no ids, said so.
+    let out = run_ok(
+        traffic_algo(dir.path())
+            .args(["analyze", "--set", "tracking.enabled=false", "--model"])
+            .arg(model())
+            .arg(media("road-cars-h264.mp4")),
+    );
+    for v in results(&out) {
+        assert_eq!(v["data"]["trackingEnabled"], false);
+        assert!(
+            v["data"]["detectedObjects"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|o| o.get("trackId").is_none())
+        );
     }
 }

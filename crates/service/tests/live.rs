@@ -253,7 +253,7 @@ async fn rtsp_camera_streams_detections_at_the_interval() {
     assert_eq!(online["data"]["status"], 1);
 
     let mut times = Vec::new();
-    let mut persons = 0;
+    let (mut persons, mut tracked) = (0, 0);
     for _ in 0..5 {
         let r = c.recv_type("detection_result", SECS(15)).await;
         times.push(Instant::now());
@@ -270,7 +270,14 @@ async fn rtsp_camera_streams_detections_at_the_interval() {
                 .starts_with("data:image/jpeg;base64,/9j/")
         );
         assert!(d["timestamp"].as_str().unwrap().ends_with('Z'));
-        assert_eq!(d["maxRiskLevel"], "none");
+        assert_eq!(d["maxRiskLevel"], "none", "pedestrians only: no rule fires");
+        assert_eq!(d["trackingEnabled"], true);
+        tracked += d["detectedObjects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["trackId"].is_u64())
+            .count();
         persons += d["detectedObjects"]
             .as_array()
             .unwrap()
@@ -289,6 +296,7 @@ async fn rtsp_camera_streams_detections_at_the_interval() {
         persons >= 5,
         "only {persons} persons in 5 frames of a street scene"
     );
+    assert!(tracked >= 3, "only {tracked} tracked persons");
     let gaps: Vec<f64> = times
         .windows(2)
         .map(|w| (w[1] - w[0]).as_secs_f64())
@@ -304,6 +312,10 @@ async fn rtsp_camera_streams_detections_at_the_interval() {
     assert_eq!(cam["cameraId"], 7);
     assert_eq!(cam["state"], "online");
     assert!(cam["framesAnalysed"].as_u64().unwrap() >= 5);
+    let stats = &cam["trafficStats"];
+    assert!(stats["personsTotal"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(stats["personsPerMinute"].as_u64().unwrap() >= 1, "{stats}");
+    assert_eq!(stats["congestionLevel"], "none");
     // Only sampled frames are decoded: far fewer than received (10 fps source).
     let (decoded, received) = (
         cam["framesDecoded"].as_u64().unwrap(),
