@@ -3,7 +3,9 @@
 #   - bench detect: our detector against the Python onnxruntime reference (same model, image);
 #   - bench pipeline: decode cost against decode-everything, and cameras sustained, on synthetic
 #     720p and 1080p clips (25 fps, keyframe every 2 s, no B-frames, like IP cameras) served by
-#     a local RTSP server (GStreamer) on loopback.
+#     a local RTSP server (GStreamer) on loopback;
+#   - bench scene: tracking, grouping and rules per frame at 50 and 300 objects, and the tracker
+#     against the Python ByteTrack reference.
 # Usage: scripts/bench.sh [SECONDS_PER_STEP]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +26,7 @@ for size in 1280x720 1920x1080; do
 done
 
 "$bin" bench detect --iterations 50
+"$bin" bench scene
 
 server_out=$(mktemp)
 /usr/bin/python3 crates/service/tests/support/rtsp_server.py 0 \

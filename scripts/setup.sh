@@ -2,8 +2,9 @@
 # Installs what traffic-algo needs to build, run and test, and nothing twice:
 #   - Debian packages: pkg-config and libturbojpeg (JPEG), nasm (OpenH264's fast path), and for
 #     the tests a real RTSP server: GStreamer's gst-rtsp-server driven by Debian's python3-gi;
-#   - the Python packages of tests/reference/requirements.txt into .deps/python, among them the
-#     onnxruntime wheel whose libonnxruntime.so the binary loads (found without any variable);
+#   - the Python packages of tests/reference/requirements*.txt into .deps/python, among them the
+#     onnxruntime wheel whose libonnxruntime.so the binary loads (found without any variable)
+#     and the ByteTrack reference (Roboflow `trackers`);
 #   - the default model weights/yolov8n.onnx.
 # Safe to run again: each step checks first.
 set -euo pipefail
