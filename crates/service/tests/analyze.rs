@@ -195,3 +195,44 @@ fn analyze_tracks_groups_and_crops_on_a_real_street() {
         );
     }
 }
+
+#[test]
+fn a_fresh_high_alert_holds_the_next_sample_back() {
+    // Cars coming down a two-lane road, with the tailgating rule made hair-trigger (any moving
+    // follower within 60 s of its leader; slow image motion counts as moving): a high alert.
+    // After each fresh one the next sample comes `alert_pause_seconds` (5 s) later, not 0.6 s.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = traffic_algo(dir.path());
+    cmd.arg("analyze");
+    for set in [
+        "stream.frame_interval=0.6",
+        "stream.alert_pause_seconds=5",
+        "rules.tailgating.headway_seconds=60",
+        "rules.moving_speed=0.3",
+    ] {
+        cmd.args(["--set", set]);
+    }
+    let out = run_ok(
+        cmd.arg("--model")
+            .arg(model())
+            .arg(media("road-cars-h264.mp4")),
+    );
+    let lines = results(&out);
+    let mut paused = 0;
+    for pair in lines.windows(2) {
+        let (d, next) = (&pair[0]["data"], &pair[1]["data"]);
+        let gap = next["streamTime"].as_f64().unwrap() - d["streamTime"].as_f64().unwrap();
+        let fresh_high = d["dangerousDrivingResults"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["riskLevel"] == "high" && a["isStale"] == false);
+        if fresh_high {
+            paused += 1;
+            assert!(gap >= 4.95, "{gap:.2} s after a fresh high alert");
+        } else {
+            assert!(gap < 1.0, "{gap:.2} s without one");
+        }
+    }
+    assert!(paused >= 1, "no fresh high alert in {} frames", lines.len());
+}
