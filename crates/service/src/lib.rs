@@ -10,6 +10,7 @@
 //! - [`config`]: layered configuration (defaults < YAML < environment < flags) and validation.
 //! - [`logging`]: the tracing subscriber (text or JSON on stderr).
 //! - [`imageio`]: reading image files into RGB frames.
+//! - [`llm`]: the multimodal LLM (answer parsing so far).
 //! - [`detection`]: loading the detector from configuration and shaping its JSON output.
 //! - [`reference`]: running the Python reference pipeline (parity tests, benchmarks).
 //! - [`commands`]: one module per subcommand.
@@ -23,5 +24,6 @@ pub mod config;
 pub mod detection;
 pub mod http;
 pub mod imageio;
+pub mod llm;
 pub mod logging;
 pub mod reference;
