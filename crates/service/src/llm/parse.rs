@@ -260,7 +260,7 @@ mod tests {
 
     /// The body DashScope's compatible mode returns (shape recorded from its documentation's
     /// example response), with `content` as given.
-    fn dashscope(content: Value) -> Value {
+    fn dashscope(content: &Value) -> Value {
         json!({
             "choices": [{
                 "message": {"role": "assistant", "content": content},
@@ -280,17 +280,17 @@ mod tests {
     #[test]
     fn content_as_a_string_and_as_a_list_of_parts() {
         assert_eq!(
-            message_text(&dashscope(json!("{\"a\":1}"))).unwrap(),
+            message_text(&dashscope(&json!("{\"a\":1}"))).unwrap(),
             "{\"a\":1}"
         );
         let parts =
             json!([{"type": "text", "text": "{\"hasDangerousDriving\":"}, {"text": " false}"}]);
         assert_eq!(
-            message_text(&dashscope(parts)).unwrap(),
+            message_text(&dashscope(&parts)).unwrap(),
             "{\"hasDangerousDriving\": false}"
         );
         assert_eq!(
-            message_text(&dashscope(json!(null))),
+            message_text(&dashscope(&json!(null))),
             Err(ParseError::NoContent)
         );
         assert_eq!(
