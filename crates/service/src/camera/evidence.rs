@@ -66,7 +66,8 @@ pub fn crop_jpeg(frame: &RgbFrame, region: BBox) -> Result<Option<GroupCrop>, De
     }))
 }
 
-fn downscale(src: &RgbFrame, width: u32, height: u32) -> Result<RgbFrame, DecodeError> {
+/// `src` resized to `width` x `height` (bilinear convolution, for downscaling).
+pub fn downscale(src: &RgbFrame, width: u32, height: u32) -> Result<RgbFrame, DecodeError> {
     let fail = |e: &dyn std::fmt::Display| DecodeError::Encode(format!("crop resize: {e}"));
     let from =
         ImageRef::new(src.width, src.height, &src.data, PixelType::U8x3).map_err(|e| fail(&e))?;

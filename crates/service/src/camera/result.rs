@@ -201,6 +201,7 @@ mod tests {
         let dets = [car(1.0), car(10.0), car(300.0)];
         let scene = SceneFrame {
             track_ids: vec![Some(7), Some(8), None],
+            motion: vec![None; 3],
             groups: vec![Group {
                 index: 1,
                 id: 3,

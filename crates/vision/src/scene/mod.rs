@@ -140,11 +140,24 @@ pub struct TrafficStats {
     pub persons_total: u64,
 }
 
+/// How a tracked object moves (from its last two sightings).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Motion {
+    /// Velocity in pixels per second.
+    pub velocity: (f32, f32),
+    /// Speed in box heights per second.
+    pub speed: f32,
+    /// Heading in degrees, 0 = right, 90 = down the image.
+    pub heading_degrees: f32,
+}
+
 /// What the scene says about one frame.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SceneFrame {
     /// Track id of each detection (aligned with the input), if tracked.
     pub track_ids: Vec<Option<u64>>,
+    /// Motion of each detection (aligned with the input), once its track was seen twice.
+    pub motion: Vec<Option<Motion>>,
     /// Traffic groups, ordered by id.
     pub groups: Vec<Group>,
     /// Live alerts.
@@ -230,6 +243,17 @@ impl Scene {
             .collect();
         let (hits, congestion) = rules::evaluate(&self.cfg.rules, &subjects, t);
         drop(subjects);
+        let motion: Vec<Option<Motion>> = track_ids
+            .iter()
+            .map(|id| {
+                let h = self.histories.get(&(*id)?)?;
+                Some(Motion {
+                    velocity: h.velocity()?,
+                    speed: h.speed()?,
+                    heading_degrees: h.heading_degrees()?,
+                })
+            })
+            .collect();
         let active = self.book.update(t, self.cfg.alert_hold, hits);
 
         let members: Vec<Member> = dets
@@ -309,6 +333,7 @@ impl Scene {
         self.stats.congestion = congestion;
         SceneFrame {
             track_ids,
+            motion,
             groups,
             alerts,
             stats: self.stats,

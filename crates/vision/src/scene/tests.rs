@@ -317,6 +317,13 @@ fn the_scene_tracks_groups_and_alerts_a_tailgater() {
     }
     // Speeds are known from the second frame: the alert is there and on the group.
     let last = &frames[5];
+    assert_eq!(frames[0].motion[0], None, "one sighting: no motion yet");
+    let m = last.motion[0].unwrap();
+    assert!(
+        (m.speed - 3.0).abs() < 0.01 && m.heading_degrees.abs() < 0.01,
+        "{m:?}"
+    );
+    assert!((m.velocity.0 - 150.0).abs() < 0.5, "{m:?}");
     let a = last
         .alerts
         .iter()
