@@ -21,6 +21,9 @@ use crate::camera::result::ModelFacts;
 use crate::config::Config;
 use crate::detection::{detector_options, scene_config};
 use crate::http::{AppState, router};
+use crate::llm::camera::LlmLink;
+use crate::llm::pool::KeyPool;
+use crate::llm::prompt::PromptConfig;
 
 /// How long cameras get to stop after the signal.
 pub const GRACE: Duration = Duration::from_secs(8);
@@ -66,7 +69,36 @@ pub fn analyzer(config: &Config) -> anyhow::Result<Analyzer> {
         facts: ModelFacts::new(&config.model, config.tracking.enabled),
         scene: scene_config(config),
         alert_pause: config.stream.alert_pause,
+        llm: llm_link(config)?.map(Arc::new),
     })
+}
+
+/// The LLM link every camera shares, when the LLM is on and has a key. Must run inside the
+/// async runtime (requests are spawned on it).
+fn llm_link(config: &Config) -> anyhow::Result<Option<LlmLink>> {
+    if !config.llm_active() {
+        return Ok(None);
+    }
+    let runtime =
+        tokio::runtime::Handle::try_current().context("the LLM needs the async runtime")?;
+    let pool = KeyPool::new(
+        &config.llm.base_url,
+        &config.llm.pool,
+        config.llm.timeout,
+        config.llm.max_retry,
+    )?;
+    Ok(Some(LlmLink {
+        pool: Arc::new(pool),
+        prompt: PromptConfig {
+            model: config.llm.model.clone(),
+            max_image_tokens: config.llm.max_image_tokens,
+            max_answer_tokens: 800,
+        },
+        thresholds: config.llm.risk_threshold,
+        cooldown: config.llm.cooldown,
+        hold: config.stream.alert_pause,
+        runtime,
+    }))
 }
 
 /// Runs the service until a signal.
@@ -78,7 +110,13 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
         } else {
             "llm.enabled = false"
         };
-        tracing::info!("LLM analysis off: {why}");
+        tracing::info!("LLM analysis off: {why}; rules only");
+    } else {
+        tracing::info!(
+            model = %config.llm.model,
+            keys = config.llm.pool.keys.len(),
+            "LLM analysis on"
+        );
     }
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();

@@ -710,3 +710,87 @@ async fn a_stuck_client_loses_messages_without_slowing_others() {
     assert!(dropped >= 1);
     drop(stuck);
 }
+
+/// The id of the request's group 1, from the summary text ("Group 1 (id N): ...").
+fn first_group_id(body: &Value) -> u64 {
+    let text = body["messages"][1]["content"][0]["text"].as_str().unwrap();
+    let start = text.find("Group 1 (id ").unwrap() + "Group 1 (id ".len();
+    text[start..].split(')').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_answers_attach_to_their_group_and_a_slow_llm_never_delays_results() {
+    use support::fake_llm::{FakeLlm, Reply};
+    let answer = r#"{"hasDangerousDriving": true, "maxRiskLevel": "high", "results": [{"groupIndex": 1, "description": "people step into the road", "riskLevel": "high", "confidence": 0.9, "riskTypes": ["pedestrian_risk"], "dangerObjectCount": 2, "triggerObjectIds": [1]}]}"#;
+    // The first call takes 10 s; later ones answer at once.
+    let llm = FakeLlm::start(vec![
+        Reply::Text(answer.into(), SECS(10)),
+        Reply::text(answer),
+    ])
+    .await;
+    let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
+    let base = llm.base_url();
+    let service = Service::start(&[
+        ("ALGO_LLM_API_KEY", "sk-test"),
+        ("ALGO_LLM_BASE_URL", &base),
+        ("ALGO_LLM_COOLDOWN_SECONDS", "1"),
+        ("ALGO_ALERT_PAUSE_SECONDS", "0"),
+    ]);
+    let mut c = Client::connect(&service).await;
+    c.send(start(50, &rtsp.url(0))).await;
+    c.recv_state("online", SECS(15)).await;
+
+    // While the first call hangs, results keep their pace and no second call goes out.
+    let mut times = Vec::new();
+    for _ in 0..4 {
+        let r = c.recv_type("detection_result", SECS(10)).await;
+        times.push(Instant::now());
+        assert!(r["data"]["llmModel"].is_null());
+    }
+    let gaps: Vec<f64> = times
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect();
+    assert!(
+        gaps.iter().all(|g| *g < 2.6),
+        "results delayed while the LLM is slow: {gaps:?}"
+    );
+    let calls = llm.calls();
+    assert_eq!(calls.len(), 1, "one request in flight per camera");
+    let asked = first_group_id(&calls[0].body);
+    assert_eq!(calls[0].authorization, "Bearer sk-test");
+
+    // The answer shows up on the group the request called group 1.
+    let deadline = Instant::now() + SECS(30);
+    let found = loop {
+        assert!(Instant::now() < deadline, "no LLM alert within 30 s");
+        let r = c.recv_type("detection_result", SECS(15)).await;
+        let d = r["data"].clone();
+        if let Some(a) = d["dangerousDrivingResults"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["source"] == "llm")
+        {
+            break (d.clone(), a.clone());
+        }
+    };
+    let (d, a) = found;
+    assert_eq!(a["groupId"], asked);
+    assert_eq!(
+        (a["riskLevel"].clone(), a["type"].clone()),
+        (json!("high"), json!("pedestrian_risk"))
+    );
+    assert_eq!(d["llmModel"], "qwen-vl-plus");
+    assert!(d["llmLatency"].as_f64().unwrap() >= 9.0);
+    assert!(
+        d["llmRawText"]
+            .as_str()
+            .unwrap()
+            .contains("people step into the road")
+    );
+    assert_eq!(d["maxRiskLevel"], "high");
+    assert_eq!(d["hasDangerousDriving"], true);
+    let cams = cameras(&service);
+    assert!(cams["data"][0]["llm"]["answers"].as_u64().unwrap() >= 1);
+}

@@ -1,17 +1,22 @@
 //! The LLM client against a fake OpenAI-compatible server on loopback: answers in both content
 //! shapes, retries with backoff for rate limits and server errors, no retry for a bad key,
-//! timeouts, and answers that are not JSON.
+//! timeouts, and answers that are not JSON; the API-key pool's failover, cooldown, disabled keys
+//! and limits under a burst.
 
 #![allow(clippy::unwrap_used)] // test helpers may panic: a panic is a failed test
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use service::config::api_keys::{KeyPoolConfig, KeySpec};
 use service::config::{RiskThresholds, Secret};
 use service::llm::client::{LlmClient, LlmError};
 use service::llm::parse::parse_answer;
+use service::llm::pool::KeyPool;
+use service::llm::scheduler::KeyState;
 use support::fake_llm::{FakeLlm, Reply};
 
 const ANSWER: &str = r#"```json
@@ -142,4 +147,116 @@ async fn https_urls_go_through_the_tls_stack() {
     .unwrap();
     let err = c.complete(&body()).await.unwrap_err();
     assert!(matches!(err, LlmError::Connect(_)), "{err}");
+}
+
+fn pool_of(llm: &FakeLlm, keys: &[(&str, u32, f64)], retries: u32) -> KeyPool {
+    let config = KeyPoolConfig {
+        keys: keys
+            .iter()
+            .map(|&(id, priority, qps)| KeySpec {
+                id: id.into(),
+                secret: Secret::new(format!("sk-{id}")),
+                priority,
+                qps_limit: qps,
+                rpm_limit: None,
+                max_in_flight: 10,
+            })
+            .collect(),
+        qps_limit: None,
+    };
+    KeyPool::new(&llm.base_url(), &config, Duration::from_secs(5), retries).unwrap()
+}
+
+#[tokio::test]
+async fn a_throttled_key_cools_down_and_the_request_fails_over_to_another() {
+    let llm = FakeLlm::start(vec![Reply::text(ANSWER)]).await;
+    llm.script_key("sk-a", vec![Reply::throttled(), Reply::text(ANSWER)]);
+    let pool = pool_of(&llm, &[("a", 1, 50.0), ("b", 2, 50.0)], 2);
+    let done = pool.complete(&body()).await.unwrap();
+    assert_eq!(
+        (done.key_id.as_str(), done.attempts, done.tokens),
+        ("b", 2, 1050)
+    );
+    let second = pool.complete(&body()).await.unwrap();
+    assert_eq!(second.key_id, "b", "a is still cooling down");
+    let who: Vec<String> = llm
+        .calls()
+        .iter()
+        .map(|c| c.authorization.clone())
+        .collect();
+    assert_eq!(who, ["Bearer sk-a", "Bearer sk-b", "Bearer sk-b"]);
+    let snap = pool.snapshot();
+    assert_eq!(snap[0].state, KeyState::Cooling);
+    assert!((9.0..=10.0).contains(&snap[0].cooldown_seconds), "{snap:?}");
+    assert_eq!((snap[0].failures, snap[1].successes), (1, 2));
+}
+
+#[tokio::test]
+async fn a_refused_key_is_disabled_and_an_empty_pool_says_so() {
+    let refused = Reply::Status(
+        401,
+        r#"{"code":"InvalidApiKey","message":"Invalid API-key provided."}"#.into(),
+    );
+    let llm = FakeLlm::start(vec![Reply::text(ANSWER)]).await;
+    llm.script_key("sk-a", vec![refused.clone()]);
+    let pool = pool_of(&llm, &[("a", 1, 50.0), ("b", 2, 50.0)], 2);
+    let err = pool.complete(&body()).await.unwrap_err();
+    assert!(matches!(err, LlmError::Status { status: 401, .. }), "{err}");
+    assert_eq!(llm.calls().len(), 1, "a refused key is not retried");
+    for _ in 0..3 {
+        assert_eq!(pool.complete(&body()).await.unwrap().key_id, "b");
+    }
+    assert_eq!(pool.snapshot()[0].state, KeyState::Disabled);
+
+    let llm = FakeLlm::start(vec![refused]).await;
+    let pool = pool_of(&llm, &[("a", 1, 50.0)], 2);
+    assert!(pool.complete(&body()).await.is_err());
+    let started = std::time::Instant::now();
+    let err = pool.complete(&body()).await.unwrap_err();
+    assert!(matches!(err, LlmError::NoKey(_)), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "no wait for a dead pool"
+    );
+    let counts = pool.stats.by_status();
+    assert_eq!((counts["rejected"], counts["no_key"]), (1, 1));
+}
+
+#[tokio::test]
+async fn a_burst_never_takes_a_key_over_its_limit() {
+    let llm = FakeLlm::start(vec![Reply::Text(ANSWER.into(), Duration::from_millis(300))]).await;
+    let pool = Arc::new(pool_of(&llm, &[("a", 1, 4.0), ("b", 1, 2.0)], 0));
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = (0..24)
+        .map(|_| {
+            let pool = Arc::clone(&pool);
+            tokio::spawn(async move { pool.complete(&body()).await.map(|d| d.key_id) })
+        })
+        .collect();
+    let mut used = Vec::new();
+    for t in tasks {
+        used.push(t.await.unwrap().unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // 24 requests at 6 per second: about 4 s, not much more.
+    assert!((3.5..6.0).contains(&elapsed), "{elapsed}");
+    for (key, limit) in [("Bearer sk-a", 4), ("Bearer sk-b", 2)] {
+        let at: Vec<_> = llm
+            .calls()
+            .iter()
+            .filter(|c| c.authorization == key)
+            .map(|c| c.at)
+            .collect();
+        for (i, t) in at.iter().enumerate() {
+            let window = at[i..]
+                .iter()
+                .take_while(|u| u.duration_since(*t) < Duration::from_secs(1))
+                .count();
+            assert!(window <= limit, "{key}: {window} requests in one second");
+        }
+    }
+    let a = used.iter().filter(|k| *k == "a").count();
+    assert!((14..=17).contains(&a), "a has twice b's limit: {a} of 24");
+    let waiting = pool.stats.waiting();
+    assert_eq!((waiting, pool.stats.in_flight()), (0, 0));
 }

@@ -13,6 +13,7 @@ use super::decode::{DecodeError, encode_jpeg};
 use super::result::{FrameResult, ModelFacts, detection_result};
 use crate::http::protocol::CameraId;
 use crate::imageio::RgbFrame;
+use crate::llm::camera::CameraLlm;
 
 /// Longest side of a group crop (SPEC section 4).
 pub const MAX_CROP_SIDE: u32 = 1280;
@@ -111,11 +112,13 @@ pub struct Judged {
     pub fresh_high: bool,
 }
 
-/// Runs the scene on a frame's detections, encodes the evidence and builds the message.
+/// Runs the scene on a frame's detections, encodes the evidence, offers the frame to the
+/// camera's LLM (if any) and builds the message with its latest answer.
 pub fn judge_frame(
     scene: &mut Scene,
     facts: &ModelFacts,
     input: &FrameInput<'_>,
+    llm: Option<&CameraLlm>,
 ) -> Result<Judged, DecodeError> {
     let frame = input.frame;
     let judged = scene.update(
@@ -135,10 +138,15 @@ pub fn judge_frame(
     } else {
         None
     };
+    let timestamp = chrono::Utc::now();
+    let verdict = llm.and_then(|l| {
+        l.offer(input.detections, &judged, &crops, timestamp);
+        l.current()
+    });
     let text = detection_result(
         &FrameResult {
             camera_id: input.camera_id,
-            timestamp: chrono::Utc::now(),
+            timestamp,
             jpeg: jpeg.as_deref(),
             stream_time: input.stream_time,
             width: frame.width,
@@ -147,13 +155,18 @@ pub fn judge_frame(
             scene: &judged,
             crops: &crops,
             process_time,
+            llm: verdict.as_ref().map(|(v, fresh)| (v, *fresh)),
         },
         facts,
     );
-    let fresh_high = judged
-        .alerts
-        .iter()
-        .any(|a| a.hit.level == RiskLevel::High && !a.stale);
+    let llm_high = verdict.as_ref().is_some_and(|(v, fresh)| {
+        *fresh && v.answer.results.iter().any(|f| f.level == RiskLevel::High)
+    });
+    let fresh_high = llm_high
+        || judged
+            .alerts
+            .iter()
+            .any(|a| a.hit.level == RiskLevel::High && !a.stale);
     Ok(Judged {
         text,
         scene: judged,

@@ -25,6 +25,7 @@ use super::sampler::{Decision, DecodeJob, Sampler};
 use super::source::{Source, SourceError};
 use super::state::{CameraInfo, State};
 use crate::http::protocol::{CameraId, stream_stopped};
+use crate::llm::camera::{CameraLlm, LlmLink};
 use vision::scene::is_vehicle;
 
 /// No frame for this long means the stream is dead, even with the socket open.
@@ -45,6 +46,8 @@ pub struct Analyzer {
     pub scene: SceneConfig,
     /// After a fresh `high` alert, the next sample waits this long.
     pub alert_pause: Duration,
+    /// The LLM, when configured with a key.
+    pub llm: Option<Arc<LlmLink>>,
 }
 
 impl std::fmt::Debug for Analyzer {
@@ -257,6 +260,7 @@ fn analysis_loop(task: &CameraTask, jobs: &Receiver<DecodeJob>, pause: &AtomicU6
     };
     let analyzer = &task.analyzer;
     let mut scene = Scene::new(analyzer.scene);
+    let llm = analyzer.llm.clone().map(CameraLlm::new);
     for job in jobs {
         let started = Instant::now();
         let stream_time = job.frames.last().map_or(0.0, |f| f.pts.as_secs_f64());
@@ -290,7 +294,7 @@ fn analysis_loop(task: &CameraTask, jobs: &Receiver<DecodeJob>, pause: &AtomicU6
             started,
             with_frame: true,
         };
-        let judged = match judge_frame(&mut scene, &analyzer.facts, &input) {
+        let judged = match judge_frame(&mut scene, &analyzer.facts, &input, llm.as_ref()) {
             Ok(judged) => judged,
             Err(e) => {
                 tracing::warn!(camera = task.id, error = %e, "JPEG encode failed");
@@ -308,6 +312,9 @@ fn analysis_loop(task: &CameraTask, jobs: &Receiver<DecodeJob>, pause: &AtomicU6
             i.vehicle_detections += vehicles;
             i.person_detections += persons;
             i.traffic_stats = judged.scene.stats.into();
+            if let Some(l) = &llm {
+                i.llm = Some(l.counters());
+            }
         });
         let _ = task.events.send(judged.text.into());
     }

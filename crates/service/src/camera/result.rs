@@ -8,6 +8,7 @@ use vision::scene::rules::RuleKind;
 
 use super::evidence::GroupCrop;
 use crate::http::protocol::{CameraId, envelope};
+use crate::llm::camera::Verdict;
 
 /// What the service says about itself in every result.
 #[derive(Debug, Clone)]
@@ -58,6 +59,8 @@ pub struct FrameResult<'a> {
     pub crops: &'a [Option<GroupCrop>],
     /// Seconds of detection, tracking and grouping for this frame.
     pub process_time: f64,
+    /// The camera's latest LLM answer, and whether this is its first showing.
+    pub llm: Option<(&'a Verdict, bool)>,
 }
 
 impl FrameResult<'_> {
@@ -93,6 +96,31 @@ pub fn detection_result(r: &FrameResult<'_>, facts: &ModelFacts) -> String {
             o
         })
         .collect();
+    // The LLM's findings with a level, on the group they name (by groupId) if it is here.
+    let llm_findings: Vec<(&crate::llm::parse::Finding, Option<u64>, Option<usize>)> = r
+        .llm
+        .map(|(v, _)| {
+            v.answer
+                .results
+                .iter()
+                .filter(|f| f.level > vision::scene::RiskLevel::None)
+                .map(|f| {
+                    let id = v.group_ids.get(f.group_index.wrapping_sub(1)).copied();
+                    let index = id
+                        .and_then(|id| scene.groups.iter().find(|g| g.id == id))
+                        .map(|g| g.index);
+                    (f, id, index)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let group_level = |g: &vision::scene::Group| {
+        llm_findings
+            .iter()
+            .filter(|(_, id, _)| *id == Some(g.id))
+            .map(|(f, _, _)| f.level)
+            .fold(g.level, std::cmp::max)
+    };
     let groups: Vec<Value> = scene
         .groups
         .iter()
@@ -104,7 +132,7 @@ pub fn detection_result(r: &FrameResult<'_>, facts: &ModelFacts) -> String {
                 "bbox": g.bbox,
                 "classes": g.classes,
                 "averageConfidence": g.average_confidence,
-                "riskLevel": g.level.as_str(),
+                "riskLevel": group_level(g).as_str(),
                 "memberTrackIds": g.track_ids,
             })
         })
@@ -127,7 +155,7 @@ pub fn detection_result(r: &FrameResult<'_>, facts: &ModelFacts) -> String {
             }))
         })
         .collect();
-    let alerts: Vec<Value> = scene
+    let mut alerts: Vec<Value> = scene
         .alerts
         .iter()
         .map(|a| {
@@ -146,10 +174,44 @@ pub fn detection_result(r: &FrameResult<'_>, facts: &ModelFacts) -> String {
             })
         })
         .collect();
-    let dangerous = scene
-        .alerts
+    if let Some((v, fresh)) = r.llm {
+        for (f, id, index) in &llm_findings {
+            let kind = f
+                .risk_types
+                .first()
+                .map_or("llm_assessment", String::as_str);
+            alerts.push(json!({
+                "type": kind,
+                "description": f.description,
+                "riskLevel": f.level.as_str(),
+                "confidence": f.confidence,
+                "groupIndex": index,
+                "groupId": id,
+                "riskTypes": f.risk_types,
+                "triggerObjectIds": f.trigger_object_ids,
+                "source": "llm",
+                "startedAt": iso(v.asked_at),
+                "isStale": !fresh,
+            }));
+        }
+    }
+    let llm_level = llm_findings
         .iter()
-        .any(|a| a.hit.kind != RuleKind::Congestion);
+        .map(|(f, _, _)| f.level)
+        .max()
+        .unwrap_or_default();
+    let dangerous = !llm_findings.is_empty()
+        || scene
+            .alerts
+            .iter()
+            .any(|a| a.hit.kind != RuleKind::Congestion);
+    let (llm_latency, llm_model, llm_text) = r.llm.map_or((None, None, None), |(v, _)| {
+        (
+            Some(v.latency.as_secs_f64()),
+            Some(v.model.clone()),
+            Some(v.raw_text.clone()),
+        )
+    });
     let stats = &scene.stats;
     envelope(
         "detection_result",
@@ -165,11 +227,11 @@ pub fn detection_result(r: &FrameResult<'_>, facts: &ModelFacts) -> String {
             "groupImages": images,
             "dangerousDrivingResults": alerts,
             "hasDangerousDriving": dangerous,
-            "maxRiskLevel": scene.max_level.as_str(),
+            "maxRiskLevel": scene.max_level.max(llm_level).as_str(),
             "processTime": r.process_time,
-            "llmLatency": null,
-            "llmModel": null,
-            "llmRawText": null,
+            "llmLatency": llm_latency,
+            "llmModel": llm_model,
+            "llmRawText": llm_text,
             "modelType": facts.model_type,
             "supportedClasses": facts.supported_classes,
             "trackingEnabled": facts.tracking_enabled,
@@ -250,6 +312,7 @@ mod tests {
             scene: &scene,
             crops: &crops,
             process_time: 0.05,
+            llm: None,
         };
         let facts = ModelFacts {
             model_type: "yolov8n".into(),

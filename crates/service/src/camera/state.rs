@@ -5,6 +5,8 @@ use serde::Serialize;
 use serde_json::json;
 use vision::scene::TrafficStats;
 
+use crate::llm::camera::LlmCounters;
+
 use crate::http::protocol::{CameraId, envelope};
 
 /// Connection state of a camera (SPEC section 4).
@@ -55,6 +57,8 @@ pub struct CameraInfo {
     pub pinned: bool,
     /// Traffic counters from the camera's scene.
     pub traffic_stats: TrafficInfo,
+    /// LLM requests and outcomes, when the LLM is on.
+    pub llm: Option<LlmCounters>,
 }
 
 /// A camera's traffic counters as `/api/cameras` shows them.
@@ -104,6 +108,7 @@ impl CameraInfo {
             watchers: 0,
             pinned: false,
             traffic_stats: TrafficStats::default().into(),
+            llm: None,
         }
     }
 

@@ -51,7 +51,7 @@ pub fn run(config: &Config, args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
             started,
             with_frame: args.frames,
         };
-        let judged = judge_frame(&mut scene, &facts, &input)?;
+        let judged = judge_frame(&mut scene, &facts, &input, None)?;
         if judged.fresh_high {
             sampler.pause_until(Duration::from_secs_f64(stream_time) + config.stream.alert_pause);
         }

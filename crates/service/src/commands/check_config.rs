@@ -41,11 +41,12 @@ pub fn render(config: &Config, layers: &Layers) -> String {
         model.display()
     ));
     let llm = if config.llm_active() {
-        "on"
+        let ids: Vec<&str> = config.llm.pool.keys.iter().map(|k| k.id.as_str()).collect();
+        format!("on ({} API keys: {})", ids.len(), ids.join(", "))
     } else if config.llm.enabled {
-        "off (no API key: set DASHSCOPE_API_KEY or ALGO_LLM_API_KEY)"
+        "off (no API key: set DASHSCOPE_API_KEY or ALGO_LLM_API_KEY)".into()
     } else {
-        "off (llm.enabled = false)"
+        "off (llm.enabled = false)".into()
     };
     out.push_str(&format!("# llm: {llm}\n"));
     out

@@ -4,6 +4,7 @@
 //! came from, fits on one line and makes the process exit with [`EXIT_CONFIG`] before any port is
 //! bound.
 
+pub mod api_keys;
 pub mod cameras;
 pub mod layers;
 pub mod parse;
@@ -179,10 +180,14 @@ pub struct LlmConfig {
     pub max_retry: u32,
     /// Per-camera pause between calls.
     pub cooldown: Duration,
+    /// Vision tokens one group image may use.
+    pub max_image_tokens: u64,
     /// Confidence -> level mapping.
     pub risk_threshold: RiskThresholds,
     /// The single API key, when set.
     pub api_key: Option<Secret>,
+    /// The key pool: the keys of `llm.api_keys_file`, else the single key.
+    pub pool: api_keys::KeyPoolConfig,
 }
 
 /// Streaming mode.
@@ -303,12 +308,23 @@ impl Config {
             .map(|v| v.text.clone())
             .unwrap_or_default();
         config.cameras = cameras::load(std::path::Path::new(&file), overrides.cameras())?;
+        let keys_file = layers
+            .values
+            .get("llm.api_keys_file")
+            .map(|v| v.text.clone())
+            .unwrap_or_default();
+        config.llm.pool = api_keys::load(std::path::Path::new(&keys_file), env)?;
+        if config.llm.pool.keys.is_empty()
+            && let Some(key) = config.llm.api_key.clone()
+        {
+            config.llm.pool.keys.push(api_keys::KeySpec::single(key));
+        }
         Ok((config, layers))
     }
 
     /// Whether the LLM will be called: enabled and a key present.
     pub fn llm_active(&self) -> bool {
-        self.llm.enabled && self.llm.api_key.is_some()
+        self.llm.enabled && !self.llm.pool.keys.is_empty()
     }
 }
 

@@ -218,8 +218,10 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
         timeout: r.seconds("llm.timeout", false, 600.0)?,
         max_retry: r.integer("llm.max_retry", 0, 10)? as u32,
         cooldown: r.seconds("llm.cooldown_seconds", true, 3600.0)?,
+        max_image_tokens: r.integer("llm.max_image_tokens", 4, 100_000)?,
         risk_threshold: risk_thresholds(&r)?,
         api_key: r.secret("llm.api_key"),
+        pool: Default::default(),
     };
     let kafka = KafkaConfig {
         enabled: r.bool("kafka.enabled")?,

@@ -312,6 +312,18 @@ pub const SETTINGS: &[Setting] = &[
         "per camera, started by every call, failed ones too",
     ),
     plain(
+        "llm.max_image_tokens",
+        &["ALGO_LLM_MAX_IMAGE_TOKENS"],
+        "1280",
+        "vision tokens (28 x 28 px each) one group image may use; larger crops are scaled down",
+    ),
+    plain(
+        "llm.api_keys_file",
+        &["ALGO_API_KEYS_FILE"],
+        "config/api_keys.yaml",
+        "the API-key pool: `keys: [{id, api_key | api_key_env, priority, qps_limit, rpm_limit, max_in_flight}]`; missing = the single key",
+    ),
+    plain(
         "llm.risk_threshold.low",
         &[],
         "0.45",

@@ -12,7 +12,7 @@ use super::parse::{ParseError, message_text};
 use crate::config::Secret;
 
 /// First retry delay; doubled per retry.
-const RETRY_BASE: Duration = Duration::from_millis(500);
+pub const RETRY_BASE: Duration = Duration::from_millis(500);
 
 /// Installs the process-wide TLS crypto provider (ring) once; every HTTPS client needs it.
 pub fn install_tls() {
@@ -44,6 +44,9 @@ pub enum LlmError {
     /// The response has no message text.
     #[error("{0}")]
     Parse(#[from] ParseError),
+    /// No API key could take the request.
+    #[error("{0}")]
+    NoKey(String),
 }
 
 impl LlmError {
@@ -60,7 +63,7 @@ impl LlmError {
                 !permanent.iter().any(|p| code.contains(p)) && (*status == 429 || *status >= 500)
             }
             Self::Timeout | Self::Connect(_) => true,
-            Self::Response(_) | Self::Parse(_) => false,
+            Self::Response(_) | Self::Parse(_) | Self::NoKey(_) => false,
         }
     }
 
@@ -73,6 +76,7 @@ impl LlmError {
             Self::Timeout => "timeout",
             Self::Connect(_) => "connect_error",
             Self::Response(_) | Self::Parse(_) => "parse_error",
+            Self::NoKey(_) => "no_key",
         }
     }
 }
@@ -109,6 +113,10 @@ pub struct Completion {
     pub latency: Duration,
     /// Attempts made, the successful one included.
     pub attempts: u32,
+    /// Tokens used, as the server reports (`usage.total_tokens`; 0 when absent).
+    pub tokens: u64,
+    /// Id of the pool key that answered (empty outside a pool).
+    pub key_id: String,
 }
 
 /// The client of one server and key.
@@ -140,6 +148,14 @@ impl LlmClient {
             api_key,
             max_retry,
         })
+    }
+
+    /// The same server and settings with another key, sharing the connection pool.
+    pub fn with_key(&self, api_key: Secret) -> Self {
+        Self {
+            api_key,
+            ..self.clone()
+        }
     }
 
     /// One attempt.
@@ -187,6 +203,8 @@ impl LlmClient {
             model,
             latency: started.elapsed(),
             attempts: 1,
+            tokens: v["usage"]["total_tokens"].as_u64().unwrap_or(0),
+            key_id: String::new(),
         })
     }
 

@@ -1,9 +1,12 @@
 //! The multimodal LLM: building the request ([`prompt`]), calling an OpenAI-compatible server
-//! ([`client`]) and reading the answer ([`parse`]). The key pool and the per-camera worker come
-//! with the rest of the LLM issue.
+//! ([`client`]), reading the answer ([`parse`]) and running beside each camera ([`camera`]).
+//! Every call goes through the API-key [`pool`], whose choices the [`scheduler`] makes.
 
+pub mod camera;
 pub mod client;
 pub mod parse;
+pub mod pool;
 pub mod prompt;
+pub mod scheduler;
 #[cfg(test)]
 mod tests;

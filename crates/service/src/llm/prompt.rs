@@ -82,7 +82,8 @@ pub fn group_summary(k: usize, group: &Group, dets: &[Detection], scene: &SceneF
     }
     let counts: Vec<String> = counts.iter().map(|(c, n)| format!("{n} {c}")).collect();
     let mut text = format!(
-        "Group {k}: {} objects ({}), area [{:.0}, {:.0}, {:.0}, {:.0}] px.",
+        "Group {k} (id {}): {} objects ({}), area [{:.0}, {:.0}, {:.0}, {:.0}] px.",
+        group.id,
         group.members.len(),
         counts.join(", "),
         group.bbox.x1,

@@ -85,7 +85,10 @@ fn flagged_groups_go_first_then_the_largest_at_most_four() {
 fn a_group_summary_carries_the_tracker_and_the_rules() {
     let (dets, scene) = scene();
     let text = group_summary(1, &scene.groups[4], &dets, &scene);
-    assert!(text.starts_with("Group 1: 2 objects (2 car)"), "{text}");
+    assert!(
+        text.starts_with("Group 1 (id 5): 2 objects (2 car)"),
+        "{text}"
+    );
     assert!(
         text.contains("Closest pair 60 px apart (1.2 box heights)"),
         "{text}"
@@ -168,7 +171,7 @@ fn the_request_has_the_instructions_the_texts_and_four_images() {
         "{text}"
     );
     assert!(
-        text.contains("Group 1: 2 objects") && text.contains("Group 4: 2 objects"),
+        text.contains("Group 1 (id 5): 2 objects") && text.contains("Group 4 (id 2): 2 objects"),
         "{text}"
     );
     for part in &content[1..] {

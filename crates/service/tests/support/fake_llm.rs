@@ -1,8 +1,9 @@
 //! A fake OpenAI-compatible chat-completions server on loopback, scripted per request: each
 //! call takes the next [`Reply`] of the script (the last one repeats), waits its delay and
-//! answers. Every request is recorded (arrival time, authorization, body) for assertions.
+//! answers; a key can have a script of its own ([`FakeLlm::script_key`]). Every request is
+//! recorded (arrival time, authorization, body) for assertions.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -56,7 +57,17 @@ pub struct Call {
 #[derive(Default)]
 struct Script {
     replies: VecDeque<Reply>,
+    by_key: HashMap<String, VecDeque<Reply>>,
     calls: Vec<Call>,
+}
+
+/// The next reply of a script; the last one repeats.
+fn next(replies: &mut VecDeque<Reply>) -> Reply {
+    if replies.len() > 1 {
+        replies.pop_front().unwrap_or(Reply::Garbage)
+    } else {
+        replies.front().cloned().unwrap_or(Reply::Garbage)
+    }
 }
 
 /// The running fake server.
@@ -71,7 +82,7 @@ impl FakeLlm {
     pub async fn start(replies: Vec<Reply>) -> Self {
         let script = Arc::new(Mutex::new(Script {
             replies: replies.into(),
-            calls: Vec::new(),
+            ..Script::default()
         }));
         let app = Router::new()
             .route("/v1/chat/completions", post(handle))
@@ -87,6 +98,12 @@ impl FakeLlm {
         format!("http://{}/v1", self.addr)
     }
 
+    /// Gives requests with `Bearer {key}` a script of their own.
+    pub fn script_key(&self, key: &str, replies: Vec<Reply>) {
+        let mut s = self.script.lock().unwrap();
+        s.by_key.insert(key.to_string(), replies.into());
+    }
+
     /// Requests so far.
     pub fn calls(&self) -> Vec<Call> {
         self.script.lock().unwrap().calls.clone()
@@ -100,19 +117,20 @@ async fn handle(
 ) -> Response {
     let reply = {
         let mut s = script.lock().unwrap();
+        let authorization = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let key = authorization.trim_start_matches("Bearer ").to_string();
         s.calls.push(Call {
             at: Instant::now(),
-            authorization: headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string(),
+            authorization,
             body: serde_json::from_str(&body).unwrap_or(Value::Null),
         });
-        if s.replies.len() > 1 {
-            s.replies.pop_front().unwrap()
-        } else {
-            s.replies.front().cloned().unwrap_or(Reply::Garbage)
+        match s.by_key.get_mut(&key) {
+            Some(replies) => next(replies),
+            None => next(&mut s.replies),
         }
     };
     let completion = |content: Value| {
