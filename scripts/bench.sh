@@ -5,7 +5,9 @@
 #     720p and 1080p clips (25 fps, keyframe every 2 s, no B-frames, like IP cameras) served by
 #     a local RTSP server (GStreamer) on loopback;
 #   - bench scene: tracking, grouping and rules per frame at 50 and 300 objects, and the tracker
-#     against the Python ByteTrack reference.
+#     against the Python ByteTrack reference;
+#   - bench llm-pool: the API-key pool (10 keys x 5 QPS) against a local fake LLM answering in
+#     1.3 s: throughput, the busiest second of any key, scheduler overhead.
 # Usage: scripts/bench.sh [SECONDS_PER_STEP]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +29,7 @@ done
 
 "$bin" bench detect --iterations 50
 "$bin" bench scene
+"$bin" bench llm-pool
 
 server_out=$(mktemp)
 /usr/bin/python3 crates/service/tests/support/rtsp_server.py 0 \

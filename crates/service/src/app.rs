@@ -104,6 +104,7 @@ fn llm_link(config: &Config) -> anyhow::Result<Option<LlmLink>> {
 /// Runs the service until a signal.
 pub async fn serve(config: &Config) -> anyhow::Result<()> {
     let analyzer = Arc::new(analyzer(config)?);
+    let llm_pool = analyzer.llm.as_ref().map(|l| Arc::clone(&l.pool));
     if !config.llm_active() {
         let why = if config.llm.enabled {
             "no API key (set DASHSCOPE_API_KEY)"
@@ -164,6 +165,7 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
         next_conn: Arc::new(AtomicU64::new(1)),
         shutdown: shutdown.clone(),
         policy: config.security.clone(),
+        metrics: Arc::new(crate::metrics::registry(llm_pool)),
     };
     let app = router(state, &config.server.cors_origins);
     let stop = shutdown.clone();

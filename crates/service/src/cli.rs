@@ -150,6 +150,29 @@ pub enum BenchCommand {
     /// Per-frame cost of tracking, grouping and rules at 50 and 300 objects, and the tracker
     /// against the Python ByteTrack reference in the same run.
     Scene(BenchSceneArgs),
+    /// The API-key pool against a local fake LLM server: throughput at the keys' nominal
+    /// capacity, the busiest second of any key, and the scheduler's overhead per request.
+    LlmPool(BenchLlmArgs),
+}
+
+/// Arguments of `bench llm-pool`.
+#[derive(Debug, Args)]
+pub struct BenchLlmArgs {
+    /// API keys in the pool.
+    #[arg(long, default_value_t = 10)]
+    pub keys: usize,
+    /// QPS limit of each key.
+    #[arg(long, default_value_t = 5.0)]
+    pub qps: f64,
+    /// Seconds the fake server takes to answer.
+    #[arg(long, default_value_t = 1.3)]
+    pub latency: f64,
+    /// Seconds of offered load.
+    #[arg(long, default_value_t = 60)]
+    pub seconds: u64,
+    /// Requests for the overhead comparison (half bare client, half through the pool).
+    #[arg(long, default_value_t = 2000)]
+    pub overhead_requests: usize,
 }
 
 /// Arguments of `bench scene`.

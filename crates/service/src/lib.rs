@@ -10,7 +10,8 @@
 //! - [`config`]: layered configuration (defaults < YAML < environment < flags) and validation.
 //! - [`logging`]: the tracing subscriber (text or JSON on stderr).
 //! - [`imageio`]: reading image files into RGB frames.
-//! - [`llm`]: the multimodal LLM (answer parsing so far).
+//! - [`llm`]: the multimodal LLM: request, client, answer parsing, per-camera use, key pool.
+//! - [`metrics`]: Prometheus metrics at `/metrics`.
 //! - [`detection`]: loading the detector from configuration and shaping its JSON output.
 //! - [`reference`]: running the Python reference pipeline (parity tests, benchmarks).
 //! - [`commands`]: one module per subcommand.
@@ -26,4 +27,5 @@ pub mod http;
 pub mod imageio;
 pub mod llm;
 pub mod logging;
+pub mod metrics;
 pub mod reference;

@@ -793,4 +793,24 @@ async fn llm_answers_attach_to_their_group_and_a_slow_llm_never_delays_results()
     assert_eq!(d["hasDangerousDriving"], true);
     let cams = cameras(&service);
     assert!(cams["data"][0]["llm"]["answers"].as_u64().unwrap() >= 1);
+
+    // The metrics say the same.
+    let (status, head, text) = http(&service.addr, "GET", "/metrics", &[]);
+    assert_eq!(status, 200);
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    let value = |line: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no `{line}` in\n{text}"))
+    };
+    assert!(value("llm_requests_total{status=\"success\"}") >= 1.0);
+    assert_eq!(value("llm_requests_total{status=\"parse_error\"}"), 0.0);
+    assert!(value("llm_latency_seconds_count") >= 1.0);
+    assert!(value("llm_latency_seconds_bucket{le=\"10.0\"}") < value("llm_latency_seconds_count"));
+    assert!(value("llm_token_usage_total") >= 1050.0);
+    assert_eq!(value("api_key_pool_size"), 1.0);
+    assert_eq!(value("api_key_status{key_id=\"default\"}"), 1.0);
+    assert!(value("api_key_total_calls{key_id=\"default\"}") >= 1.0);
+    assert_eq!(value("api_key_success_rate{key_id=\"default\"}"), 1.0);
+    assert!(!text.contains("sk-test"), "no secret in the metrics");
 }

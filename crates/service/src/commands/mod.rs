@@ -3,6 +3,7 @@
 
 pub mod analyze;
 pub mod bench;
+pub mod bench_llm;
 pub mod bench_pipeline;
 pub mod bench_scene;
 pub mod check_config;
@@ -69,6 +70,7 @@ pub fn main() -> ExitCode {
         Command::Bench(BenchCommand::Detect(args)) => bench::run_detect(&config, args),
         Command::Bench(BenchCommand::Pipeline(args)) => bench_pipeline::run(&config, args),
         Command::Bench(BenchCommand::Scene(args)) => bench_scene::run(&config, args),
+        Command::Bench(BenchCommand::LlmPool(args)) => bench_llm::run(args),
     };
     match result {
         Ok(code) => code,

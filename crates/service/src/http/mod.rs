@@ -1,4 +1,4 @@
-//! The HTTP side: the router (health, cameras, `/ws`), the `{code,msg,data}` envelope for every
+//! The HTTP side: the router (health, cameras, metrics, `/ws`), the `{code,msg,data}` envelope for every
 //! JSON answer including 404 and 405, and CORS.
 
 pub mod error;
@@ -36,6 +36,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Which sources may be opened (`check_camera`).
     pub policy: SecurityConfig,
+    /// What `/metrics` shows.
+    pub metrics: Arc<prometheus_client::registry::Registry>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -49,11 +51,25 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
     Router::new()
         .route("/api/health/health_check", get(health::health_check))
         .route("/api/cameras", get(health::cameras))
+        .route("/metrics", get(metrics))
         .route("/ws", get(ws::upgrade))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(cors(cors_origins))
         .with_state(state)
+}
+
+/// `GET /metrics`: the OpenMetrics text exposition.
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::metrics::render(&state.metrics),
+    )
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

@@ -10,21 +10,36 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::histogram::Histogram;
 use serde_json::Value;
 
 use super::client::{Completion, LlmClient, LlmError, RETRY_BASE};
 use super::scheduler::{Acquire, KeySnapshot, Outcome, Scheduler};
 use crate::config::api_keys::KeyPoolConfig;
 
+/// Upper bounds (seconds) of the call latency histogram.
+pub const LATENCY_BUCKETS: [f64; 10] = [0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0];
+
 /// Counts of finished requests by outcome, latency and tokens.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RequestStats {
     by_status: Mutex<BTreeMap<&'static str, u64>>,
-    latency_micros: AtomicU64,
-    answered: AtomicU64,
+    latency: Histogram,
     tokens: AtomicU64,
     waiting: AtomicU64,
     in_flight: AtomicU64,
+}
+
+impl Default for RequestStats {
+    fn default() -> Self {
+        Self {
+            by_status: Mutex::default(),
+            latency: Histogram::new(LATENCY_BUCKETS),
+            tokens: AtomicU64::default(),
+            waiting: AtomicU64::default(),
+            in_flight: AtomicU64::default(),
+        }
+    }
 }
 
 impl RequestStats {
@@ -43,12 +58,9 @@ impl RequestStats {
             .clone()
     }
 
-    /// Total seconds and count of answered calls (for an average latency).
-    pub fn latency(&self) -> (f64, u64) {
-        (
-            self.latency_micros.load(Ordering::Relaxed) as f64 / 1e6,
-            self.answered.load(Ordering::Relaxed),
-        )
+    /// Latency of answered attempts.
+    pub fn latency(&self) -> &Histogram {
+        &self.latency
     }
 
     /// Tokens the provider reported using.
@@ -239,11 +251,7 @@ impl KeyPool {
             Ok(mut done) => {
                 let key = lease.key;
                 lease.finish(Outcome::Success);
-                let micros = u64::try_from(done.latency.as_micros()).unwrap_or(u64::MAX);
-                self.stats
-                    .latency_micros
-                    .fetch_add(micros, Ordering::Relaxed);
-                self.stats.answered.fetch_add(1, Ordering::Relaxed);
+                self.stats.latency.observe(done.latency.as_secs_f64());
                 self.stats.tokens.fetch_add(done.tokens, Ordering::Relaxed);
                 done.key_id = self.lock().id(key).to_string();
                 Ok(done)

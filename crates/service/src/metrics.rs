@@ -1,0 +1,181 @@
+//! Prometheus metrics (SPEC 7) at `GET /metrics`, in the OpenMetrics text format of the
+//! `prometheus-client` crate. Values are read from the parts that own them when a scrape comes
+//! (collectors), so nothing on the hot paths updates a second copy. Counters get the `_total`
+//! suffix from the encoder (`llm_requests` is exposed as `llm_requests_total`). So far: the LLM and its
+//! API-key pool; the camera and WebSocket families come with the observability issue.
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::llm::pool::KeyPool;
+
+/// Every `llm_requests_total` status, shown from the start so rates work at once.
+pub const LLM_STATUSES: [&str; 8] = [
+    "success",
+    "parse_error",
+    "rate_limited",
+    "server_error",
+    "rejected",
+    "timeout",
+    "connect_error",
+    "no_key",
+];
+
+/// The LLM and key-pool families, read from the pool at each scrape.
+#[derive(Debug)]
+pub struct LlmCollector {
+    pool: Option<Arc<KeyPool>>,
+}
+
+fn gauge<V>(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: V,
+) -> Result<(), std::fmt::Error>
+where
+    ConstGauge<V>: EncodeMetric,
+{
+    let g = ConstGauge::new(value);
+    g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+impl Collector for LlmCollector {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let keys = self.pool.as_ref().map(|p| p.snapshot()).unwrap_or_default();
+        gauge(
+            &mut e,
+            "api_key_pool_size",
+            "API keys configured",
+            keys.len() as i64,
+        )?;
+        let Some(pool) = &self.pool else {
+            return Ok(());
+        };
+        let stats = &pool.stats;
+        let counts = stats.by_status();
+        let c = ConstCounter::new(0u64);
+        let mut m = e.encode_descriptor(
+            "llm_requests",
+            "LLM requests by how they ended",
+            None,
+            c.metric_type(),
+        )?;
+        for status in LLM_STATUSES {
+            let n = counts.get(status).copied().unwrap_or(0);
+            ConstCounter::new(n).encode(m.encode_family(&[("status", status)])?)?;
+        }
+        let latency = stats.latency();
+        latency.encode(e.encode_descriptor(
+            "llm_latency_seconds",
+            "LLM call latency (answered attempts)",
+            None,
+            latency.metric_type(),
+        )?)?;
+        let tokens = ConstCounter::new(stats.tokens());
+        tokens.encode(e.encode_descriptor(
+            "llm_token_usage",
+            "tokens the LLM provider reported using",
+            None,
+            tokens.metric_type(),
+        )?)?;
+        gauge(
+            &mut e,
+            "llm_concurrent_tasks",
+            "LLM requests in flight",
+            stats.in_flight() as i64,
+        )?;
+        gauge(
+            &mut e,
+            "llm_queue_depth",
+            "LLM requests waiting for a free API key",
+            stats.waiting() as i64,
+        )?;
+        type Value = fn(&crate::llm::scheduler::KeySnapshot) -> f64;
+        let per_key: [(&str, &str, Value); 5] = [
+            ("api_key_total_calls", "calls made with the key", |k| {
+                k.calls as f64
+            }),
+            (
+                "api_key_status",
+                "1 active, 0 cooling down, -1 disabled",
+                |k| k.state.gauge() as f64,
+            ),
+            (
+                "api_key_success_rate",
+                "successes over finished calls",
+                |k| k.success_rate(),
+            ),
+            ("api_key_cooldown_seconds", "cooldown left", |k| {
+                k.cooldown_seconds
+            }),
+            ("api_key_in_flight", "requests in flight", |k| {
+                f64::from(k.in_flight)
+            }),
+        ];
+        for (name, help, value) in per_key {
+            let g = ConstGauge::new(0.0f64);
+            let mut m = e.encode_descriptor(name, help, None, g.metric_type())?;
+            for k in &keys {
+                ConstGauge::new(value(k)).encode(m.encode_family(&[("key_id", k.id.as_str())])?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The registry behind `/metrics`.
+pub fn registry(pool: Option<Arc<KeyPool>>) -> Registry {
+    let mut r = Registry::default();
+    r.register_collector(Box::new(LlmCollector { pool }));
+    r
+}
+
+/// The registry in the OpenMetrics text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, registry) {
+        tracing::warn!(error = %e, "cannot encode metrics");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Secret;
+    use crate::config::api_keys::{KeyPoolConfig, KeySpec};
+
+    #[test]
+    fn every_llm_family_is_exposed_before_any_call() {
+        assert!(render(&registry(None)).contains("api_key_pool_size 0\n"));
+        let config = KeyPoolConfig {
+            keys: vec![KeySpec::single(Secret::new("sk-hidden"))],
+            qps_limit: None,
+        };
+        let pool = KeyPool::new("http://127.0.0.1:9/v1", &config, Duration::from_secs(1), 0);
+        let text = render(&registry(Some(Arc::new(pool.unwrap()))));
+        for line in [
+            "api_key_pool_size 1\n",
+            "llm_requests_total{status=\"rate_limited\"} 0\n",
+            "llm_latency_seconds_count 0\n",
+            "llm_token_usage_total 0\n",
+            "llm_concurrent_tasks 0\n",
+            "llm_queue_depth 0\n",
+            "api_key_status{key_id=\"default\"} 1",
+            "api_key_total_calls{key_id=\"default\"} 0",
+            "api_key_cooldown_seconds{key_id=\"default\"} 0",
+            "# EOF",
+        ] {
+            assert!(text.contains(line), "no {line:?} in\n{text}");
+        }
+        assert!(!text.contains("sk-hidden"));
+    }
+}
