@@ -814,3 +814,59 @@ async fn llm_answers_attach_to_their_group_and_a_slow_llm_never_delays_results()
     assert_eq!(value("api_key_success_rate{key_id=\"default\"}"), 1.0);
     assert!(!text.contains("sk-test"), "no secret in the metrics");
 }
+
+#[tokio::test]
+async fn failed_llm_calls_start_the_camera_cooldown_too_and_results_keep_flowing() {
+    use support::fake_llm::{FakeLlm, Reply};
+    // Refused for content, then an answer that is not JSON: neither is the key's fault, both
+    // must wait out the camera's cooldown before the next request.
+    let llm = FakeLlm::start(vec![
+        Reply::Status(
+            400,
+            r#"{"code":"DataInspectionFailed","message":"Input data may contain inappropriate content."}"#.into(),
+        ),
+        Reply::text("I am not sure what to say."),
+        Reply::Status(
+            400,
+            r#"{"code":"DataInspectionFailed","message":"Input data may contain inappropriate content."}"#.into(),
+        ),
+    ])
+    .await;
+    let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
+    let base = llm.base_url();
+    let service = Service::start(&[
+        ("ALGO_LLM_API_KEY", "sk-test"),
+        ("ALGO_LLM_BASE_URL", &base),
+        ("ALGO_LLM_COOLDOWN_SECONDS", "4"),
+    ]);
+    let mut c = Client::connect(&service).await;
+    c.send(start(51, &rtsp.url(0))).await;
+    c.recv_state("online", SECS(15)).await;
+    for _ in 0..8 {
+        c.recv_type("detection_result", SECS(5)).await;
+    }
+    let calls = llm.calls();
+    assert!(calls.len() >= 2, "{} calls in 8 results", calls.len());
+    let gaps: Vec<f64> = calls
+        .windows(2)
+        .map(|w| (w[1].at - w[0].at).as_secs_f64())
+        .collect();
+    assert!(
+        gaps.iter().all(|g| *g >= 3.9),
+        "calls closer than the cooldown: {gaps:?}"
+    );
+    let cams = cameras(&service);
+    let counters = &cams["data"][0]["llm"];
+    assert!(counters["failures"].as_u64().unwrap() >= 1, "{counters}");
+    assert!(counters["parseErrors"].as_u64().unwrap() >= 1, "{counters}");
+    assert_eq!(counters["answers"], 0);
+    let (_, _, text) = http(&service.addr, "GET", "/metrics", &[]);
+    assert!(
+        text.contains("llm_requests_total{status=\"parse_error\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("api_key_status{key_id=\"default\"} 1"),
+        "content errors leave the key active: {text}"
+    );
+}

@@ -200,6 +200,27 @@ mod tests {
     }
 
     #[test]
+    fn the_committed_example_loads_with_its_variables_set() {
+        let env: HashMap<String, String> = [("DASHSCOPE_KEY_1", "a"), ("DASHSCOPE_KEY_2", "b")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/api_keys.example.yaml");
+        let pool = load(&path, &env).unwrap();
+        let ids: Vec<&str> = pool.keys.iter().map(|k| k.id.as_str()).collect();
+        assert_eq!(ids, ["key-001", "key-002"]);
+        assert_eq!(
+            (pool.qps_limit, pool.keys[0].rpm_limit),
+            (Some(40.0), Some(300))
+        );
+        let missing = load(&path, &HashMap::new()).unwrap_err();
+        assert!(
+            missing.message.contains("DASHSCOPE_KEY_1 is not set"),
+            "{missing}"
+        );
+    }
+
+    #[test]
     fn bad_entries_are_named() {
         let cases = [
             ("keys:\n  - id: a\n", "api_key or api_key_env needed"),
