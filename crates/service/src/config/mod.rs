@@ -6,6 +6,7 @@
 
 pub mod api_keys;
 pub mod cameras;
+pub mod kafka;
 pub mod layers;
 pub mod parse;
 pub mod settings;
@@ -199,6 +200,12 @@ pub struct KafkaConfig {
     pub bootstrap_servers: String,
     /// How long an aggregation waits before publishing partial results.
     pub aggregation_timeout: Duration,
+    /// What this process does.
+    pub roles: Vec<kafka::Role>,
+    /// This process's name (results for its cameras come back to it).
+    pub instance_id: String,
+    /// The topic file (read only when streaming is on).
+    pub file: kafka::KafkaFile,
 }
 
 /// The Spring Boot backend.
@@ -314,6 +321,14 @@ impl Config {
             .map(|v| v.text.clone())
             .unwrap_or_default();
         config.llm.pool = api_keys::load(std::path::Path::new(&keys_file), env)?;
+        if config.kafka.enabled {
+            let kafka_file = layers
+                .values
+                .get("kafka.config_file")
+                .map(|v| v.text.clone())
+                .unwrap_or_default();
+            config.kafka.file = kafka::load(std::path::Path::new(&kafka_file))?;
+        }
         if config.llm.pool.keys.is_empty()
             && let Some(key) = config.llm.api_key.clone()
         {

@@ -227,6 +227,13 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
         enabled: r.bool("kafka.enabled")?,
         bootstrap_servers: r.string("kafka.bootstrap_servers")?,
         aggregation_timeout: r.seconds("kafka.aggregation_timeout_seconds", false, 3600.0)?,
+        roles: crate::config::kafka::parse_roles(r.text("kafka.roles"))
+            .map_err(|m| r.err("kafka.roles", m))?,
+        instance_id: match r.text("kafka.instance_id").trim() {
+            "" => default_instance_id(),
+            id => id.to_string(),
+        },
+        file: Default::default(),
     };
     let redis_url = match r.secret("redis.url") {
         Some(url) => {
@@ -361,6 +368,16 @@ fn header_name(r: &Reader<'_>, key: &str) -> Result<String, ConfigError> {
     } else {
         Err(r.err(key, "must be an HTTP header name"))
     }
+}
+
+/// `host-pid`, unique enough among the processes of one deployment.
+fn default_instance_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!("{host}-{}", std::process::id())
 }
 
 fn risk_thresholds(r: &Reader<'_>) -> Result<RiskThresholds, ConfigError> {

@@ -365,6 +365,24 @@ pub const SETTINGS: &[Setting] = &[
         "10",
         "a request whose results do not all arrive in time is published partial",
     ),
+    plain(
+        "kafka.config_file",
+        &["ALGO_KAFKA_CONFIG_FILE"],
+        "config/kafka.yaml",
+        "topics (names, partitions, retention), consumer group prefix, attempts before dead-lettering",
+    ),
+    plain(
+        "kafka.roles",
+        &["ALGO_STREAMING_ROLES"],
+        "detector,tasks,llm-worker,aggregator",
+        "what this process does in streaming mode, comma list",
+    ),
+    plain(
+        "kafka.instance_id",
+        &["ALGO_INSTANCE_ID"],
+        "",
+        "this process's name in streaming mode (results for its cameras come back to it); empty = host-pid",
+    ),
     secret(
         "redis.url",
         &["ALGO_REDIS_URL"],

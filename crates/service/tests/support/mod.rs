@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod fake_llm;
+pub mod services;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
