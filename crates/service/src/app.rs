@@ -73,27 +73,43 @@ pub fn analyzer(config: &Config) -> anyhow::Result<Analyzer> {
     })
 }
 
-/// The LLM link every camera shares, when the LLM is on and has a key. Must run inside the
-/// async runtime (requests are spawned on it).
-fn llm_link(config: &Config) -> anyhow::Result<Option<LlmLink>> {
+/// The API-key pool, when the LLM is on and has a key.
+pub fn key_pool(config: &Config) -> anyhow::Result<Option<Arc<KeyPool>>> {
     if !config.llm_active() {
         return Ok(None);
     }
-    let runtime =
-        tokio::runtime::Handle::try_current().context("the LLM needs the async runtime")?;
-    let pool = KeyPool::new(
+    Ok(Some(Arc::new(KeyPool::new(
         &config.llm.base_url,
         &config.llm.pool,
         config.llm.timeout,
         config.llm.max_retry,
-    )?;
+    )?)))
+}
+
+/// How LLM requests are built.
+pub fn prompt_config(config: &Config) -> PromptConfig {
+    PromptConfig {
+        model: config.llm.model.clone(),
+        max_image_tokens: config.llm.max_image_tokens,
+        max_answer_tokens: 800,
+    }
+}
+
+/// The LLM link every camera shares, when the LLM is on, has a key and the service runs
+/// standalone (in streaming mode the LLM work goes through the broker). Must run inside the
+/// async runtime (requests are spawned on it).
+fn llm_link(config: &Config) -> anyhow::Result<Option<LlmLink>> {
+    if config.kafka.enabled {
+        return Ok(None);
+    }
+    let Some(pool) = key_pool(config)? else {
+        return Ok(None);
+    };
+    let runtime =
+        tokio::runtime::Handle::try_current().context("the LLM needs the async runtime")?;
     Ok(Some(LlmLink {
-        pool: Arc::new(pool),
-        prompt: PromptConfig {
-            model: config.llm.model.clone(),
-            max_image_tokens: config.llm.max_image_tokens,
-            max_answer_tokens: 800,
-        },
+        pool,
+        prompt: prompt_config(config),
         thresholds: config.llm.risk_threshold,
         cooldown: config.llm.cooldown,
         hold: config.stream.alert_pause,
@@ -104,7 +120,11 @@ fn llm_link(config: &Config) -> anyhow::Result<Option<LlmLink>> {
 /// Runs the service until a signal.
 pub async fn serve(config: &Config) -> anyhow::Result<()> {
     let analyzer = Arc::new(analyzer(config)?);
-    let llm_pool = analyzer.llm.as_ref().map(|l| Arc::clone(&l.pool));
+    let llm_pool = match &analyzer.llm {
+        Some(link) => Some(Arc::clone(&link.pool)),
+        None if config.kafka.enabled => key_pool(config)?,
+        None => None,
+    };
     if !config.llm_active() {
         let why = if config.llm.enabled {
             "no API key (set DASHSCOPE_API_KEY)"
@@ -148,6 +168,10 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
         ));
         tracing::info!(url = %config.backend.base_url, "backend link on");
     }
+    if config.kafka.enabled {
+        crate::streaming::node::start(config, llm_pool.clone(), &tracker, shutdown.child_token())
+            .await?;
+    }
     let mut signals = Signals::install()?;
     let addr = (config.server.host.as_str(), config.server.port);
     let listener = TcpListener::bind(addr)
@@ -165,6 +189,11 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
         next_conn: Arc::new(AtomicU64::new(1)),
         shutdown: shutdown.clone(),
         policy: config.security.clone(),
+        mode: if config.kafka.enabled {
+            "streaming"
+        } else {
+            "standalone"
+        },
         metrics: Arc::new(crate::metrics::registry(llm_pool)),
     };
     let app = router(state, &config.server.cors_origins);

@@ -89,3 +89,134 @@ async fn topics_are_created_once_and_messages_round_trip_with_manual_commits() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+fn two_group_record(n: u64) -> DetectionRecord {
+    let image = |id: u64| json!({"groupId": id, "groupIndex": id, "imageBase64": "/9j/AA=="});
+    let brief = |id: u64| GroupBrief {
+        group_id: id,
+        group_index: id as usize,
+        summary: format!("Group 1 (id {id}): 2 cars"),
+        flagged: id == 1,
+    };
+    DetectionRecord {
+        message_id: format!("det:9-x-{n}"),
+        detection_id: format!("9-x-{n}"),
+        camera_id: 9,
+        instance_id: "x".into(),
+        result: json!({"cameraId": 9, "groupImages": [image(1), image(2)]}),
+        groups: vec![brief(1), brief(2)],
+    }
+}
+
+#[tokio::test]
+async fn tasks_and_llm_worker_roles_answer_every_group_once_and_dead_letter_garbage() {
+    use service::streaming::messages::AssessmentOutcome;
+    use support::fake_llm::{FakeLlm, Reply};
+    use support::services::Redis;
+
+    let broker = Broker::start();
+    let redis = Redis::start();
+    let answer = r#"{"hasDangerousDriving": true, "maxRiskLevel": "high", "results": [{"groupIndex": 1, "description": "too close", "riskLevel": "high", "confidence": 0.9, "riskTypes": ["tailgating"], "dangerObjectCount": 2, "triggerObjectIds": [4]}]}"#;
+    let llm = FakeLlm::start(vec![Reply::Text(answer.into(), Duration::from_millis(200))]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("t{}", std::process::id());
+    let kafka_file = dir.path().join("kafka.yaml");
+    std::fs::write(&kafka_file, format!("group_prefix: {prefix}\n")).unwrap();
+    let (bootstrap, redis_url, base) = (broker.bootstrap(), redis.url(), llm.base_url());
+    let _service = support::Service::start(&[
+        ("ALGO_ENABLE_KAFKA_STREAMING", "true"),
+        ("ALGO_KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
+        ("ALGO_KAFKA_CONFIG_FILE", kafka_file.to_str().unwrap()),
+        ("ALGO_STREAMING_ROLES", "tasks,llm-worker"),
+        ("ALGO_REDIS_URL", &redis_url),
+        ("ALGO_LLM_API_KEY", "sk-stream"),
+        ("ALGO_LLM_BASE_URL", &base),
+    ]);
+
+    // The service creates the topics; wait for them, then feed it.
+    let topics = KafkaFile::default().topics;
+    let producer = Producer::new(&bootstrap).unwrap();
+    let detections = topics.detection_results.name.as_str();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while ensure_topics(&bootstrap, &topics.all())
+        .await
+        .unwrap()
+        .len()
+        == 5
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service made no topics"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for n in 0..3 {
+        let payload = encode_detection(&two_group_record(n)).unwrap();
+        producer.send(detections, "9", &payload).await.unwrap();
+    }
+    producer
+        .send(detections, "9", b"not json at all")
+        .await
+        .unwrap();
+    let again = encode_detection(&two_group_record(0)).unwrap();
+    producer.send(detections, "9", &again).await.unwrap();
+
+    let group = format!("{prefix}-reader");
+    let results = topics.risk_assessment_results.name.as_str();
+    let dead = topics.dead_letter.name.as_str();
+    let reader = GroupConsumer::new(&bootstrap, &group, &[results, dead]).unwrap();
+    let mut outcomes = Vec::new();
+    let mut dead_letters = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while outcomes.len() < 6 || dead_letters.is_empty() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let m = tokio::time::timeout(left, reader.inner.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{} answers, {} dead letters",
+                    outcomes.len(),
+                    dead_letters.len()
+                )
+            })
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        if m.topic() == dead {
+            dead_letters.push(body);
+        } else {
+            outcomes.push(decode::<AssessmentOutcome>(m.payload().unwrap()).unwrap());
+        }
+    }
+    // Nothing more comes: the duplicate detection made no second round of tasks.
+    let extra = tokio::time::timeout(Duration::from_secs(3), reader.inner.recv()).await;
+    assert!(extra.is_err(), "an extra message arrived");
+
+    let mut ids: Vec<&str> = outcomes.iter().map(|o| o.task_id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        [
+            "9-x-0/1", "9-x-0/2", "9-x-1/1", "9-x-1/2", "9-x-2/1", "9-x-2/2"
+        ]
+    );
+    for o in &outcomes {
+        assert!(o.ok, "{o:?}");
+        let f = o.finding.as_ref().unwrap();
+        assert_eq!(
+            (f.risk_level.as_str(), f.trigger_object_ids.as_slice()),
+            ("high", &[4][..])
+        );
+        assert_eq!((o.camera_id, o.instance_id.as_str()), (9, "x"));
+        assert!(o.latency_seconds >= 0.2);
+    }
+    assert_eq!(dead_letters.len(), 1);
+    assert_eq!(dead_letters[0]["payload"], "not json at all");
+    assert_eq!(dead_letters[0]["role"], "tasks");
+    let calls = llm.calls();
+    assert_eq!(calls.len(), 6, "one LLM call per group");
+    assert_eq!(calls[0].authorization, "Bearer sk-stream");
+    let text = calls[0].body["messages"][1]["content"][0]["text"]
+        .as_str()
+        .unwrap();
+    assert!(text.contains("Group 1 (id "), "{text}");
+}

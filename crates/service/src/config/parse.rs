@@ -248,6 +248,12 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
             }
             Some(url)
         }
+        None if kafka.enabled => {
+            return Err(r.err(
+                "redis.url",
+                "streaming mode needs Redis: set ALGO_REDIS_URL (redis://HOST:PORT/)",
+            ));
+        }
         None => None,
     };
     let backend = BackendConfig {

@@ -428,3 +428,35 @@ fn unreadable_secret_file_names_its_variable() {
     );
     assert_eq!(load_err(&e).key, "ALGO_AUTH_TOKEN_FILE");
 }
+
+#[test]
+fn streaming_mode_needs_redis_and_known_roles_and_reads_its_topic_file() {
+    let on = [("ALGO_ENABLE_KAFKA_STREAMING", "true")];
+    let err = load_err(&env_with_file(&no_file(), &on));
+    assert_eq!(err.key, "redis.url", "{err}");
+    let mut with_redis = on.to_vec();
+    with_redis.push(("ALGO_REDIS_URL", "redis://127.0.0.1:6379/"));
+    let mut bad_roles = with_redis.clone();
+    bad_roles.push(("ALGO_STREAMING_ROLES", "detector,planner"));
+    let err = load_err(&env_with_file(&no_file(), &bad_roles));
+    assert_eq!(err.key, "kafka.roles");
+    assert!(err.message.contains("planner"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let topics = dir.path().join("kafka.yaml");
+    std::fs::write(&topics, "group_prefix: fleet-a\nmax_attempts: 0\n").unwrap();
+    let mut with_file = with_redis.clone();
+    let path = topics.to_str().unwrap().to_string();
+    with_file.push(("ALGO_KAFKA_CONFIG_FILE", &path));
+    let err = load_err(&env_with_file(&no_file(), &with_file));
+    assert_eq!(err.key, path);
+    std::fs::write(&topics, "group_prefix: fleet-a\n").unwrap();
+    let c = load(
+        &env_with_file(&no_file(), &with_file),
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(c.kafka.file.group_prefix, "fleet-a");
+    assert_eq!(c.kafka.roles.len(), 4, "every role by default");
+    assert!(!c.kafka.instance_id.is_empty());
+}

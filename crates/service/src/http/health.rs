@@ -16,7 +16,7 @@ pub async fn health_check(State(state): State<AppState>) -> Response {
         "uptimeSeconds": state.started.elapsed().as_secs(),
         "activeStreams": state.hub.active(),
         "llmEnabled": state.llm_enabled,
-        "mode": "standalone",
+        "mode": state.mode,
         // Messages not delivered to slow WebSocket clients since start (beyond SPEC 3).
         "wsMessagesDropped": super::ws::DROPPED_MESSAGES.load(std::sync::atomic::Ordering::Relaxed),
     }))

@@ -36,6 +36,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Which sources may be opened (`check_camera`).
     pub policy: SecurityConfig,
+    /// `standalone` or `streaming`.
+    pub mode: &'static str,
     /// What `/metrics` shows.
     pub metrics: Arc<prometheus_client::registry::Registry>,
 }

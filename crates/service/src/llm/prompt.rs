@@ -166,7 +166,7 @@ pub fn build_request(
     crops: &[Option<GroupCrop>],
 ) -> Result<Option<Request>, DecodeError> {
     let max_pixels = cfg.max_image_tokens * PIXELS_PER_TOKEN;
-    let mut parts = Vec::new();
+    let mut images = Vec::new();
     let mut texts = Vec::new();
     let mut group_ids = Vec::new();
     for i in select_groups(scene) {
@@ -178,21 +178,24 @@ pub fn build_request(
         group_ids.push(group.id);
         texts.push(group_summary(k, group, dets, scene));
         let jpeg = fit_image(crop, max_pixels)?;
-        parts.push(json!({
-            "type": "image_url",
-            "image_url": {"url": format!(
-                "data:image/jpeg;base64,{}",
-                base64::engine::general_purpose::STANDARD.encode(jpeg)
-            )},
-        }));
+        images.push(base64::engine::general_purpose::STANDARD.encode(jpeg));
     }
     if group_ids.is_empty() {
         return Ok(None);
     }
     let flagged = scene.max_level > RiskLevel::None;
+    Ok(Some(Request {
+        body: chat_body(cfg, flagged, &texts, &images),
+        group_ids,
+    }))
+}
+
+/// The chat-completions body for group summaries `texts` and their JPEG crops in base64
+/// (`images`, same order); `flagged` when the rules saw danger.
+pub fn chat_body(cfg: &PromptConfig, flagged: bool, texts: &[String], images: &[String]) -> Value {
     let intro = format!(
         "{} group image(s) follow, in order.{} ",
-        group_ids.len(),
+        images.len(),
         if flagged {
             " The rules flagged danger in this frame."
         } else {
@@ -200,18 +203,20 @@ pub fn build_request(
         }
     );
     let mut content = vec![json!({"type": "text", "text": intro + &texts.join("\n")})];
-    content.extend(parts);
-    Ok(Some(Request {
-        body: json!({
-            "model": cfg.model,
-            "messages": [
-                {"role": "system", "content": INSTRUCTIONS},
-                {"role": "user", "content": content},
-            ],
-            "temperature": 0.1,
-            "max_tokens": cfg.max_answer_tokens,
-            "stream": false,
-        }),
-        group_ids,
-    }))
+    content.extend(images.iter().map(|b64| {
+        json!({
+            "type": "image_url",
+            "image_url": {"url": format!("data:image/jpeg;base64,{b64}")},
+        })
+    }));
+    json!({
+        "model": cfg.model,
+        "messages": [
+            {"role": "system", "content": INSTRUCTIONS},
+            {"role": "user", "content": content},
+        ],
+        "temperature": 0.1,
+        "max_tokens": cfg.max_answer_tokens,
+        "stream": false,
+    })
 }

@@ -1,8 +1,13 @@
 //! Streaming mode (SPEC 6): processes share cameras and LLM work through a Kafka-protocol broker,
 //! with Redis as the shared state. [`messages`] is the contract of each topic, [`offsets`] the
 //! commit bookkeeping for concurrent consumers, [`kafka`] the broker client (topics, producer,
-//! consumers). Standalone mode needs none of it.
+//! consumers), [`shared`] the Redis state, [`runner`] the consume loop every role shares and
+//! [`roles`] what each role does with a message, [`node`] this process's roles. Standalone mode needs none of it.
 
 pub mod kafka;
 pub mod messages;
+pub mod node;
 pub mod offsets;
+pub mod roles;
+pub mod runner;
+pub mod shared;

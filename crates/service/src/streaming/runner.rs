@@ -1,0 +1,326 @@
+//! The consume loop every streaming role shares: read a topic in a consumer group, hand each
+//! message to the role's [`Handler`] (up to `concurrency` at once), produce what it returns,
+//! and only then mark the message handled (Redis) and commit its offset: at-least-once end to
+//! end, with duplicates dropped by `messageId`. A message that fails `max_attempts` times, or that
+//! cannot be read at all, goes to the dead-letter topic instead of blocking its partition.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rdkafka::Message;
+use rdkafka::message::OwnedMessage;
+use serde_json::json;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::kafka::{BrokerError, GroupConsumer, Producer};
+use super::messages::MAX_MESSAGE_BYTES;
+use super::offsets::OffsetTracker;
+use super::shared::{Claim, Shared};
+
+/// A message a handler wants sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    /// Topic.
+    pub topic: String,
+    /// Key (the camera id).
+    pub key: String,
+    /// JSON payload.
+    pub payload: Vec<u8>,
+}
+
+/// Why a message was not handled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandleError {
+    /// It will never work (malformed): dead-letter it at once.
+    #[error("{0}")]
+    Permanent(String),
+    /// It may work later: try again, up to the attempt limit.
+    #[error("{0}")]
+    Transient(String),
+}
+
+/// What a handler's future gives.
+pub type HandleFuture = Pin<Box<dyn Future<Output = Result<Vec<Outgoing>, HandleError>> + Send>>;
+
+/// A role's work on one message.
+pub trait Handler: Send + Sync + 'static {
+    /// Handles one payload, returning the messages to send.
+    fn handle(&self, payload: Arc<[u8]>) -> HandleFuture;
+}
+
+/// Counters of one consume loop.
+#[derive(Debug, Default)]
+pub struct RunnerStats {
+    /// Messages received.
+    pub received: AtomicU64,
+    /// Messages handled and their output sent.
+    pub handled: AtomicU64,
+    /// Redelivered messages dropped.
+    pub duplicates: AtomicU64,
+    /// Attempts that failed and were retried.
+    pub retries: AtomicU64,
+    /// Messages sent to the dead-letter topic.
+    pub dead_lettered: AtomicU64,
+    /// Messages sent.
+    pub sent: AtomicU64,
+}
+
+/// How one loop runs.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Role name, for logs.
+    pub role: &'static str,
+    /// Consumer group.
+    pub group: String,
+    /// Topics read.
+    pub topics: Vec<String>,
+    /// Dead-letter topic.
+    pub dead_letter: String,
+    /// Attempts before dead-lettering.
+    pub max_attempts: u32,
+    /// Messages handled at once.
+    pub concurrency: usize,
+}
+
+/// Everything a loop needs.
+#[derive(Clone)]
+pub struct RunnerParts {
+    /// Broker list.
+    pub bootstrap: String,
+    /// Shared producer.
+    pub producer: Producer,
+    /// Shared state (duplicates).
+    pub shared: Shared,
+    /// Counters.
+    pub stats: Arc<RunnerStats>,
+}
+
+/// The `messageId` of a JSON payload.
+pub fn message_id(payload: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Id {
+        message_id: String,
+    }
+    serde_json::from_slice::<Id>(payload)
+        .ok()
+        .map(|i| i.message_id)
+        .filter(|i| !i.is_empty())
+}
+
+/// The dead-letter message for `msg`.
+fn dead_letter_payload(cfg: &RunnerConfig, msg: &OwnedMessage, reason: &str) -> Vec<u8> {
+    let payload = String::from_utf8_lossy(msg.payload().unwrap_or_default());
+    let keep = payload
+        .char_indices()
+        .take_while(|(i, _)| *i < MAX_MESSAGE_BYTES - 10_000)
+        .map(|(_, c)| c)
+        .collect::<String>();
+    json!({
+        "messageId": format!("dead:{}:{}:{}", msg.topic(), msg.partition(), msg.offset()),
+        "role": cfg.role,
+        "sourceTopic": msg.topic(),
+        "partition": msg.partition(),
+        "offset": msg.offset(),
+        "reason": reason,
+        "truncated": keep.len() < payload.len(),
+        "payload": keep,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+async fn send_all(parts: &RunnerParts, out: &[Outgoing]) -> Result<(), BrokerError> {
+    for o in out {
+        parts.producer.send(&o.topic, &o.key, &o.payload).await?;
+        parts.stats.sent.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Handles one message to the end: done, duplicate or dead-lettered. Returns false only when
+/// shutting down before the message could be settled (it is then not committed).
+async fn settle(
+    cfg: &RunnerConfig,
+    parts: &RunnerParts,
+    handler: &dyn Handler,
+    msg: &OwnedMessage,
+    shutdown: &CancellationToken,
+) -> bool {
+    let payload: Arc<[u8]> = Arc::from(msg.payload().unwrap_or_default());
+    let id = message_id(&payload);
+    let reason = match &id {
+        None => "not a JSON message with a messageId".to_string(),
+        Some(id) => {
+            loop {
+                match parts.shared.claim(&cfg.group, id).await {
+                    Ok(Claim::Taken) => break,
+                    Ok(Claim::Done) => {
+                        parts.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                        return true;
+                    }
+                    Ok(Claim::Busy) => {
+                        // A duplicate being handled elsewhere: wait for its end (or its lapse).
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                            () = shutdown.cancelled() => return false,
+                        }
+                    }
+                    Err(e) => {
+                        // Without Redis, handle it anyway: a duplicate beats a loss.
+                        tracing::warn!(role = cfg.role, error = %e, "cannot check for duplicates");
+                        break;
+                    }
+                }
+            }
+            let mut last = String::new();
+            let mut done = false;
+            for attempt in 1..=cfg.max_attempts {
+                let result = match handler.handle(Arc::clone(&payload)).await {
+                    Ok(out) => send_all(parts, &out)
+                        .await
+                        .map_err(|e| HandleError::Transient(e.to_string())),
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(()) => {
+                        done = true;
+                        break;
+                    }
+                    Err(HandleError::Permanent(why)) => {
+                        last = why;
+                        break;
+                    }
+                    Err(HandleError::Transient(why)) => {
+                        last = why;
+                        if attempt < cfg.max_attempts {
+                            parts.stats.retries.fetch_add(1, Ordering::Relaxed);
+                            let pause = Duration::from_millis(200 * 2u64.pow(attempt.min(6)));
+                            tokio::select! {
+                                () = tokio::time::sleep(pause) => {}
+                                () = shutdown.cancelled() => {
+                                    let _ = parts.shared.release(&cfg.group, id).await;
+                                    return false;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if done {
+                if let Err(e) = parts.shared.mark_done(&cfg.group, id).await {
+                    tracing::warn!(role = cfg.role, error = %e, "cannot record a handled message");
+                }
+                parts.stats.handled.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+            last
+        }
+    };
+    tracing::warn!(
+        role = cfg.role,
+        topic = msg.topic(),
+        partition = msg.partition(),
+        offset = msg.offset(),
+        reason = %reason,
+        "message dead-lettered"
+    );
+    let dead = dead_letter_payload(cfg, msg, &reason);
+    let key = String::from_utf8_lossy(msg.key().unwrap_or_default()).to_string();
+    let mut pause = Duration::from_millis(500);
+    loop {
+        match parts.producer.send(&cfg.dead_letter, &key, &dead).await {
+            Ok(_) => {
+                parts.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                if let Some(id) = &id
+                    && let Err(e) = parts.shared.mark_done(&cfg.group, id).await
+                {
+                    tracing::warn!(role = cfg.role, error = %e, "cannot record a handled message");
+                }
+                return true;
+            }
+            Err(e) => {
+                tracing::error!(role = cfg.role, error = %e, "cannot dead-letter; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = shutdown.cancelled() => return false,
+                }
+                pause = (pause * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Runs one consume loop until `shutdown`.
+pub async fn run(
+    cfg: RunnerConfig,
+    parts: RunnerParts,
+    handler: Arc<dyn Handler>,
+    shutdown: CancellationToken,
+) -> Result<(), BrokerError> {
+    let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
+    let consumer = GroupConsumer::new(&parts.bootstrap, &cfg.group, &topics)?;
+    tracing::info!(role = cfg.role, group = %cfg.group, topics = ?cfg.topics, "consuming");
+    let slots = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, i32, i64, bool)>();
+    let mut tracker = OffsetTracker::new();
+    let cfg = Arc::new(cfg);
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            Some((topic, partition, offset, settled)) = done_rx.recv() => {
+                if !settled {
+                    continue;
+                }
+                if let Some(position) = tracker.finish(&topic, partition, offset)
+                    && let Err(e) = consumer.commit(&topic, partition, position)
+                {
+                    tracing::warn!(role = cfg.role, error = %e, "commit failed");
+                }
+            }
+            next = async {
+                let permit = Arc::clone(&slots).acquire_owned().await;
+                (permit, consumer.inner.recv().await)
+            } => {
+                let (permit, received) = next;
+                let msg = match received {
+                    Ok(m) => m.detach(),
+                    Err(e) => {
+                        tracing::warn!(role = cfg.role, error = %e, "receive failed");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                };
+                parts.stats.received.fetch_add(1, Ordering::Relaxed);
+                tracker.start(msg.topic(), msg.partition(), msg.offset());
+                let (cfg, parts, handler, done, stop) = (
+                    Arc::clone(&cfg),
+                    parts.clone(),
+                    Arc::clone(&handler),
+                    done_tx.clone(),
+                    shutdown.clone(),
+                );
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let settled = settle(&cfg, &parts, handler.as_ref(), &msg, &stop).await;
+                    let _ = done.send((msg.topic().to_string(), msg.partition(), msg.offset(), settled));
+                });
+            }
+        }
+    }
+    // Let settled work commit before leaving.
+    drop(done_tx);
+    while let Ok(Some((topic, partition, offset, settled))) =
+        tokio::time::timeout(Duration::from_secs(2), done_rx.recv()).await
+    {
+        if settled && let Some(position) = tracker.finish(&topic, partition, offset) {
+            let _ = consumer.commit(&topic, partition, position);
+        }
+    }
+    Ok(())
+}
