@@ -127,7 +127,7 @@ async fn tasks_and_llm_worker_roles_answer_every_group_once_and_dead_letter_garb
         ("ALGO_ENABLE_KAFKA_STREAMING", "true"),
         ("ALGO_KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
         ("ALGO_KAFKA_CONFIG_FILE", kafka_file.to_str().unwrap()),
-        ("ALGO_STREAMING_ROLES", "tasks,llm-worker"),
+        ("ALGO_STREAMING_ROLES", "tasks,llm-worker,aggregator"),
         ("ALGO_REDIS_URL", &redis_url),
         ("ALGO_LLM_API_KEY", "sk-stream"),
         ("ALGO_LLM_BASE_URL", &base),
@@ -164,11 +164,13 @@ async fn tasks_and_llm_worker_roles_answer_every_group_once_and_dead_letter_garb
     let group = format!("{prefix}-reader");
     let results = topics.risk_assessment_results.name.as_str();
     let dead = topics.dead_letter.name.as_str();
-    let reader = GroupConsumer::new(&bootstrap, &group, &[results, dead]).unwrap();
+    let merged_topic = topics.merged_results.name.as_str();
+    let reader = GroupConsumer::new(&bootstrap, &group, &[results, dead, merged_topic]).unwrap();
     let mut outcomes = Vec::new();
     let mut dead_letters = Vec::new();
+    let mut merged = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while outcomes.len() < 6 || dead_letters.is_empty() {
+    while outcomes.len() < 6 || dead_letters.len() < 2 || merged.len() < 3 {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let m = tokio::time::timeout(left, reader.inner.recv())
             .await
@@ -183,6 +185,8 @@ async fn tasks_and_llm_worker_roles_answer_every_group_once_and_dead_letter_garb
         let body: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
         if m.topic() == dead {
             dead_letters.push(body);
+        } else if m.topic() == merged_topic {
+            merged.push(body);
         } else {
             outcomes.push(decode::<AssessmentOutcome>(m.payload().unwrap()).unwrap());
         }
@@ -209,9 +213,40 @@ async fn tasks_and_llm_worker_roles_answer_every_group_once_and_dead_letter_garb
         assert_eq!((o.camera_id, o.instance_id.as_str()), (9, "x"));
         assert!(o.latency_seconds >= 0.2);
     }
-    assert_eq!(dead_letters.len(), 1);
-    assert_eq!(dead_letters[0]["payload"], "not json at all");
-    assert_eq!(dead_letters[0]["role"], "tasks");
+    // The garbage is dead-lettered by each role that reads detections.
+    let mut roles: Vec<&str> = dead_letters
+        .iter()
+        .map(|d| d["role"].as_str().unwrap())
+        .collect();
+    roles.sort_unstable();
+    assert_eq!(roles, ["aggregator", "tasks"]);
+    assert!(
+        dead_letters
+            .iter()
+            .all(|d| d["payload"] == "not json at all")
+    );
+    // One merged result per detection, complete, every group's answer on it.
+    let mut detections: Vec<&str> = merged
+        .iter()
+        .map(|m| m["detectionId"].as_str().unwrap())
+        .collect();
+    detections.sort_unstable();
+    assert_eq!(detections, ["9-x-0", "9-x-1", "9-x-2"]);
+    for m in &merged {
+        assert_eq!(
+            (m["partial"].clone(), m["instanceId"].clone()),
+            (json!(false), json!("x"))
+        );
+        let alerts = m["data"]["dangerousDrivingResults"].as_array().unwrap();
+        let mut groups: Vec<u64> = alerts
+            .iter()
+            .map(|a| a["groupId"].as_u64().unwrap())
+            .collect();
+        groups.sort_unstable();
+        assert_eq!(groups, [1, 2]);
+        assert!(alerts.iter().all(|a| a["source"] == "llm"));
+        assert_eq!(m["data"]["maxRiskLevel"], "high");
+    }
     let calls = llm.calls();
     assert_eq!(calls.len(), 6, "one LLM call per group");
     assert_eq!(calls[0].authorization, "Bearer sk-stream");
@@ -219,4 +254,147 @@ async fn tasks_and_llm_worker_roles_answer_every_group_once_and_dead_letter_garb
         .as_str()
         .unwrap();
     assert!(text.contains("Group 1 (id "), "{text}");
+}
+
+#[tokio::test]
+async fn the_aggregator_merges_answers_in_any_order_and_publishes_partial_after_the_timeout() {
+    use redis::AsyncCommands;
+    use service::streaming::messages::{AssessmentOutcome, FindingRecord, encode};
+    use support::services::Redis;
+
+    let broker = Broker::start();
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("a{}", std::process::id());
+    let kafka_file = dir.path().join("kafka.yaml");
+    std::fs::write(&kafka_file, format!("group_prefix: {prefix}\n")).unwrap();
+    let (bootstrap, redis_url) = (broker.bootstrap(), redis.url());
+    let _service = support::Service::start(&[
+        ("ALGO_ENABLE_KAFKA_STREAMING", "true"),
+        ("ALGO_KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
+        ("ALGO_KAFKA_CONFIG_FILE", kafka_file.to_str().unwrap()),
+        ("ALGO_STREAMING_ROLES", "aggregator"),
+        ("ALGO_REDIS_URL", &redis_url),
+        ("ALGO_AGGREGATION_TIMEOUT_SECONDS", "2"),
+    ]);
+    let topics = KafkaFile::default().topics;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while ensure_topics(&bootstrap, &topics.all())
+        .await
+        .unwrap()
+        .len()
+        == 5
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service made no topics"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let producer = Producer::new(&bootstrap).unwrap();
+    let outcome = |n: u64, group: u64| AssessmentOutcome {
+        message_id: format!("result:9-x-{n}/{group}"),
+        task_id: format!("9-x-{n}/{group}"),
+        detection_id: format!("9-x-{n}"),
+        camera_id: 9,
+        instance_id: "x".into(),
+        group_id: group,
+        ok: true,
+        finding: Some(FindingRecord {
+            description: "close".into(),
+            risk_level: "high".into(),
+            confidence: 0.9,
+            risk_types: vec!["tailgating".into()],
+            trigger_object_ids: vec![1],
+        }),
+        raw_text: "{}".into(),
+        model: "qwen-vl-plus".into(),
+        latency_seconds: 1.3,
+        error: None,
+    };
+    let (detections, results) = (
+        topics.detection_results.name.as_str(),
+        topics.risk_assessment_results.name.as_str(),
+    );
+    let send = |topic: &'static str, bytes: Vec<u8>| {
+        let producer = producer.clone();
+        async move { producer.send(topic, "9", &bytes).await.unwrap() }
+    };
+    let detections: &'static str = Box::leak(detections.to_string().into_boxed_str());
+    let results: &'static str = Box::leak(results.to_string().into_boxed_str());
+    // Detection 0: an answer before its record, then the record, then the other answer.
+    send(results, encode(&outcome(0, 1)).unwrap()).await;
+    send(detections, encode_detection(&two_group_record(0)).unwrap()).await;
+    send(results, encode(&outcome(0, 2)).unwrap()).await;
+    // Detection 1: one answer of two, ever.
+    send(detections, encode_detection(&two_group_record(1)).unwrap()).await;
+    send(results, encode(&outcome(1, 2)).unwrap()).await;
+    // An answer whose detection never comes.
+    send(results, encode(&outcome(7, 1)).unwrap()).await;
+
+    let reader = GroupConsumer::new(
+        &bootstrap,
+        &format!("{prefix}-reader"),
+        &[topics.merged_results.name.as_str()],
+    )
+    .unwrap();
+    let mut merged = Vec::new();
+    while merged.len() < 2 {
+        let m = tokio::time::timeout(Duration::from_secs(20), reader.inner.recv())
+            .await
+            .expect("merged results within 20 s")
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        // When the aggregator sent it (the producer's clock).
+        let sent = m.timestamp().to_millis().unwrap();
+        merged.push((body, sent));
+    }
+    let (complete, complete_at) = &merged[0];
+    assert_eq!(complete["detectionId"], "9-x-0");
+    assert_eq!(complete["partial"], false);
+    assert_eq!(
+        complete["data"]["dangerousDrivingResults"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let (partial, at) = &merged[1];
+    assert_eq!(partial["detectionId"], "9-x-1");
+    assert_eq!(partial["partial"], true);
+    // Detection 1 came in with the answer that completed detection 0: its partial result
+    // follows the timeout (2 s) later.
+    let waited = (at - complete_at) as f64 / 1000.0;
+    assert!(
+        (1.5..5.0).contains(&waited),
+        "partial {waited} s after the complete one"
+    );
+    let alerts = partial["data"]["dangerousDrivingResults"]
+        .as_array()
+        .unwrap();
+    assert_eq!((alerts.len(), alerts[0]["groupId"].clone()), (1, json!(2)));
+
+    // Its state is gone, the latest result and the high alerts are kept.
+    let mut c = redis::Client::open(redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: bool = c.exists(format!("{prefix}:agg:9-x-1")).await.unwrap();
+        let orphan: bool = c.exists(format!("{prefix}:agg:9-x-7")).await.unwrap();
+        if !left && !orphan {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "aggregation state left behind"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let latest: String = c.get(format!("{prefix}:latest:9")).await.unwrap();
+    assert!(latest.contains("9-x-1"), "{latest}");
+    let high: usize = c.llen(format!("{prefix}:alerts:high")).await.unwrap();
+    assert_eq!(high, 2);
 }

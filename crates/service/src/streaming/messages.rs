@@ -116,6 +116,25 @@ pub struct AssessmentOutcome {
     pub error: Option<String>,
 }
 
+/// `merged-results`: a detection with its LLM answers, for the instance serving the camera.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MergedResult {
+    /// `merged:{detectionId}`: a complete and a partial result of one detection share it, so
+    /// whichever comes first is the one shown.
+    pub message_id: String,
+    /// The frame.
+    pub detection_id: String,
+    /// The camera.
+    pub camera_id: i64,
+    /// The instance whose clients get it.
+    pub instance_id: String,
+    /// Whether some answers never came.
+    pub partial: bool,
+    /// `detection_result.data` with the answers merged.
+    pub data: Value,
+}
+
 /// A message that cannot be sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MessageError {

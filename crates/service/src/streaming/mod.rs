@@ -2,9 +2,12 @@
 //! with Redis as the shared state. [`messages`] is the contract of each topic, [`offsets`] the
 //! commit bookkeeping for concurrent consumers, [`kafka`] the broker client (topics, producer,
 //! consumers), [`shared`] the Redis state, [`runner`] the consume loop every role shares and
-//! [`roles`] what each role does with a message, [`node`] this process's roles. Standalone mode needs none of it.
+//! [`roles`] what the tasks and llm-worker roles do with a message, [`aggregator`] and [`merge`]
+//! the aggregator, [`node`] this process's roles. Standalone mode needs none of it.
 
+pub mod aggregator;
 pub mod kafka;
+pub mod merge;
 pub mod messages;
 pub mod node;
 pub mod offsets;

@@ -1,7 +1,7 @@
 //! One process's part in streaming mode: connect to Redis, create the topics that are missing
 //! (retrying while the broker is unreachable, never stopping the HTTP side), then run a consume
-//! loop for each configured role that consumes (`tasks`, `llm-worker`), restarted with backoff
-//! if it fails. Every loop is tracked and stops with the service.
+//! loop for each configured role that consumes (`tasks`, `llm-worker`, `aggregator` with its
+//! timeout sweeper), restarted with backoff if it fails. Every loop is tracked and stops with the service.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +10,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::aggregator::{AggregatorHandler, AggregatorStats};
 use super::kafka::{Producer, ensure_topics};
 use super::roles::{TasksHandler, WorkerHandler};
 use super::runner::{Handler, RunnerConfig, RunnerParts, RunnerStats, run};
@@ -20,6 +21,8 @@ use crate::llm::pool::KeyPool;
 
 /// LLM tasks one llm-worker process handles at once (the key pool enforces the real limits).
 pub const WORKER_CONCURRENCY: usize = 64;
+/// Messages one aggregator handles at once.
+pub const AGGREGATOR_CONCURRENCY: usize = 16;
 /// Detections the tasks role splits at once.
 pub const TASKS_CONCURRENCY: usize = 8;
 
@@ -30,6 +33,10 @@ pub struct NodeStats {
     pub tasks: Arc<RunnerStats>,
     /// The llm-worker role.
     pub llm_worker: Arc<RunnerStats>,
+    /// The aggregator role's consume loop.
+    pub aggregator: Arc<RunnerStats>,
+    /// The aggregations.
+    pub aggregations: Arc<AggregatorStats>,
 }
 
 /// Starts this process's streaming roles in the background.
@@ -98,6 +105,25 @@ pub async fn start(
             Arc::clone(&stats.llm_worker),
         ));
     }
+    let mut sweeper = None;
+    if roles.contains(&Role::Aggregator) {
+        let handler = AggregatorHandler {
+            shared: shared.clone(),
+            merged_topic: file.topics.merged_results.name.clone(),
+            producer: producer.clone(),
+            timeout: k.aggregation_timeout,
+            stats: Arc::clone(&stats.aggregations),
+        };
+        let mut cfg = runner(
+            Role::Aggregator,
+            &file.topics.detection_results.name,
+            AGGREGATOR_CONCURRENCY,
+        );
+        cfg.topics
+            .push(file.topics.risk_assessment_results.name.clone());
+        sweeper = Some(handler.clone());
+        loops.push((cfg, Arc::new(handler), Arc::clone(&stats.aggregator)));
+    }
     let spawner = tracker.clone();
     tracker.spawn(async move {
         let mut pause = Duration::from_secs(1);
@@ -118,6 +144,9 @@ pub async fn start(
                     pause = (pause * 2).min(Duration::from_secs(30));
                 }
             }
+        }
+        if let Some(sweeper) = sweeper {
+            spawner.spawn(sweeper.sweep(producer.clone(), shutdown.clone()));
         }
         for (cfg, handler, loop_stats) in loops {
             let parts = RunnerParts {
