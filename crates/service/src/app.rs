@@ -70,6 +70,16 @@ pub fn analyzer(config: &Config) -> anyhow::Result<Analyzer> {
         scene: scene_config(config),
         alert_pause: config.stream.alert_pause,
         llm: llm_link(config)?.map(Arc::new),
+        publisher: (config.kafka.enabled
+            && config
+                .kafka
+                .roles
+                .contains(&crate::config::kafka::Role::Detector))
+        .then(|| {
+            Arc::new(crate::streaming::detector::DetectionPublisher::new(
+                &config.kafka.instance_id,
+            ))
+        }),
     })
 }
 
@@ -120,6 +130,7 @@ fn llm_link(config: &Config) -> anyhow::Result<Option<LlmLink>> {
 /// Runs the service until a signal.
 pub async fn serve(config: &Config) -> anyhow::Result<()> {
     let analyzer = Arc::new(analyzer(config)?);
+    let publisher = analyzer.publisher.clone();
     let llm_pool = match &analyzer.llm {
         Some(link) => Some(Arc::clone(&link.pool)),
         None if config.kafka.enabled => key_pool(config)?,
@@ -169,8 +180,17 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
         tracing::info!(url = %config.backend.base_url, "backend link on");
     }
     if config.kafka.enabled {
-        crate::streaming::node::start(config, llm_pool.clone(), &tracker, shutdown.child_token())
-            .await?;
+        crate::streaming::node::start(
+            config,
+            llm_pool.clone(),
+            crate::streaming::node::Local {
+                hub: Arc::clone(&hub),
+                publisher,
+            },
+            &tracker,
+            shutdown.child_token(),
+        )
+        .await?;
     }
     let mut signals = Signals::install()?;
     let addr = (config.server.host.as_str(), config.server.port);

@@ -398,3 +398,148 @@ async fn the_aggregator_merges_answers_in_any_order_and_publishes_partial_after_
     let high: usize = c.llen(format!("{prefix}:alerts:high")).await.unwrap();
     assert_eq!(high, 2);
 }
+
+#[tokio::test]
+async fn three_processes_give_every_detection_its_merged_result_even_when_a_worker_dies() {
+    use futures_util::StreamExt;
+    use std::collections::HashMap;
+    use support::fake_llm::{FakeLlm, Reply};
+    use support::services::Redis;
+    use support::{RtspServer, Service, media};
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+    let broker = Broker::start();
+    let redis = Redis::start();
+    let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
+    let answer = r#"{"hasDangerousDriving": true, "maxRiskLevel": "medium", "results": [{"groupIndex": 1, "description": "people close to the kerb", "riskLevel": "medium", "confidence": 0.7, "riskTypes": ["pedestrian_risk"], "dangerObjectCount": 2, "triggerObjectIds": []}]}"#;
+    let llm = FakeLlm::start(vec![Reply::Text(
+        answer.into(),
+        Duration::from_millis(1300),
+    )])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("e{}", std::process::id());
+    let kafka_file = dir.path().join("kafka.yaml");
+    std::fs::write(&kafka_file, format!("group_prefix: {prefix}\n")).unwrap();
+    let (bootstrap, redis_url, base) = (broker.bootstrap(), redis.url(), llm.base_url());
+    let file = kafka_file.to_str().unwrap().to_string();
+    let common = |roles: &'static str, instance: &'static str, key: &'static str| {
+        vec![
+            ("ALGO_ENABLE_KAFKA_STREAMING", "true".to_string()),
+            ("ALGO_KAFKA_BOOTSTRAP_SERVERS", bootstrap.clone()),
+            ("ALGO_KAFKA_CONFIG_FILE", file.clone()),
+            ("ALGO_REDIS_URL", redis_url.clone()),
+            ("ALGO_LLM_API_KEY", key.to_string()),
+            ("ALGO_LLM_BASE_URL", base.clone()),
+            ("ALGO_STREAMING_ROLES", roles.to_string()),
+            ("ALGO_INSTANCE_ID", instance.to_string()),
+            ("ALGO_AGGREGATION_TIMEOUT_SECONDS", "20".to_string()),
+        ]
+    };
+    let start = |env: Vec<(&'static str, String)>| {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Service::start(&env)
+    };
+    let front = start(common("detector,tasks,aggregator", "front", "sk-front"));
+    // Each worker has its own key, so the fake LLM tells who does the work.
+    let mut workers: HashMap<&str, Service> = HashMap::from([
+        (
+            "Bearer sk-a",
+            start(common("llm-worker", "worker-a", "sk-a")),
+        ),
+        (
+            "Bearer sk-b",
+            start(common("llm-worker", "worker-b", "sk-b")),
+        ),
+    ]);
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(front.ws_url())
+        .await
+        .unwrap();
+    let start_msg =
+        json!({"type": "start_stream", "data": {"cameraId": 3, "rtspUrl": rtsp.url(0)}});
+    futures_util::SinkExt::send(&mut ws, WsMessage::Text(start_msg.to_string().into()))
+        .await
+        .unwrap();
+
+    // detectionId -> (has groups, merged result seen, partial)
+    let mut seen: HashMap<String, (bool, Option<bool>)> = HashMap::new();
+    let started = std::time::Instant::now();
+    let mut asked_until = None;
+    let mut killed: Option<(String, usize)> = None;
+    loop {
+        let elapsed = started.elapsed();
+        if elapsed > Duration::from_secs(12) && killed.is_none() {
+            // Kill the worker doing the work, mid-run.
+            let calls = llm.calls();
+            if let Some(last) = calls.last() {
+                let who = last.authorization.clone();
+                drop(workers.remove(who.as_str()));
+                killed = Some((who, calls.len()));
+            }
+        }
+        if elapsed > Duration::from_secs(30) && asked_until.is_none() {
+            asked_until = Some(seen.len());
+        }
+        let waiting = seen
+            .values()
+            .filter(|(groups, merged)| *groups && merged.is_none())
+            .count();
+        if elapsed > Duration::from_secs(70) || (asked_until.is_some() && waiting == 0) {
+            break;
+        }
+        let Ok(Some(Ok(WsMessage::Text(text)))) =
+            tokio::time::timeout(Duration::from_secs(5), ws.next()).await
+        else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+        if v["type"] != "detection_result" {
+            continue;
+        }
+        let d = &v["data"];
+        let id = d["detectionId"]
+            .as_str()
+            .expect("detectionId in streaming mode")
+            .to_string();
+        if d.get("partial").is_some() {
+            let entry = seen
+                .get_mut(&id)
+                .expect("merged result of a frame seen first");
+            entry.1 = Some(d["partial"].as_bool().unwrap());
+            assert!(d["frame"].is_null(), "merged results carry no frame");
+            if !d["partial"].as_bool().unwrap() {
+                assert!(
+                    d["dangerousDrivingResults"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|a| a["source"] == "llm"),
+                    "{d}"
+                );
+            }
+        } else if asked_until.is_none() {
+            let groups = !d["groupImages"].as_array().unwrap().is_empty();
+            seen.insert(id, (groups, None));
+        }
+    }
+    let with_groups: Vec<_> = seen.values().filter(|(g, _)| *g).collect();
+    let merged = with_groups.iter().filter(|(_, m)| m.is_some()).count();
+    let partial = with_groups.iter().filter(|(_, m)| *m == Some(true)).count();
+    eprintln!(
+        "{} frames, {} with groups, {merged} merged ({partial} partial), LLM calls {}",
+        seen.len(),
+        with_groups.len(),
+        llm.calls().len()
+    );
+    assert!(
+        with_groups.len() >= 5,
+        "too few frames with groups: {}",
+        with_groups.len()
+    );
+    assert_eq!(
+        merged,
+        with_groups.len(),
+        "a detection lost its merged result"
+    );
+}

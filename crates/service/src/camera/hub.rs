@@ -261,6 +261,18 @@ impl CameraHub {
         list
     }
 
+    /// Sends `message` to the watchers of camera `id`; false when the camera is not running
+    /// here.
+    pub fn deliver(&self, id: CameraId, message: &str) -> bool {
+        match self.lock().get(&id) {
+            Some(cam) => {
+                let _ = cam.events.send(message.into());
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Number of running cameras.
     pub fn active(&self) -> usize {
         self.lock().len()

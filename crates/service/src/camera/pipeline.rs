@@ -48,6 +48,8 @@ pub struct Analyzer {
     pub alert_pause: Duration,
     /// The LLM, when configured with a key.
     pub llm: Option<Arc<LlmLink>>,
+    /// Streaming mode's detector role: frames go to the broker too.
+    pub publisher: Option<Arc<crate::streaming::detector::DetectionPublisher>>,
 }
 
 impl std::fmt::Debug for Analyzer {
@@ -316,7 +318,11 @@ fn analysis_loop(task: &CameraTask, jobs: &Receiver<DecodeJob>, pause: &AtomicU6
                 i.llm = Some(l.counters());
             }
         });
-        let _ = task.events.send(judged.text.into());
+        let text = match &analyzer.publisher {
+            Some(p) => p.publish(task.id, judged.text, &detections, &judged.scene),
+            None => judged.text,
+        };
+        let _ = task.events.send(text.into());
     }
 }
 

@@ -3,9 +3,11 @@
 //! commit bookkeeping for concurrent consumers, [`kafka`] the broker client (topics, producer,
 //! consumers), [`shared`] the Redis state, [`runner`] the consume loop every role shares and
 //! [`roles`] what the tasks and llm-worker roles do with a message, [`aggregator`] and [`merge`]
-//! the aggregator, [`node`] this process's roles. Standalone mode needs none of it.
+//! the aggregator, [`detector`] the detector role's publisher and merged-result reader, [`node`]
+//! this process's roles. Standalone mode needs none of it.
 
 pub mod aggregator;
+pub mod detector;
 pub mod kafka;
 pub mod merge;
 pub mod messages;

@@ -1,7 +1,8 @@
 //! One process's part in streaming mode: connect to Redis, create the topics that are missing
 //! (retrying while the broker is unreachable, never stopping the HTTP side), then run a consume
 //! loop for each configured role that consumes (`tasks`, `llm-worker`, `aggregator` with its
-//! timeout sweeper), restarted with backoff if it fails. Every loop is tracked and stops with the service.
+//! timeout sweeper), restarted with backoff if it fails; for the `detector` role, the publisher
+//! of analysed frames and the reader of merged results for this instance's cameras. Every loop is tracked and stops with the service.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,10 +12,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::aggregator::{AggregatorHandler, AggregatorStats};
-use super::kafka::{Producer, ensure_topics};
+use super::detector::{DetectionPublisher, forward_merged, run_publisher};
+use super::kafka::{GroupConsumer, Producer, ensure_topics};
 use super::roles::{TasksHandler, WorkerHandler};
 use super::runner::{Handler, RunnerConfig, RunnerParts, RunnerStats, run};
 use super::shared::Shared;
+use crate::camera::hub::CameraHub;
 use crate::config::Config;
 use crate::config::kafka::Role;
 use crate::llm::pool::KeyPool;
@@ -39,10 +42,20 @@ pub struct NodeStats {
     pub aggregations: Arc<AggregatorStats>,
 }
 
+/// This process's cameras, for the detector role.
+#[derive(Debug, Clone)]
+pub struct Local {
+    /// The cameras (merged results go to their watchers).
+    pub hub: Arc<CameraHub>,
+    /// Where analysed frames are queued, when this process is a detector.
+    pub publisher: Option<Arc<DetectionPublisher>>,
+}
+
 /// Starts this process's streaming roles in the background.
 pub async fn start(
     config: &Config,
     pool: Option<Arc<KeyPool>>,
+    local: Local,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Arc<NodeStats>> {
@@ -64,6 +77,7 @@ pub async fn start(
     tracing::info!(roles = ?names, instance = %k.instance_id, "streaming mode");
 
     let file = k.file.clone();
+    let instance_id = k.instance_id.clone();
     let bootstrap = k.bootstrap_servers.clone();
     let mut loops: Vec<(RunnerConfig, Arc<dyn Handler>, Arc<RunnerStats>)> = Vec::new();
     let runner = |role: Role, topic: &str, concurrency: usize| RunnerConfig {
@@ -143,6 +157,32 @@ pub async fn start(
                     }
                     pause = (pause * 2).min(Duration::from_secs(30));
                 }
+            }
+        }
+        if let Some(publisher) = &local.publisher
+            && let Some(rx) = publisher.take_receiver()
+        {
+            spawner.spawn(run_publisher(
+                rx,
+                producer.clone(),
+                file.topics.detection_results.name.clone(),
+                Arc::clone(&publisher.stats),
+                shutdown.clone(),
+            ));
+            let group = format!("{}-instance-{}", file.group_prefix, instance_id);
+            let topic = file.topics.merged_results.name.clone();
+            match GroupConsumer::new(&bootstrap, &group, &[topic.as_str()]) {
+                Ok(consumer) => {
+                    spawner.spawn(forward_merged(
+                        consumer,
+                        topic,
+                        instance_id.clone(),
+                        Arc::clone(&local.hub),
+                        Arc::clone(&publisher.stats),
+                        shutdown.clone(),
+                    ));
+                }
+                Err(e) => tracing::error!(error = %e, "cannot read merged results"),
             }
         }
         if let Some(sweeper) = sweeper {
