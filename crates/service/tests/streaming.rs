@@ -543,3 +543,112 @@ async fn three_processes_give_every_detection_its_merged_result_even_when_a_work
         "a detection lost its merged result"
     );
 }
+
+#[tokio::test]
+async fn the_aggregator_rides_out_a_redis_restart_without_dead_letters() {
+    use service::streaming::messages::{AssessmentOutcome, FindingRecord, encode};
+    use support::services::Redis;
+
+    let broker = Broker::start();
+    let mut redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("r{}", std::process::id());
+    let kafka_file = dir.path().join("kafka.yaml");
+    std::fs::write(&kafka_file, format!("group_prefix: {prefix}\n")).unwrap();
+    let (bootstrap, redis_url) = (broker.bootstrap(), redis.url());
+    let _service = support::Service::start(&[
+        ("ALGO_ENABLE_KAFKA_STREAMING", "true"),
+        ("ALGO_KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
+        ("ALGO_KAFKA_CONFIG_FILE", kafka_file.to_str().unwrap()),
+        ("ALGO_STREAMING_ROLES", "aggregator"),
+        ("ALGO_REDIS_URL", &redis_url),
+        ("ALGO_AGGREGATION_TIMEOUT_SECONDS", "30"),
+    ]);
+    let topics = KafkaFile::default().topics;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while ensure_topics(&bootstrap, &topics.all())
+        .await
+        .unwrap()
+        .len()
+        == 5
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service made no topics"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let producer = Producer::new(&bootstrap).unwrap();
+    let detections = topics.detection_results.name.clone();
+    let results = topics.risk_assessment_results.name.clone();
+    let feed = |n: u64| {
+        let (producer, detections, results) =
+            (producer.clone(), detections.clone(), results.clone());
+        async move {
+            let record = encode_detection(&two_group_record(n)).unwrap();
+            producer.send(&detections, "9", &record).await.unwrap();
+            for group in [1, 2] {
+                let outcome = AssessmentOutcome {
+                    message_id: format!("result:9-x-{n}/{group}"),
+                    task_id: format!("9-x-{n}/{group}"),
+                    detection_id: format!("9-x-{n}"),
+                    camera_id: 9,
+                    instance_id: "x".into(),
+                    group_id: group,
+                    ok: true,
+                    finding: Some(FindingRecord {
+                        description: "close".into(),
+                        risk_level: "medium".into(),
+                        confidence: 0.7,
+                        risk_types: vec![],
+                        trigger_object_ids: vec![],
+                    }),
+                    raw_text: "{}".into(),
+                    model: "m".into(),
+                    latency_seconds: 1.0,
+                    error: None,
+                };
+                producer
+                    .send(&results, "9", &encode(&outcome).unwrap())
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    let reader = GroupConsumer::new(
+        &bootstrap,
+        &format!("{prefix}-reader"),
+        &[
+            topics.merged_results.name.as_str(),
+            topics.dead_letter.name.as_str(),
+        ],
+    )
+    .unwrap();
+    let next = || async {
+        let m = tokio::time::timeout(Duration::from_secs(40), reader.inner.recv())
+            .await
+            .expect("a message within 40 s")
+            .unwrap();
+        assert_eq!(
+            m.topic(),
+            topics.merged_results.name,
+            "nothing is dead-lettered"
+        );
+        serde_json::from_slice::<serde_json::Value>(m.payload().unwrap()).unwrap()
+    };
+    feed(0).await;
+    assert_eq!(next().await["detectionId"], "9-x-0");
+
+    // Redis goes away while detection 1 arrives, and comes back empty.
+    redis.stop();
+    feed(1).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    redis.restart();
+    let merged = next().await;
+    assert_eq!(
+        (merged["detectionId"].clone(), merged["partial"].clone()),
+        (json!("9-x-1"), json!(false))
+    );
+    let extra = tokio::time::timeout(Duration::from_secs(3), reader.inner.recv()).await;
+    assert!(extra.is_err(), "an extra message (a dead letter?) arrived");
+}

@@ -27,7 +27,7 @@ use crate::llm::pool::KeyPool;
 use crate::llm::scheduler::{Acquire, Outcome, Scheduler};
 
 /// Arrivals seen by the fake server: key and instant.
-type Arrivals = Arc<Mutex<Vec<(String, Instant)>>>;
+pub type Arrivals = Arc<Mutex<Vec<(String, Instant)>>>;
 
 const ANSWER: &str = r#"{"hasDangerousDriving": false, "maxRiskLevel": "none", "results": []}"#;
 
@@ -52,8 +52,8 @@ async fn answer(
     }))
 }
 
-/// Starts the fake server on loopback.
-async fn fake_server(latency: Duration) -> anyhow::Result<(SocketAddr, Arrivals)> {
+/// Starts the fake server on loopback: it answers after `latency` and records who asked when.
+pub async fn fake_server(latency: Duration) -> anyhow::Result<(SocketAddr, Arrivals)> {
     let seen: Arrivals = Arc::default();
     let app = Router::new()
         .route("/v1/chat/completions", post(answer))

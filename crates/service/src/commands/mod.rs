@@ -6,6 +6,7 @@ pub mod bench;
 pub mod bench_llm;
 pub mod bench_pipeline;
 pub mod bench_scene;
+pub mod bench_streaming;
 pub mod check_config;
 pub mod detect;
 
@@ -71,6 +72,7 @@ pub fn main() -> ExitCode {
         Command::Bench(BenchCommand::Pipeline(args)) => bench_pipeline::run(&config, args),
         Command::Bench(BenchCommand::Scene(args)) => bench_scene::run(&config, args),
         Command::Bench(BenchCommand::LlmPool(args)) => bench_llm::run(args),
+        Command::Bench(BenchCommand::Streaming(args)) => bench_streaming::run_bench(args),
     };
     match result {
         Ok(code) => code,

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
 use super::kafka::Producer;
@@ -59,8 +60,9 @@ pub struct AggregatorHandler {
     pub stats: Arc<AggregatorStats>,
 }
 
-fn transient(e: impl std::fmt::Display) -> HandleError {
-    HandleError::Transient(e.to_string())
+/// Redis failed: wait for it (the message is fine).
+fn unavailable(e: impl std::fmt::Display) -> HandleError {
+    HandleError::Unavailable(e.to_string())
 }
 
 fn now_ms() -> i64 {
@@ -88,8 +90,11 @@ impl AggregatorHandler {
         (self.timeout.as_secs() as i64) * 3 + 60
     }
 
-    async fn load(&self, detection: &str) -> Result<Stored, redis::RedisError> {
-        let mut c = self.shared.conn.clone();
+    async fn load(
+        &self,
+        c: &mut MultiplexedConnection,
+        detection: &str,
+    ) -> Result<Stored, redis::RedisError> {
         let fields: HashMap<String, String> = c.hgetall(self.state_key(detection)).await?;
         let record = fields.get("record").and_then(|r| decode(r.as_bytes()).ok());
         let expected = fields
@@ -110,9 +115,17 @@ impl AggregatorHandler {
     }
 
     async fn handle_payload(self, payload: Arc<[u8]>) -> Result<Vec<Outgoing>, HandleError> {
+        let result = self.handle_inner(payload).await;
+        if matches!(result, Err(HandleError::Unavailable(_))) {
+            self.shared.reset().await;
+        }
+        result
+    }
+
+    async fn handle_inner(&self, payload: Arc<[u8]>) -> Result<Vec<Outgoing>, HandleError> {
         let probe: serde_json::Value = serde_json::from_slice(&payload)
             .map_err(|e| HandleError::Permanent(format!("not JSON: {e}")))?;
-        let mut c = self.shared.conn.clone();
+        let mut c = self.shared.conn().await.map_err(unavailable)?;
         let detection = if probe.get("taskId").is_some() {
             let outcome: AssessmentOutcome =
                 decode(&payload).map_err(|e| HandleError::Permanent(e.to_string()))?;
@@ -129,7 +142,7 @@ impl AggregatorHandler {
                 .arg(&outcome.detection_id)
                 .query_async(&mut c)
                 .await
-                .map_err(transient)?;
+                .map_err(unavailable)?;
             outcome.detection_id
         } else {
             let record: DetectionRecord =
@@ -152,10 +165,10 @@ impl AggregatorHandler {
                 .arg(&record.detection_id)
                 .query_async(&mut c)
                 .await
-                .map_err(transient)?;
+                .map_err(unavailable)?;
             record.detection_id
         };
-        let stored = self.load(&detection).await.map_err(transient)?;
+        let stored = self.load(&mut c, &detection).await.map_err(unavailable)?;
         let Some(record) = &stored.record else {
             return Ok(Vec::new()); // answers before their detection: wait for it
         };
@@ -164,7 +177,10 @@ impl AggregatorHandler {
         }
         // Exactly one of the handlers that see it complete publishes it.
         let state = self.state_key(&detection);
-        let first: bool = c.hset_nx(&state, "published", 1).await.map_err(transient)?;
+        let first: bool = c
+            .hset_nx(&state, "published", 1)
+            .await
+            .map_err(unavailable)?;
         if !first {
             return Ok(Vec::new());
         }
@@ -174,7 +190,7 @@ impl AggregatorHandler {
                 .producer
                 .send(&self.merged_topic, &record.camera_id.to_string(), &bytes)
                 .await
-                .map_err(transient),
+                .map_err(|e| HandleError::Unavailable(e.to_string())),
             Err(e) => Err(HandleError::Permanent(e.to_string())),
         };
         if let Err(e) = sent {
@@ -187,8 +203,8 @@ impl AggregatorHandler {
             .expire(&state, 60)
             .query_async(&mut c)
             .await
-            .map_err(transient)?;
-        remember(&self.shared, &merged).await.map_err(transient)?;
+            .map_err(unavailable)?;
+        remember(&self.shared, &merged).await.map_err(unavailable)?;
         self.stats.complete.fetch_add(1, Ordering::Relaxed);
         Ok(Vec::new())
     }
@@ -197,19 +213,31 @@ impl AggregatorHandler {
     /// `shutdown`. Several sweepers may run: each detection is claimed by removing it from the
     /// deadline set, which only one of them can do.
     pub async fn sweep(self, producer: Producer, shutdown: CancellationToken) {
+        let mut failing = false;
         loop {
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_millis(250)) => {}
                 () = shutdown.cancelled() => return,
             }
-            if let Err(e) = self.sweep_once(&producer).await {
-                tracing::warn!(error = %e, "aggregation sweep failed");
+            match self.sweep_once(&producer).await {
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!("aggregation sweeps work again");
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "aggregation sweep failed; retrying quietly");
+                    }
+                    failing = true;
+                    self.shared.reset().await;
+                }
             }
         }
     }
 
     async fn sweep_once(&self, producer: &Producer) -> anyhow::Result<()> {
-        let mut c = self.shared.conn.clone();
+        let mut c = self.shared.conn().await?;
         let due: Vec<String> = c
             .zrangebyscore_limit(self.deadlines_key(), "-inf", now_ms(), 0, 100)
             .await?;
@@ -224,7 +252,7 @@ impl AggregatorHandler {
             if !first {
                 continue; // published complete just now
             }
-            let stored = self.load(&detection).await?;
+            let stored = self.load(&mut c, &detection).await?;
             let Some(record) = &stored.record else {
                 self.stats.orphaned.fetch_add(1, Ordering::Relaxed);
                 let _: () = c.del(self.state_key(&detection)).await?;
@@ -279,8 +307,8 @@ fn merged_message(
 }
 
 /// Keeps the latest merged result of the camera and, when it is high, the alert list.
-async fn remember(shared: &Shared, merged: &MergedResult) -> Result<(), redis::RedisError> {
-    let mut c = shared.conn.clone();
+async fn remember(shared: &Shared, merged: &MergedResult) -> anyhow::Result<()> {
+    let mut c = shared.conn().await?;
     let text = serde_json::to_string(merged).unwrap_or_default();
     let mut pipe = redis::pipe();
     pipe.set_ex(
@@ -294,5 +322,6 @@ async fn remember(shared: &Shared, merged: &MergedResult) -> Result<(), redis::R
             .ltrim(&alerts, 0, HIGH_ALERTS_KEPT - 1)
             .expire(&alerts, 86_400);
     }
-    pipe.query_async(&mut c).await
+    let () = pipe.query_async(&mut c).await?;
+    Ok(())
 }

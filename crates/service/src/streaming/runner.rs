@@ -2,7 +2,8 @@
 //! message to the role's [`Handler`] (up to `concurrency` at once), produce what it returns,
 //! and only then mark the message handled (Redis) and commit its offset: at-least-once end to
 //! end, with duplicates dropped by `messageId`. A message that fails `max_attempts` times, or that
-//! cannot be read at all, goes to the dead-letter topic instead of blocking its partition.
+//! cannot be read at all, goes to the dead-letter topic instead of blocking its partition; while
+//! Redis or the broker is down, messages wait instead (an outage is not the message's fault).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rdkafka::Message;
+use rdkafka::consumer::Consumer;
 use rdkafka::message::OwnedMessage;
 use serde_json::json;
 use tokio::sync::{Semaphore, mpsc};
@@ -20,6 +22,12 @@ use super::kafka::{BrokerError, GroupConsumer, Producer};
 use super::messages::MAX_MESSAGE_BYTES;
 use super::offsets::OffsetTracker;
 use super::shared::{Claim, Shared};
+
+/// First wait for a service that is down; doubled up to 10 s.
+const OUTAGE_FIRST_PAUSE: Duration = Duration::from_millis(500);
+
+/// A member with no partitions for this long leaves and joins again.
+pub const REJOIN_AFTER: Duration = Duration::from_secs(30);
 
 /// A message a handler wants sent.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +49,10 @@ pub enum HandleError {
     /// It may work later: try again, up to the attempt limit.
     #[error("{0}")]
     Transient(String),
+    /// A service it needs (Redis, the broker) is down: wait and try again, without counting
+    /// an attempt, so an outage dead-letters nothing.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// What a handler's future gives.
@@ -179,14 +191,16 @@ async fn settle(
             }
             let mut last = String::new();
             let mut done = false;
-            for attempt in 1..=cfg.max_attempts {
+            let mut attempt = 0;
+            let mut outage = OUTAGE_FIRST_PAUSE;
+            while attempt < cfg.max_attempts {
                 let result = match handler.handle(Arc::clone(&payload)).await {
                     Ok(out) => send_all(parts, &out)
                         .await
-                        .map_err(|e| HandleError::Transient(e.to_string())),
+                        .map_err(|e| HandleError::Unavailable(e.to_string())),
                     Err(e) => Err(e),
                 };
-                match result {
+                let pause = match result {
                     Ok(()) => {
                         done = true;
                         break;
@@ -196,18 +210,30 @@ async fn settle(
                         break;
                     }
                     Err(HandleError::Transient(why)) => {
+                        attempt += 1;
                         last = why;
-                        if attempt < cfg.max_attempts {
-                            parts.stats.retries.fetch_add(1, Ordering::Relaxed);
-                            let pause = Duration::from_millis(200 * 2u64.pow(attempt.min(6)));
-                            tokio::select! {
-                                () = tokio::time::sleep(pause) => {}
-                                () = shutdown.cancelled() => {
-                                    let _ = parts.shared.release(&cfg.group, id).await;
-                                    return false;
-                                }
-                            }
+                        if attempt >= cfg.max_attempts {
+                            break;
                         }
+                        parts.stats.retries.fetch_add(1, Ordering::Relaxed);
+                        Duration::from_millis(200 * 2u64.pow(attempt.min(6)))
+                    }
+                    Err(HandleError::Unavailable(why)) => {
+                        // Not the message's fault: wait for the service, however long.
+                        parts.stats.retries.fetch_add(1, Ordering::Relaxed);
+                        if outage == OUTAGE_FIRST_PAUSE {
+                            tracing::warn!(role = cfg.role, reason = %why, "waiting for a service");
+                        }
+                        let pause = outage;
+                        outage = (outage * 2).min(Duration::from_secs(10));
+                        pause
+                    }
+                };
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = shutdown.cancelled() => {
+                        let _ = parts.shared.release(&cfg.group, id).await;
+                        return false;
                     }
                 }
             }
@@ -269,10 +295,33 @@ pub async fn run(
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, i32, i64, bool)>();
     let mut tracker = OffsetTracker::new();
     let cfg = Arc::new(cfg);
+    let mut check = tokio::time::interval(Duration::from_secs(5));
+    let mut last_activity = std::time::Instant::now();
     loop {
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
+            _ = check.tick() => {
+                // Some brokers (Tansu) can leave a member without partitions after a group
+                // emptied; a new member id gets an assignment. Run at most as many members as
+                // partitions, or idle members rejoin every REJOIN_AFTER.
+                let assigned = consumer.inner.assignment().map_or(0, |a| a.count());
+                if assigned == 0
+                    && tracker.in_flight() == 0
+                    && last_activity.elapsed() > REJOIN_AFTER
+                {
+                    return Err(BrokerError {
+                        what: format!("{}: no partitions assigned", cfg.role),
+                        source: rdkafka::error::KafkaError::Subscription(format!(
+                            "nothing assigned for {} s; rejoining with a new member id",
+                            REJOIN_AFTER.as_secs()
+                        )),
+                    });
+                }
+                if assigned > 0 {
+                    last_activity = std::time::Instant::now();
+                }
+            }
             Some((topic, partition, offset, settled)) = done_rx.recv() => {
                 if !settled {
                     continue;

@@ -1,12 +1,14 @@
 //! The state streaming processes share, in Redis (`redis.url`): which messages each consumer
 //! group has taken or handled (so a redelivered or duplicated message is handled once) and, with the aggregator, the
-//! aggregations in progress. One connection manager per process reconnects on its own; every
-//! call has a timeout, so a Redis outage slows nothing down for long and is reported, not hidden.
+//! aggregations in progress. Every call has a timeout and a failed call drops the connection, so
+//! a Redis outage slows nothing down for long, is reported, not hidden, and ends by itself.
 
 use std::time::Duration;
 
-use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::sync::Arc;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncCommands, AsyncConnectionConfig};
 
 /// How long a handled message id is remembered (longer than any redelivery).
 pub const SEEN_TTL: Duration = Duration::from_secs(3600);
@@ -37,11 +39,12 @@ pub struct SharedError {
     pub source: redis::RedisError,
 }
 
-/// The shared state.
+/// The shared state. The connection is made on first use and dropped after any failure, so the
+/// next call connects afresh: a restarted Redis is picked up within a call's timeout.
 #[derive(Clone)]
 pub struct Shared {
-    /// The connection (cheap to clone).
-    pub conn: ConnectionManager,
+    client: redis::Client,
+    conn: Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
     /// Key prefix.
     pub prefix: String,
 }
@@ -62,18 +65,59 @@ impl Shared {
     /// Connects to `url`; keys start with `prefix:`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, SharedError> {
         let client = redis::Client::open(url).map_err(wrap("URL"))?;
-        let config = ConnectionManagerConfig::new()
+        let shared = Self {
+            client,
+            conn: Arc::default(),
+            prefix: prefix.to_string(),
+        };
+        shared.conn().await?;
+        Ok(shared)
+    }
+
+    /// The connection, made now if there is none.
+    pub async fn conn(&self) -> Result<MultiplexedConnection, SharedError> {
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let config = AsyncConnectionConfig::new()
             .set_connection_timeout(CALL_TIMEOUT)
-            .set_response_timeout(CALL_TIMEOUT)
-            .set_number_of_retries(2);
-        let conn = client
-            .get_connection_manager_with_config(config)
+            .set_response_timeout(CALL_TIMEOUT);
+        let c = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(wrap("connect"))?;
-        Ok(Self {
-            conn,
-            prefix: prefix.to_string(),
-        })
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Drops the connection after a failure; the next call reconnects.
+    pub async fn reset(&self) {
+        *self.conn.lock().await = None;
+    }
+
+    /// Runs `op` on the connection, resetting it when `op` fails.
+    pub async fn call<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T, SharedError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let c = self.conn().await?;
+        let result = match tokio::time::timeout(CALL_TIMEOUT * 2, op(c)).await {
+            Ok(r) => r.map_err(wrap(what)),
+            Err(_) => Err(SharedError {
+                what,
+                source: redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no answer in time",
+                )),
+            }),
+        };
+        if result.is_err() {
+            self.reset().await;
+        }
+        result
     }
 
     /// The full key of `name`.
@@ -86,44 +130,46 @@ impl Shared {
     /// the group is handling it (its claim lapses after `CLAIM_TTL` if it dies).
     pub async fn claim(&self, group: &str, message_id: &str) -> Result<Claim, SharedError> {
         let key = self.key(&format!("seen:{group}:{message_id}"));
-        let mut c = self.conn.clone();
-        let taken: Option<String> = redis::cmd("SET")
-            .arg(&key)
-            .arg("processing")
-            .arg("NX")
-            .arg("EX")
-            .arg(CLAIM_TTL.as_secs())
-            .query_async(&mut c)
-            .await
-            .map_err(wrap("SET NX"))?;
+        let taken: Option<String> = self
+            .call("SET NX", |mut c| {
+                let key = key.clone();
+                async move {
+                    redis::cmd("SET")
+                        .arg(&key)
+                        .arg("processing")
+                        .arg("NX")
+                        .arg("EX")
+                        .arg(CLAIM_TTL.as_secs())
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
         if taken.is_some() {
             return Ok(Claim::Taken);
         }
-        let state: Option<String> = c.get(&key).await.map_err(wrap("GET"))?;
+        let state: Option<String> = self
+            .call("GET", |mut c| async move { c.get(&key).await })
+            .await?;
         Ok(match state.as_deref() {
             Some("done") => Claim::Done,
-            Some(_) => Claim::Busy,
-            None => Claim::Busy, // lapsed just now: ask again
+            _ => Claim::Busy, // in progress, or lapsed just now: ask again
         })
     }
 
     /// Records that `group` handled `message_id`.
     pub async fn mark_done(&self, group: &str, message_id: &str) -> Result<(), SharedError> {
-        let mut c = self.conn.clone();
-        c.set_ex(
-            self.key(&format!("seen:{group}:{message_id}")),
-            "done",
-            SEEN_TTL.as_secs(),
-        )
+        let key = self.key(&format!("seen:{group}:{message_id}"));
+        self.call("SET", |mut c| async move {
+            c.set_ex(&key, "done", SEEN_TTL.as_secs()).await
+        })
         .await
-        .map_err(wrap("SET"))
     }
 
     /// Gives a claim back unhandled (shutting down).
     pub async fn release(&self, group: &str, message_id: &str) -> Result<(), SharedError> {
-        let mut c = self.conn.clone();
-        c.del(self.key(&format!("seen:{group}:{message_id}")))
+        let key = self.key(&format!("seen:{group}:{message_id}"));
+        self.call("DEL", |mut c| async move { c.del(&key).await })
             .await
-            .map_err(wrap("DEL"))
     }
 }
