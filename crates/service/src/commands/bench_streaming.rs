@@ -92,8 +92,21 @@ async fn pipeline(
         "bench{}x{workers}",
         chrono::Utc::now().timestamp_millis() % 10_000_000
     );
+    // Fresh topics per run: new groups read from the earliest offset, and earlier runs'
+    // messages must not count.
+    let mut topics = KafkaFile::default().topics;
+    for t in [
+        &mut topics.detection_results,
+        &mut topics.assessment_tasks,
+        &mut topics.risk_assessment_results,
+        &mut topics.merged_results,
+        &mut topics.dead_letter,
+    ] {
+        t.name = format!("{run_id}-{}", t.name);
+    }
     let file = KafkaFile {
         group_prefix: run_id.clone(),
+        topics,
         ..KafkaFile::default()
     };
     ensure_topics(&args.bootstrap, &file.topics.all()).await?;
@@ -143,7 +156,11 @@ async fn pipeline(
             2,
         )?;
         loops.push((
-            cfg("llm-worker", vec![t.assessment_tasks.name.clone()], 64),
+            cfg(
+                "llm-worker",
+                vec![t.assessment_tasks.name.clone()],
+                crate::streaming::node::WORKER_CONCURRENCY,
+            ),
             Arc::new(WorkerHandler {
                 pool: Arc::new(pool),
                 prompt: PromptConfig {
@@ -252,8 +269,11 @@ async fn run_async(args: &BenchStreamingArgs) -> anyhow::Result<ExitCode> {
         // Let the consumer groups settle before measuring.
         tokio::time::sleep(Duration::from_secs(5)).await;
         let started = Instant::now();
-        publish(&p, records, Duration::ZERO).await?;
-        let got = collect(&p, records, Duration::from_secs(300)).await;
+        let (sent, got) = tokio::join!(
+            publish(&p, records, Duration::ZERO),
+            collect(&p, records, Duration::from_secs(300))
+        );
+        sent?;
         let elapsed = got
             .values()
             .max()
@@ -273,8 +293,12 @@ async fn run_async(args: &BenchStreamingArgs) -> anyhow::Result<ExitCode> {
         // Let the consumer groups settle before measuring.
         tokio::time::sleep(Duration::from_secs(5)).await;
         let count = (args.rate * args.seconds as f64) as usize;
-        let sent = publish(&p, count, every).await?;
-        let got = collect(&p, count, Duration::from_secs(120)).await;
+        // Read while publishing, so arrival times are real.
+        let (sent, got) = tokio::join!(
+            publish(&p, count, every),
+            collect(&p, count, Duration::from_secs(args.seconds + 120))
+        );
+        let sent = sent?;
         let latencies: Vec<f64> = got
             .iter()
             .map(|(n, at)| at.duration_since(sent[*n]).as_secs_f64())

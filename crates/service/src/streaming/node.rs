@@ -23,7 +23,7 @@ use crate::config::kafka::Role;
 use crate::llm::pool::KeyPool;
 
 /// LLM tasks one llm-worker process handles at once (the key pool enforces the real limits).
-pub const WORKER_CONCURRENCY: usize = 64;
+pub const WORKER_CONCURRENCY: usize = 256;
 /// Messages one aggregator handles at once.
 pub const AGGREGATOR_CONCURRENCY: usize = 16;
 /// Detections the tasks role splits at once.
