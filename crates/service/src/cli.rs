@@ -49,6 +49,10 @@ pub struct ConfigFlags {
     /// Log level or tracing filter (log.level).
     #[arg(long, global = true)]
     pub log_level: Option<String>,
+    /// Streaming-mode roles, comma list of detector, tasks, llm-worker, aggregator
+    /// (kafka.roles).
+    #[arg(long, global = true)]
+    pub roles: Option<String>,
     /// A camera started with the service, `ID=URL` (repeatable), beside cameras.yaml.
     #[arg(
         long = "camera",
@@ -88,6 +92,7 @@ impl ConfigFlags {
             ("classes.include", &self.classes, "--classes"),
             ("model.threads", &self.threads, "--threads"),
             ("log.level", &self.log_level, "--log-level"),
+            ("kafka.roles", &self.roles, "--roles"),
         ];
         for (key, value, flag) in named {
             if let Some(value) = value {

@@ -459,4 +459,8 @@ fn streaming_mode_needs_redis_and_known_roles_and_reads_its_topic_file() {
     assert_eq!(c.kafka.file.group_prefix, "fleet-a");
     assert_eq!(c.kafka.roles.len(), 4, "every role by default");
     assert!(!c.kafka.instance_id.is_empty());
+    let mut o = Overrides::default();
+    o.set("kafka.roles", "llm-worker", "--roles");
+    let c = load(&env_with_file(&no_file(), &with_file), &o).unwrap();
+    assert_eq!(c.kafka.roles, [crate::config::kafka::Role::LlmWorker]);
 }
