@@ -680,6 +680,8 @@ async fn a_stuck_client_loses_messages_without_slowing_others() {
     ]);
     let mut stuck = Client::connect(&service).await;
     stuck.send(start(40, &url)).await;
+    // The camera exists before the other client subscribes (then this one stops reading).
+    stuck.recv_state("connecting", SECS(5)).await;
     let mut fast = Client::connect(&service).await;
     fast.send(json!({"type": "subscribe", "data": {"cameraId": 40}}))
         .await;
