@@ -109,7 +109,14 @@ impl CameraLlm {
         let now = Instant::now();
         {
             let s = self.lock();
-            if s.in_flight || s.next_allowed.is_some_and(|t| now < t) || scene.groups.is_empty() {
+            // One call at a time, the cooldown, and every answer shown before the next call
+            // (so a quick second answer never hides the first).
+            let unshown = s.latest.is_some() && !s.shown;
+            if s.in_flight
+                || unshown
+                || s.next_allowed.is_some_and(|t| now < t)
+                || scene.groups.is_empty()
+            {
                 return;
             }
         }
