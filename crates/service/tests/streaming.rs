@@ -90,6 +90,18 @@ async fn topics_are_created_once_and_messages_round_trip_with_manual_commits() {
     }
 }
 
+/// Waits until the topics exist (whoever made them: the service or this call).
+async fn topics_ready(bootstrap: &str, topics: &service::config::kafka::Topics) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while ensure_topics(bootstrap, &topics.all()).await.unwrap().len() == 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service made no topics"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn two_group_record(n: u64) -> DetectionRecord {
     let image = |id: u64| json!({"groupId": id, "groupIndex": id, "imageBase64": "/9j/AA=="});
     let brief = |id: u64| GroupBrief {
@@ -137,19 +149,7 @@ async fn tasks_and_llm_worker_roles_answer_every_group_once_and_dead_letter_garb
     let topics = KafkaFile::default().topics;
     let producer = Producer::new(&bootstrap).unwrap();
     let detections = topics.detection_results.name.as_str();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while ensure_topics(&bootstrap, &topics.all())
-        .await
-        .unwrap()
-        .len()
-        == 5
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the service made no topics"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    topics_ready(&bootstrap, &topics).await;
     for n in 0..3 {
         let payload = encode_detection(&two_group_record(n)).unwrap();
         producer.send(detections, "9", &payload).await.unwrap();
@@ -278,19 +278,7 @@ async fn the_aggregator_merges_answers_in_any_order_and_publishes_partial_after_
         ("ALGO_AGGREGATION_TIMEOUT_SECONDS", "2"),
     ]);
     let topics = KafkaFile::default().topics;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while ensure_topics(&bootstrap, &topics.all())
-        .await
-        .unwrap()
-        .len()
-        == 5
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the service made no topics"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    topics_ready(&bootstrap, &topics).await;
     let producer = Producer::new(&bootstrap).unwrap();
     let outcome = |n: u64, group: u64| AssessmentOutcome {
         message_id: format!("result:9-x-{n}/{group}"),
@@ -565,19 +553,7 @@ async fn the_aggregator_rides_out_a_redis_restart_without_dead_letters() {
         ("ALGO_AGGREGATION_TIMEOUT_SECONDS", "30"),
     ]);
     let topics = KafkaFile::default().topics;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while ensure_topics(&bootstrap, &topics.all())
-        .await
-        .unwrap()
-        .len()
-        == 5
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the service made no topics"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    topics_ready(&bootstrap, &topics).await;
     let producer = Producer::new(&bootstrap).unwrap();
     let detections = topics.detection_results.name.clone();
     let results = topics.risk_assessment_results.name.clone();
