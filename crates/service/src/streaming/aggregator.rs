@@ -126,24 +126,13 @@ impl AggregatorHandler {
         let probe: serde_json::Value = serde_json::from_slice(&payload)
             .map_err(|e| HandleError::Permanent(format!("not JSON: {e}")))?;
         let mut c = self.shared.conn().await.map_err(unavailable)?;
-        let detection = if probe.get("taskId").is_some() {
+        let text = String::from_utf8_lossy(&payload).to_string();
+        // What to store: an answer under `r:{taskId}`, a record with its expected count.
+        let (detection, fields) = if probe.get("taskId").is_some() {
             let outcome: AssessmentOutcome =
                 decode(&payload).map_err(|e| HandleError::Permanent(e.to_string()))?;
-            let key = self.state_key(&outcome.detection_id);
-            let text = String::from_utf8_lossy(&payload).to_string();
-            let deadline = now_ms() + self.timeout.as_millis() as i64;
-            let _: () = redis::pipe()
-                .hset(&key, format!("r:{}", outcome.task_id), text)
-                .expire(&key, self.state_ttl())
-                .cmd("ZADD")
-                .arg(self.deadlines_key())
-                .arg("NX")
-                .arg(deadline)
-                .arg(&outcome.detection_id)
-                .query_async(&mut c)
-                .await
-                .map_err(unavailable)?;
-            outcome.detection_id
+            let field = format!("r:{}", outcome.task_id);
+            (outcome.detection_id, vec![(field, text)])
         } else {
             let record: DetectionRecord =
                 decode(&payload).map_err(|e| HandleError::Permanent(e.to_string()))?;
@@ -151,23 +140,26 @@ impl AggregatorHandler {
             if expected == 0 {
                 return Ok(Vec::new());
             }
-            let key = self.state_key(&record.detection_id);
-            let deadline = now_ms() + self.timeout.as_millis() as i64;
-            let text = String::from_utf8_lossy(&payload).to_string();
-            let _: () = redis::pipe()
-                .hset(&key, "record", text)
-                .hset(&key, "expected", expected)
-                .expire(&key, self.state_ttl())
-                .cmd("ZADD")
-                .arg(self.deadlines_key())
-                .arg("NX")
-                .arg(deadline)
-                .arg(&record.detection_id)
-                .query_async(&mut c)
-                .await
-                .map_err(unavailable)?;
-            record.detection_id
+            let fields = vec![
+                ("record".to_string(), text),
+                ("expected".to_string(), expected.to_string()),
+            ];
+            (record.detection_id, fields)
         };
+        // The deadline counts from a detection's first message, record or answer.
+        let key = self.state_key(&detection);
+        let deadline = now_ms() + self.timeout.as_millis() as i64;
+        let _: () = redis::pipe()
+            .hset_multiple(&key, &fields)
+            .expire(&key, self.state_ttl())
+            .cmd("ZADD")
+            .arg(self.deadlines_key())
+            .arg("NX")
+            .arg(deadline)
+            .arg(&detection)
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
         let stored = self.load(&mut c, &detection).await.map_err(unavailable)?;
         let Some(record) = &stored.record else {
             return Ok(Vec::new()); // answers before their detection: wait for it
