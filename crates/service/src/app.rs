@@ -24,6 +24,7 @@ use crate::http::{AppState, router};
 use crate::llm::camera::LlmLink;
 use crate::llm::pool::KeyPool;
 use crate::llm::prompt::PromptConfig;
+use crate::metrics::{InfoLabel, Metrics, Sources};
 
 /// How long cameras get to stop after the signal.
 pub const GRACE: Duration = Duration::from_secs(8);
@@ -80,7 +81,42 @@ pub fn analyzer(config: &Config) -> anyhow::Result<Analyzer> {
                 &config.kafka.instance_id,
             ))
         }),
+        metrics: {
+            let metrics = Metrics::new(&system_info(config));
+            let topics = config.kafka.file.topics.all();
+            metrics
+                .kafka
+                .show_topics(topics.iter().map(|t| t.name.as_str()));
+            metrics
+        },
     })
+}
+
+/// What `system_info` says about this process.
+fn system_info(config: &Config) -> InfoLabel {
+    InfoLabel {
+        version: env!("CARGO_PKG_VERSION"),
+        mode: mode(config),
+        model: config
+            .model
+            .path()
+            .file_name()
+            .map_or_else(|| "unknown".into(), |n| n.to_string_lossy().into_owned()),
+        llm_model: if config.llm_active() {
+            config.llm.model.clone()
+        } else {
+            "off".into()
+        },
+    }
+}
+
+/// `standalone` or `streaming`.
+fn mode(config: &Config) -> &'static str {
+    if config.kafka.enabled {
+        "streaming"
+    } else {
+        "standalone"
+    }
 }
 
 /// The API-key pool, when the LLM is on and has a key.
@@ -131,6 +167,8 @@ fn llm_link(config: &Config) -> anyhow::Result<Option<LlmLink>> {
 pub async fn serve(config: &Config) -> anyhow::Result<()> {
     let analyzer = Arc::new(analyzer(config)?);
     let publisher = analyzer.publisher.clone();
+    let publisher_stats = publisher.as_ref().map(|p| Arc::clone(&p.stats));
+    let metrics = Arc::clone(&analyzer.metrics);
     let llm_pool = match &analyzer.llm {
         Some(link) => Some(Arc::clone(&link.pool)),
         None if config.kafka.enabled => key_pool(config)?,
@@ -179,8 +217,8 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
         ));
         tracing::info!(url = %config.backend.base_url, "backend link on");
     }
-    if config.kafka.enabled {
-        crate::streaming::node::start(
+    let node = if config.kafka.enabled {
+        let stats = crate::streaming::node::start(
             config,
             llm_pool.clone(),
             crate::streaming::node::Local {
@@ -189,9 +227,13 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
             },
             &tracker,
             shutdown.child_token(),
+            Arc::clone(&metrics.kafka),
         )
         .await?;
-    }
+        Some(stats)
+    } else {
+        None
+    };
     let mut signals = Signals::install()?;
     let addr = (config.server.host.as_str(), config.server.port);
     let listener = TcpListener::bind(addr)
@@ -209,12 +251,17 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
         next_conn: Arc::new(AtomicU64::new(1)),
         shutdown: shutdown.clone(),
         policy: config.security.clone(),
-        mode: if config.kafka.enabled {
-            "streaming"
-        } else {
-            "standalone"
-        },
-        metrics: Arc::new(crate::metrics::registry(llm_pool)),
+        mode: mode(config),
+        metrics: Arc::new(crate::metrics::registry(
+            &metrics,
+            Sources {
+                pool: llm_pool,
+                hub: Some(Arc::clone(&hub)),
+                node,
+                publisher: publisher_stats,
+            },
+        )),
+        stats: Arc::clone(&metrics),
     };
     let app = router(state, &config.server.cors_origins);
     let stop = shutdown.clone();

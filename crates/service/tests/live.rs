@@ -8,90 +8,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
+use support::ws::{Client, start};
 use support::{RtspServer, Service, http, media};
 use tokio_tungstenite::tungstenite::Message;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-struct Client {
-    ws: Ws,
-}
-
-impl Client {
-    /// Connects and checks that `connection_ack` comes first.
-    async fn connect(service: &Service) -> Self {
-        let (ws, _) = tokio_tungstenite::connect_async(service.ws_url())
-            .await
-            .unwrap();
-        let mut c = Self { ws };
-        let ack = c.recv(Duration::from_secs(5)).await;
-        assert_eq!(ack["type"], "connection_ack", "{ack}");
-        assert_eq!(ack["data"]["message"], "WS connected (pipeline ready)");
-        c
-    }
-
-    async fn send(&mut self, v: Value) {
-        self.ws
-            .send(Message::Text(v.to_string().into()))
-            .await
-            .unwrap();
-    }
-
-    async fn send_raw(&mut self, m: Message) {
-        self.ws.send(m).await.unwrap();
-    }
-
-    /// The next JSON message within `within`.
-    async fn recv(&mut self, within: Duration) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let msg = tokio::time::timeout(left, self.ws.next())
-                .await
-                .unwrap_or_else(|_| panic!("no message within {within:?}"))
-                .expect("connection open")
-                .unwrap();
-            match msg {
-                Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
-                Message::Close(f) => panic!("closed by server: {f:?}"),
-                _ => {}
-            }
-        }
-    }
-
-    /// The next message of type `ty`, skipping others.
-    async fn recv_type(&mut self, ty: &str, within: Duration) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no {ty} within {within:?}");
-            let v = self.recv(left).await;
-            if v["type"] == ty {
-                return v;
-            }
-        }
-    }
-
-    /// The next `camera_status` with `state`, skipping others.
-    async fn recv_state(&mut self, state: &str, within: Duration) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no state {state} within {within:?}");
-            let v = self.recv_type("camera_status", left).await;
-            if v["data"]["state"] == state {
-                return v;
-            }
-        }
-    }
-}
-
-fn start(camera_id: i64, url: &str) -> Value {
-    json!({"type": "start_stream", "data": {"cameraId": camera_id, "rtspUrl": url}})
-}
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -810,9 +731,14 @@ async fn llm_answers_attach_to_their_group_and_a_slow_llm_never_delays_results()
     assert!(cams["data"][0]["llm"]["answers"].as_u64().unwrap() >= 1);
 
     // The metrics say the same.
-    let (status, head, text) = http(&service.addr, "GET", "/metrics", &[]);
+    let accept = [(
+        "Accept",
+        "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+    )];
+    let (status, head, text) = http(&service.addr, "GET", "/metrics", &accept);
     assert_eq!(status, 200);
     assert!(head.contains("application/openmetrics-text"), "{head}");
+    assert!(text.ends_with("# EOF\n"));
     let value = |line: &str| -> f64 {
         text.lines()
             .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())

@@ -530,6 +530,40 @@ async fn three_processes_give_every_detection_its_merged_result_even_when_a_work
         with_groups.len(),
         "a detection lost its merged result"
     );
+
+    // Each process's metrics tell its part: the front sent detections and tasks, read them back
+    // and merged; the surviving worker processed tasks; consumers report their lag.
+    let (_, _, text) = support::http(&front.addr, "GET", "/metrics", &[]);
+    let m = support::metric_samples(&text);
+    let value = |m: &HashMap<String, f64>, series: &str| m.get(series).copied().unwrap_or(0.0);
+    for series in [
+        "kafka_messages_sent_total{topic=\"detection-results\"}",
+        "kafka_messages_sent_total{topic=\"assessment-tasks\"}",
+        "kafka_messages_received_total{topic=\"detection-results\"}",
+        "kafka_messages_received_total{topic=\"risk-assessment-results\"}",
+        "tasks_generated_total",
+        "aggregations_total{outcome=\"complete\"}",
+    ] {
+        assert!(value(&m, series) > 0.0, "{series} in\n{text}");
+    }
+    assert!(
+        m.keys()
+            .any(|s| s.starts_with("kafka_consumer_lag{topic=\"detection-results\"")),
+        "{text}"
+    );
+    let complaints = support::promtool_check(&text);
+    assert!(complaints.is_empty(), "promtool: {complaints}");
+    let survivor = workers.values().next().expect("one worker left");
+    let (_, _, text) = support::http(&survivor.addr, "GET", "/metrics", &[]);
+    let m = support::metric_samples(&text);
+    assert!(
+        value(&m, "tasks_processed_total{outcome=\"done\"}") > 0.0,
+        "{text}"
+    );
+    assert!(
+        value(&m, "llm_requests_total{status=\"success\"}") > 0.0,
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use vision::scene::{RiskLevel, Scene, SceneFrame};
+use vision::scene::{Alert, RiskLevel, Scene, SceneFrame};
 use vision::{BBox, Detection};
 
 use super::decode::{DecodeError, encode_jpeg};
@@ -14,6 +14,7 @@ use super::result::{FrameResult, ModelFacts, detection_result};
 use crate::http::protocol::CameraId;
 use crate::imageio::RgbFrame;
 use crate::llm::camera::CameraLlm;
+use crate::llm::parse::Finding;
 
 /// Longest side of a group crop (SPEC section 4).
 pub const MAX_CROP_SIDE: u32 = 1280;
@@ -110,6 +111,20 @@ pub struct Judged {
     pub scene: SceneFrame,
     /// A `high` alert fired on this very frame (not carried over): the alert pause applies.
     pub fresh_high: bool,
+    /// The frame's stream time.
+    pub stream_time: f64,
+    /// The LLM's findings at `medium` or above that arrived with this frame.
+    pub fresh_llm_findings: Vec<Finding>,
+}
+
+impl Judged {
+    /// Rule alerts that started on this frame (not carried over from an earlier one).
+    pub fn new_alerts(&self) -> impl Iterator<Item = &Alert> {
+        self.scene
+            .alerts
+            .iter()
+            .filter(|a| !a.stale && a.started_at == self.stream_time)
+    }
 }
 
 /// Runs the scene on a frame's detections, encodes the evidence, offers the frame to the
@@ -159,9 +174,21 @@ pub fn judge_frame(
         },
         facts,
     );
-    let llm_high = verdict.as_ref().is_some_and(|(v, fresh)| {
-        *fresh && v.answer.results.iter().any(|f| f.level == RiskLevel::High)
-    });
+    let fresh_llm_findings: Vec<Finding> = verdict
+        .as_ref()
+        .filter(|(_, fresh)| *fresh)
+        .map(|(v, _)| {
+            v.answer
+                .results
+                .iter()
+                .filter(|f| f.level >= RiskLevel::Medium)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let llm_high = fresh_llm_findings
+        .iter()
+        .any(|f| f.level == RiskLevel::High);
     let fresh_high = llm_high
         || judged
             .alerts
@@ -171,6 +198,8 @@ pub fn judge_frame(
         text,
         scene: judged,
         fresh_high,
+        stream_time: input.stream_time,
+        fresh_llm_findings,
     })
 }
 

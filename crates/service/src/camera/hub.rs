@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -26,10 +26,29 @@ pub const SERVICE: ConnId = 0;
 /// Messages buffered per camera for slow watchers before they start losing (and counting) them.
 const EVENT_CAPACITY: usize = 16;
 
+/// One message to a camera's watchers.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The JSON text.
+    pub text: Arc<str>,
+    /// When the frame a `detection_result` describes arrived (for end-to-end latency).
+    pub captured: Option<Instant>,
+}
+
+impl Event {
+    /// A message about no particular frame.
+    pub fn text(text: impl Into<Arc<str>>) -> Self {
+        Self {
+            text: text.into(),
+            captured: None,
+        }
+    }
+}
+
 struct Camera {
     url: String,
     info: Arc<Mutex<CameraInfo>>,
-    events: broadcast::Sender<Arc<str>>,
+    events: broadcast::Sender<Event>,
     cancel: CancellationToken,
     watchers: HashSet<ConnId>,
 }
@@ -40,7 +59,7 @@ pub struct Subscription {
     /// Camera id.
     pub camera_id: CameraId,
     /// The camera's messages from now on.
-    pub events: broadcast::Receiver<Arc<str>>,
+    pub events: broadcast::Receiver<Event>,
     /// The current `camera_status` message, to send first.
     pub status: String,
 }
@@ -183,6 +202,7 @@ impl CameraHub {
     }
 
     fn spawn(&self, id: CameraId, url: url::Url, cam: &mut Camera) {
+        tracing::info!(camera = id, url = %redact(url.as_str()), "camera started");
         let task = CameraTask {
             id,
             url,
@@ -190,6 +210,7 @@ impl CameraHub {
             info: Arc::clone(&cam.info),
             events: cam.events.clone(),
             cancel: cam.cancel.clone(),
+            metrics: self.analyzer.metrics.camera(id),
             analyzer: Arc::clone(&self.analyzer),
         };
         self.tracker.spawn(run(task));
@@ -266,7 +287,7 @@ impl CameraHub {
     pub fn deliver(&self, id: CameraId, message: &str) -> bool {
         match self.lock().get(&id) {
             Some(cam) => {
-                let _ = cam.events.send(message.into());
+                let _ = cam.events.send(Event::text(message));
                 true
             }
             None => false,

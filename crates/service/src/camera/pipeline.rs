@@ -19,13 +19,15 @@ use vision::scene::{Scene, SceneConfig};
 use vision::worker::InferenceWorker;
 
 use super::decode::VideoDecoder;
-use super::evidence::{FrameInput, judge_frame};
+use super::evidence::{FrameInput, Judged, judge_frame};
+use super::hub::Event;
 use super::result::ModelFacts;
 use super::sampler::{Decision, DecodeJob, Sampler};
 use super::source::{Source, SourceError};
 use super::state::{CameraInfo, State};
 use crate::http::protocol::{CameraId, stream_stopped};
 use crate::llm::camera::{CameraLlm, LlmLink};
+use crate::metrics::{CameraMetrics, Metrics};
 use vision::scene::is_vehicle;
 
 /// No frame for this long means the stream is dead, even with the socket open.
@@ -50,6 +52,8 @@ pub struct Analyzer {
     pub llm: Option<Arc<LlmLink>>,
     /// Streaming mode's detector role: frames go to the broker too.
     pub publisher: Option<Arc<crate::streaming::detector::DetectionPublisher>>,
+    /// The metric families cameras update.
+    pub metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Analyzer {
@@ -59,6 +63,9 @@ impl std::fmt::Debug for Analyzer {
             .finish_non_exhaustive()
     }
 }
+
+/// A sampled decode job and when its last frame arrived.
+type Sampled = (DecodeJob, Instant);
 
 /// Everything one camera task needs.
 #[derive(Clone)]
@@ -72,11 +79,13 @@ pub struct CameraTask {
     /// Shared state for `/api/cameras`.
     pub info: Arc<Mutex<CameraInfo>>,
     /// Messages to the camera's watchers.
-    pub events: broadcast::Sender<Arc<str>>,
+    pub events: broadcast::Sender<Event>,
     /// Stops this camera.
     pub cancel: CancellationToken,
     /// Shared analysis.
     pub analyzer: Arc<Analyzer>,
+    /// This camera's metric handles.
+    pub metrics: CameraMetrics,
 }
 
 impl CameraTask {
@@ -96,8 +105,13 @@ impl CameraTask {
             info.message = message.to_string();
             info.status_message()
         };
-        tracing::info!(camera = self.id, ?state, message, "camera state");
-        let _ = self.events.send(msg.into());
+        tracing::info!(
+            camera = self.id,
+            state = state.as_str(),
+            reason = message,
+            "camera state"
+        );
+        let _ = self.events.send(Event::text(msg));
     }
 }
 
@@ -133,7 +147,7 @@ impl Backoff {
 
 /// Runs the camera until its token is cancelled, reconnecting forever.
 pub async fn run(task: CameraTask) {
-    let (job_tx, job_rx) = mpsc::sync_channel::<DecodeJob>(1);
+    let (job_tx, job_rx) = mpsc::sync_channel::<Sampled>(1);
     // Stream time (ms) before which no sample is due: set by analysis, taken by the sampler.
     let pause = Arc::new(AtomicU64::new(0));
     let analysis = {
@@ -164,10 +178,12 @@ pub async fn run(task: CameraTask) {
             // A file without `loop` is done: tell the watchers, do not reconnect.
             let _ = task
                 .events
-                .send(stream_stopped(task.id, "Source ended").into());
+                .send(Event::text(stream_stopped(task.id, "Source ended")));
             break;
         }
         tracing::warn!(camera = task.id, error = %err, "camera source failed");
+        task.metrics.error("source");
+        task.metrics.reconnects.inc();
         task.update(|i| {
             i.reconnects += 1;
             i.last_error = Some(err.to_string());
@@ -196,7 +212,7 @@ pub async fn run(task: CameraTask) {
 /// Connects and streams until something fails; returns why, and whether the source was finite.
 async fn run_once(
     task: &CameraTask,
-    jobs: &SyncSender<DecodeJob>,
+    jobs: &SyncSender<Sampled>,
     pause: &AtomicU64,
     backoff: &mut Backoff,
 ) -> (SourceError, bool) {
@@ -215,7 +231,7 @@ async fn run_once(
 async fn stream(
     task: &CameraTask,
     source: &mut Source,
-    jobs: &SyncSender<DecodeJob>,
+    jobs: &SyncSender<Sampled>,
     pause: &AtomicU64,
     backoff: &mut Backoff,
 ) -> SourceError {
@@ -233,26 +249,32 @@ async fn stream(
             task.set_state(State::Online, "streaming");
         }
         task.update(|i| i.frames_received += 1);
+        task.metrics.frames_received.inc();
         let until = pause.swap(0, Ordering::Relaxed);
         if until > 0 {
             sampler.pause_until(Duration::from_millis(until));
         }
         match sampler.push(frame) {
             Decision::Wait => {}
-            Decision::Decode(job) => match jobs.try_send(job) {
+            Decision::Decode(job) => match jobs.try_send((job, Instant::now())) {
                 Ok(()) => {}
-                Err(TrySendError::Full(_)) => task.update(|i| i.frames_dropped += 1),
+                Err(TrySendError::Full(_)) => dropped(task, 1),
                 Err(TrySendError::Disconnected(_)) => {
                     return SourceError::Stream("analysis thread stopped".into());
                 }
             },
-            Decision::Overflow(n) => task.update(|i| i.frames_dropped += n as u64),
+            Decision::Overflow(n) => dropped(task, n as u64),
         }
     }
 }
 
+fn dropped(task: &CameraTask, n: u64) {
+    task.update(|i| i.frames_dropped += n);
+    task.metrics.frames_dropped.inc_by(n);
+}
+
 /// The camera's analysis thread: decode, detect, judge, broadcast.
-fn analysis_loop(task: &CameraTask, jobs: &Receiver<DecodeJob>, pause: &AtomicU64) {
+fn analysis_loop(task: &CameraTask, jobs: &Receiver<Sampled>, pause: &AtomicU64) {
     let mut decoder = match VideoDecoder::new() {
         Ok(d) => d,
         Err(e) => {
@@ -263,7 +285,9 @@ fn analysis_loop(task: &CameraTask, jobs: &Receiver<DecodeJob>, pause: &AtomicU6
     let analyzer = &task.analyzer;
     let mut scene = Scene::new(analyzer.scene);
     let llm = analyzer.llm.clone().map(CameraLlm::new);
-    for job in jobs {
+    let metrics = &task.metrics;
+    let mut last_decoded = 0;
+    for (job, captured) in jobs {
         let started = Instant::now();
         let stream_time = job.frames.last().map_or(0.0, |f| f.pts.as_secs_f64());
         let frame = match decoder.decode(&job) {
@@ -271,23 +295,31 @@ fn analysis_loop(task: &CameraTask, jobs: &Receiver<DecodeJob>, pause: &AtomicU6
             Ok(None) => continue,
             Err(e) => {
                 tracing::warn!(camera = task.id, error = %e, "decode failed");
+                metrics.error("decode");
                 task.update(|i| i.last_error = Some(e.to_string()));
                 continue;
             }
         };
-        task.update(|i| i.frames_decoded = decoder.frames_decoded());
+        let decoded = decoder.frames_decoded();
+        metrics.frames_decoded.inc_by(decoded - last_decoded);
+        last_decoded = decoded;
+        task.update(|i| i.frames_decoded = decoded);
         let shared = Arc::clone(&frame);
+        let detect_started = Instant::now();
         let detections = match analyzer.worker.run(move |d| d.detect(shared.view())) {
             Ok(Ok(out)) => out.detections,
             Ok(Err(e)) => {
                 tracing::warn!(camera = task.id, error = %e, "detection failed");
+                metrics.error("detect");
                 continue;
             }
             Err(e) => {
                 tracing::error!(camera = task.id, error = %e, "inference unavailable");
+                metrics.error("inference");
                 return;
             }
         };
+        let detect_time = detect_started.elapsed();
         let input = FrameInput {
             camera_id: task.id,
             frame: &frame,
@@ -300,9 +332,16 @@ fn analysis_loop(task: &CameraTask, jobs: &Receiver<DecodeJob>, pause: &AtomicU6
             Ok(judged) => judged,
             Err(e) => {
                 tracing::warn!(camera = task.id, error = %e, "JPEG encode failed");
+                metrics.error("encode");
                 continue;
             }
         };
+        metrics.analysed(
+            detect_time,
+            detections.iter().map(|d| d.label.as_str()),
+            judged.scene.groups.len(),
+        );
+        count_alerts(metrics, &judged);
         if judged.fresh_high {
             let until = stream_time + analyzer.alert_pause.as_secs_f64();
             pause.store((until * 1000.0).ceil() as u64, Ordering::Relaxed);
@@ -322,7 +361,28 @@ fn analysis_loop(task: &CameraTask, jobs: &Receiver<DecodeJob>, pause: &AtomicU6
             Some(p) => p.publish(task.id, judged.text, &detections, &judged.scene),
             None => judged.text,
         };
-        let _ = task.events.send(text.into());
+        let _ = task.events.send(Event {
+            text: text.into(),
+            captured: Some(captured),
+        });
+    }
+}
+
+/// Counts the alerts a frame raised: rules that fired anew and the LLM's fresh findings.
+fn count_alerts(metrics: &CameraMetrics, judged: &Judged) {
+    for alert in judged.new_alerts() {
+        metrics.alert(
+            alert.hit.level.as_str(),
+            "rules",
+            std::iter::once(alert.hit.kind.as_str()),
+        );
+    }
+    for finding in &judged.fresh_llm_findings {
+        metrics.alert(
+            finding.level.as_str(),
+            "llm",
+            finding.risk_types.iter().map(String::as_str),
+        );
     }
 }
 

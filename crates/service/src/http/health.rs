@@ -18,7 +18,7 @@ pub async fn health_check(State(state): State<AppState>) -> Response {
         "llmEnabled": state.llm_enabled,
         "mode": state.mode,
         // Messages not delivered to slow WebSocket clients since start (beyond SPEC 3).
-        "wsMessagesDropped": super::ws::DROPPED_MESSAGES.load(std::sync::atomic::Ordering::Relaxed),
+        "wsMessagesDropped": state.stats.ws_dropped.get(),
     }))
 }
 

@@ -1,9 +1,10 @@
-//! The HTTP side: the router (health, cameras, metrics, `/ws`), the `{code,msg,data}` envelope for every
+//! The HTTP side: the router (live page, health, cameras, metrics, `/ws`), the `{code,msg,data}` envelope for every
 //! JSON answer including 404 and 405, and CORS.
 
 pub mod error;
 pub mod health;
 pub mod protocol;
+pub mod web;
 pub mod ws;
 
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub mode: &'static str,
     /// What `/metrics` shows.
     pub metrics: Arc<prometheus_client::registry::Registry>,
+    /// The families the sessions update.
+    pub stats: Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -51,6 +54,9 @@ impl std::fmt::Debug for AppState {
 /// The whole router.
 pub fn router(state: AppState, cors_origins: &[String]) -> Router {
     Router::new()
+        .route("/", get(web::index))
+        .route("/static/app.js", get(web::app_js))
+        .route("/static/style.css", get(web::style))
         .route("/api/health/health_check", get(health::health_check))
         .route("/api/cameras", get(health::cameras))
         .route("/metrics", get(metrics))
@@ -61,17 +67,27 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         .with_state(state)
 }
 
-/// `GET /metrics`: the OpenMetrics text exposition.
+/// `GET /metrics`: OpenMetrics when the scraper asks for it (Prometheus does), else the classic
+/// Prometheus text format.
 async fn metrics(
     axum::extract::State(state): axum::extract::State<AppState>,
+    headers: axum::http::HeaderMap,
 ) -> impl axum::response::IntoResponse {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        crate::metrics::render(&state.metrics),
-    )
+    use crate::metrics::{OPENMETRICS, PROMETHEUS_TEXT, render, to_prometheus_text};
+    let openmetrics = headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let text = render(&state.metrics);
+    if openmetrics {
+        ([(axum::http::header::CONTENT_TYPE, OPENMETRICS)], text)
+    } else {
+        (
+            [(axum::http::header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+            to_prometheus_text(&text),
+        )
+    }
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

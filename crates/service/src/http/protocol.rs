@@ -49,6 +49,20 @@ pub enum ClientMessage {
     },
 }
 
+impl ClientMessage {
+    /// The message's `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Ping => "ping",
+            Self::StartStream { .. } => "start_stream",
+            Self::StopStream { .. } => "stop_stream",
+            Self::CheckCamera { .. } => "check_camera",
+            Self::Subscribe { .. } => "subscribe",
+            Self::Unsubscribe { .. } => "unsubscribe",
+        }
+    }
+}
+
 /// The error codes of SPEC section 4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {

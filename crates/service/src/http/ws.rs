@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::extract::State;
@@ -19,16 +19,30 @@ use tokio_util::sync::CancellationToken;
 use super::AppState;
 use super::protocol::{self, CameraId, ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, ProtocolError};
 use crate::camera::check::probe;
-use crate::camera::hub::{ConnId, Subscription};
+use crate::camera::hub::{ConnId, Event, Subscription};
 use crate::camera::state::{State as CamState, camera_status};
+use crate::metrics::Metrics;
 
 /// Outbound messages queued per client before new ones are dropped. A `detection_result` with
 /// its frame is 50-300 KB, so this bounds a stuck client to a few MB beside the kernel's socket
 /// buffers; a client watching four cameras at 1.8 s has several seconds of slack.
 pub const OUTBOUND_CAPACITY: usize = 16;
 
-/// Messages dropped for slow clients since start (all connections).
-pub static DROPPED_MESSAGES: AtomicU64 = AtomicU64::new(0);
+/// One message on its way to a client, with the arrival time of the frame it describes.
+#[derive(Debug)]
+struct Outbound {
+    msg: Message,
+    captured: Option<Instant>,
+}
+
+impl Outbound {
+    fn text(text: impl Into<axum::extract::ws::Utf8Bytes>) -> Self {
+        Self {
+            msg: Message::Text(text.into()),
+            captured: None,
+        }
+    }
+}
 
 /// Upgrades to a WebSocket session.
 pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
@@ -42,14 +56,14 @@ pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Res
 struct Session {
     conn: ConnId,
     state: AppState,
-    out: mpsc::Sender<Message>,
+    out: mpsc::Sender<Outbound>,
     forwarders: HashMap<CameraId, CancellationToken>,
 }
 
 impl Session {
     fn send(&self, text: String) {
-        if self.out.try_send(Message::Text(text.into())).is_err() {
-            DROPPED_MESSAGES.fetch_add(1, Ordering::Relaxed);
+        if self.out.try_send(Outbound::text(text)).is_err() {
+            self.state.stats.ws_dropped.inc();
         }
     }
 
@@ -64,7 +78,12 @@ impl Session {
         if let Some(old) = self.forwarders.insert(sub.camera_id, token.clone()) {
             old.cancel();
         }
-        tokio::spawn(forward(sub.events, self.out.clone(), token));
+        tokio::spawn(forward(
+            sub.events,
+            self.out.clone(),
+            token,
+            Arc::clone(&self.state.stats),
+        ));
     }
 
     fn unwatch(&mut self, camera_id: CameraId) -> bool {
@@ -77,8 +96,12 @@ impl Session {
     fn handle_text(&mut self, text: &str) {
         let msg = match protocol::parse(text) {
             Ok(msg) => msg,
-            Err(e) => return self.send_error(&e),
+            Err(e) => {
+                self.state.stats.ws_message("invalid");
+                return self.send_error(&e);
+            }
         };
+        self.state.stats.ws_message(msg.kind());
         match msg {
             ClientMessage::Ping => self.send(protocol::pong()),
             ClientMessage::StartStream { camera_id, url } => {
@@ -108,6 +131,7 @@ impl Session {
             ClientMessage::CheckCamera { camera_id, url } => {
                 let out = self.out.clone();
                 let policy = self.state.policy.clone();
+                let stats = Arc::clone(&self.state.stats);
                 tokio::spawn(async move {
                     let text = match probe(&url, &policy).await {
                         Ok(latency) => camera_status(
@@ -118,8 +142,8 @@ impl Session {
                         ),
                         Err(e) => camera_status(camera_id, CamState::Offline, &e.to_string(), None),
                     };
-                    if out.try_send(Message::Text(text.into())).is_err() {
-                        DROPPED_MESSAGES.fetch_add(1, Ordering::Relaxed);
+                    if out.try_send(Outbound::text(text)).is_err() {
+                        stats.ws_dropped.inc();
                     }
                 });
             }
@@ -137,9 +161,10 @@ fn unknown(camera_id: CameraId) -> ProtocolError {
 
 /// Copies one camera's broadcast into a client's queue until cancelled.
 async fn forward(
-    mut events: broadcast::Receiver<Arc<str>>,
-    out: mpsc::Sender<Message>,
+    mut events: broadcast::Receiver<Event>,
+    out: mpsc::Sender<Outbound>,
     cancel: CancellationToken,
+    stats: Arc<Metrics>,
 ) {
     loop {
         let msg = tokio::select! {
@@ -147,16 +172,20 @@ async fn forward(
             msg = events.recv() => msg,
         };
         match msg {
-            Ok(text) => {
-                if out.try_send(Message::Text(text.as_ref().into())).is_err() {
+            Ok(event) => {
+                let item = Outbound {
+                    msg: Message::Text(event.text.as_ref().into()),
+                    captured: event.captured,
+                };
+                if out.try_send(item).is_err() {
                     if out.is_closed() {
                         return;
                     }
-                    DROPPED_MESSAGES.fetch_add(1, Ordering::Relaxed);
+                    stats.ws_dropped.inc();
                 }
             }
             Err(broadcast::error::RecvError::Lagged(n)) => {
-                DROPPED_MESSAGES.fetch_add(n, Ordering::Relaxed);
+                stats.ws_dropped.inc_by(n);
             }
             Err(broadcast::error::RecvError::Closed) => return,
         }
@@ -166,14 +195,24 @@ async fn forward(
 async fn session(socket: WebSocket, state: AppState) {
     let conn = state.next_conn.fetch_add(1, Ordering::Relaxed);
     let (mut sink, mut stream) = socket.split();
-    let (out, mut out_rx) = mpsc::channel::<Message>(OUTBOUND_CAPACITY);
+    let (out, mut out_rx) = mpsc::channel::<Outbound>(OUTBOUND_CAPACITY);
+    let stats = Arc::clone(&state.stats);
+    stats.ws_connections.inc();
+    stats.ws_clients.inc();
     let writer = tokio::spawn(async move {
-        while let Some(msg) = out_rx.recv().await {
-            if sink.send(msg).await.is_err() {
+        while let Some(item) = out_rx.recv().await {
+            if sink.send(item.msg).await.is_err() {
                 break;
+            }
+            stats.ws_sent.inc();
+            if let Some(captured) = item.captured {
+                stats
+                    .end_to_end_latency
+                    .observe(captured.elapsed().as_secs_f64());
             }
         }
         let _ = sink.close().await;
+        stats.ws_clients.dec();
     });
     let heartbeat = state.heartbeat;
     let shutdown = state.shutdown.clone();
@@ -197,7 +236,8 @@ async fn session(socket: WebSocket, state: AppState) {
                     tracing::info!(conn, "websocket client silent for 3 heartbeats; closing");
                     break;
                 }
-                let _ = s.out.try_send(Message::Ping(Default::default()));
+                let ping = Outbound { msg: Message::Ping(Default::default()), captured: None };
+                let _ = s.out.try_send(ping);
                 continue;
             }
             msg = stream.next() => msg,
@@ -206,10 +246,13 @@ async fn session(socket: WebSocket, state: AppState) {
         last_seen = Instant::now();
         match msg {
             Message::Text(text) => s.handle_text(text.as_str()),
-            Message::Binary(_) => s.send_error(&ProtocolError::new(
-                ErrorCode::InvalidJson,
-                "binary frames are not accepted: send JSON text",
-            )),
+            Message::Binary(_) => {
+                s.state.stats.ws_message("invalid");
+                s.send_error(&ProtocolError::new(
+                    ErrorCode::InvalidJson,
+                    "binary frames are not accepted: send JSON text",
+                ));
+            }
             Message::Close(_) => break,
             Message::Ping(_) | Message::Pong(_) => {}
         }

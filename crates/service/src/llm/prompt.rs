@@ -34,8 +34,9 @@ unusual but not yet dangerous; \"medium\" dangerous if it goes on, someone may h
 Answer with JSON only, no prose and no code fences, exactly: {\"hasDangerousDriving\": bool, \
 \"maxRiskLevel\": \"none\"|\"low\"|\"medium\"|\"high\", \"results\": [{\"groupIndex\": int (the \
 group's number in the text), \"description\": string (one sentence), \"riskLevel\": \
-\"none\"|\"low\"|\"medium\"|\"high\", \"confidence\": number 0-1, \"riskTypes\": [string], \
-\"dangerObjectCount\": int, \"triggerObjectIds\": [track ids from the text]}]}. Give one result \
+\"none\"|\"low\"|\"medium\"|\"high\", \"confidence\": number 0-1, \"riskTypes\": [any of \
+tailgating, pedestrian_conflict, wrong_way, sudden_stop, illegal_stop, congestion, speeding, \
+cut_in, red_light, unsafe_lane_change, other], \"dangerObjectCount\": int, \"triggerObjectIds\": [track ids from the text]}]}. Give one result \
 per group.";
 
 /// How requests are built.

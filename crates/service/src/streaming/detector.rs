@@ -180,7 +180,7 @@ pub async fn forward_merged(
     let mut order: VecDeque<String> = VecDeque::new();
     loop {
         let received = tokio::select! {
-            r = consumer.inner.recv() => r,
+            r = consumer.recv() => r,
             () = shutdown.cancelled() => return,
         };
         let msg = match received {

@@ -4,18 +4,22 @@
 //! groups with manual commits. Messages are keyed by camera id so one camera's messages stay in
 //! order on one partition.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::kafka::TopicSpec;
+use crate::metrics::{KafkaMetrics, LagLabel};
 
 /// How long a send may wait in the producer's queue for the broker.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,6 +91,7 @@ pub async fn ensure_topics(
 #[derive(Clone)]
 pub struct Producer {
     inner: FutureProducer,
+    metrics: Arc<KafkaMetrics>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -99,6 +104,11 @@ impl Producer {
     /// A producer for `bootstrap`: acks from all in-sync replicas; not idempotent (Tansu lacks
     /// producer ids), consumers drop duplicates by `messageId` instead.
     pub fn new(bootstrap: &str) -> Result<Self, BrokerError> {
+        Self::with_metrics(bootstrap, Arc::default())
+    }
+
+    /// [`Producer::new`], counting sends and errors in `metrics`.
+    pub fn with_metrics(bootstrap: &str, metrics: Arc<KafkaMetrics>) -> Result<Self, BrokerError> {
         let inner = client_config(bootstrap)
             .set("acks", "all")
             .set("enable.idempotence", "false")
@@ -107,7 +117,12 @@ impl Producer {
             .set("message.timeout.ms", "30000")
             .create()
             .map_err(err("cannot create the Kafka producer"))?;
-        Ok(Self { inner })
+        Ok(Self { inner, metrics })
+    }
+
+    /// Where this producer counts its sends (consumers of the same process count there too).
+    pub fn metrics(&self) -> Arc<KafkaMetrics> {
+        Arc::clone(&self.metrics)
     }
 
     /// Sends `payload` to `topic` keyed by `key`; returns once the broker has it, with the
@@ -119,7 +134,9 @@ impl Producer {
         payload: &[u8],
     ) -> Result<(i32, i64), BrokerError> {
         let record = FutureRecord::to(topic).key(key).payload(payload);
-        match self.inner.send(record, SEND_TIMEOUT).await {
+        let sent = self.inner.send(record, SEND_TIMEOUT).await;
+        self.metrics.on_send(topic, sent.is_ok());
+        match sent {
             Ok(d) => Ok((d.partition, d.offset)),
             Err((source, _)) => Err(BrokerError {
                 what: format!("cannot send to {topic}"),
@@ -129,10 +146,44 @@ impl Producer {
     }
 }
 
+/// Keeps `kafka_consumer_lag` from librdkafka's statistics (every [`STATS_INTERVAL_MS`]).
+pub struct LagContext {
+    group: String,
+    metrics: Arc<KafkaMetrics>,
+}
+
+/// How often librdkafka reports statistics (the consumer lag among them).
+pub const STATS_INTERVAL_MS: u32 = 5000;
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in &statistics.topics {
+            // Partition -1 is librdkafka's internal "unassigned" queue; a lag of -1 is unknown.
+            let known: Vec<i64> = t
+                .partitions
+                .values()
+                .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+                .map(|p| p.consumer_lag)
+                .collect();
+            if known.is_empty() {
+                continue;
+            }
+            let label = LagLabel {
+                topic: topic.clone(),
+                group: self.group.clone(),
+            };
+            self.metrics.set_lag(label, known.iter().sum());
+        }
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
 /// A consumer in a consumer group, committing by hand.
 pub struct GroupConsumer {
     /// The client.
-    pub inner: StreamConsumer,
+    pub inner: StreamConsumer<LagContext>,
+    metrics: Arc<KafkaMetrics>,
 }
 
 impl std::fmt::Debug for GroupConsumer {
@@ -144,7 +195,21 @@ impl std::fmt::Debug for GroupConsumer {
 impl GroupConsumer {
     /// Joins `group` reading `topics` from the earliest uncommitted message.
     pub fn new(bootstrap: &str, group: &str, topics: &[&str]) -> Result<Self, BrokerError> {
-        let inner: StreamConsumer = client_config(bootstrap)
+        Self::with_metrics(bootstrap, group, topics, Arc::default())
+    }
+
+    /// [`GroupConsumer::new`], counting messages and lag in `metrics`.
+    pub fn with_metrics(
+        bootstrap: &str,
+        group: &str,
+        topics: &[&str],
+        metrics: Arc<KafkaMetrics>,
+    ) -> Result<Self, BrokerError> {
+        let context = LagContext {
+            group: group.to_string(),
+            metrics: Arc::clone(&metrics),
+        };
+        let inner: StreamConsumer<LagContext> = client_config(bootstrap)
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -152,12 +217,20 @@ impl GroupConsumer {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("max.poll.interval.ms", "300000")
-            .create()
+            .set("statistics.interval.ms", STATS_INTERVAL_MS.to_string())
+            .create_with_context(context)
             .map_err(err("cannot create the Kafka consumer"))?;
         inner
             .subscribe(topics)
             .map_err(err(format!("cannot subscribe to {}", topics.join(", "))))?;
-        Ok(Self { inner })
+        Ok(Self { inner, metrics })
+    }
+
+    /// The next message (counted in `kafka_messages_received_total`).
+    pub async fn recv(&self) -> Result<BorrowedMessage<'_>, KafkaError> {
+        let msg = self.inner.recv().await?;
+        self.metrics.on_receive(msg.topic());
+        Ok(msg)
     }
 
     /// Commits `position` (the next offset to read) of a partition.

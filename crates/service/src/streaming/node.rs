@@ -21,6 +21,7 @@ use crate::camera::hub::CameraHub;
 use crate::config::Config;
 use crate::config::kafka::Role;
 use crate::llm::pool::KeyPool;
+use crate::metrics::KafkaMetrics;
 
 /// LLM tasks one llm-worker process handles at once (the key pool enforces the real limits).
 pub const WORKER_CONCURRENCY: usize = 256;
@@ -58,6 +59,7 @@ pub async fn start(
     local: Local,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
+    kafka_metrics: Arc<KafkaMetrics>,
 ) -> anyhow::Result<Arc<NodeStats>> {
     let k = &config.kafka;
     let roles = &k.roles;
@@ -71,7 +73,7 @@ pub async fn start(
     let shared = Shared::connect(url.expose(), &k.file.group_prefix)
         .await
         .context("cannot connect to Redis")?;
-    let producer = Producer::new(&k.bootstrap_servers)?;
+    let producer = Producer::with_metrics(&k.bootstrap_servers, kafka_metrics)?;
     let stats = Arc::new(NodeStats::default());
     let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
     tracing::info!(roles = ?names, instance = %k.instance_id, "streaming mode");
@@ -171,7 +173,12 @@ pub async fn start(
             ));
             let group = format!("{}-instance-{}", file.group_prefix, instance_id);
             let topic = file.topics.merged_results.name.clone();
-            match GroupConsumer::new(&bootstrap, &group, &[topic.as_str()]) {
+            match GroupConsumer::with_metrics(
+                &bootstrap,
+                &group,
+                &[topic.as_str()],
+                producer.metrics(),
+            ) {
                 Ok(consumer) => {
                     spawner.spawn(forward_merged(
                         consumer,

@@ -289,7 +289,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), BrokerError> {
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
-    let consumer = GroupConsumer::new(&parts.bootstrap, &cfg.group, &topics)?;
+    let consumer = GroupConsumer::with_metrics(
+        &parts.bootstrap,
+        &cfg.group,
+        &topics,
+        parts.producer.metrics(),
+    )?;
     tracing::info!(role = cfg.role, group = %cfg.group, topics = ?cfg.topics, "consuming");
     let slots = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, i32, i64, bool)>();
@@ -334,7 +339,7 @@ pub async fn run(
             }
             next = async {
                 let permit = Arc::clone(&slots).acquire_owned().await;
-                (permit, consumer.inner.recv().await)
+                (permit, consumer.recv().await)
             } => {
                 let (permit, received) = next;
                 let msg = match received {

@@ -5,6 +5,7 @@
 
 pub mod fake_llm;
 pub mod services;
+pub mod ws;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -170,6 +171,20 @@ impl Service {
 
     /// Starts the service with extra arguments and environment.
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::launch(args, env, false)
+    }
+
+    /// Starts the service with its log (stderr) going to a file; see [`Service::log`].
+    pub fn start_logging(env: &[(&str, &str)]) -> Self {
+        Self::launch(&[], env, true)
+    }
+
+    /// What the service logged so far (only after [`Service::start_logging`]).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("service.log")).unwrap_or_default()
+    }
+
+    fn launch(args: &[&str], env: &[(&str, &str)], log_to_file: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cmd = traffic_algo(dir.path());
         cmd.args(["serve", "--host", "127.0.0.1", "--port", "0", "--model"])
@@ -177,6 +192,10 @@ impl Service {
             .args(args)
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped());
+        if log_to_file {
+            let file = std::fs::File::create(dir.path().join("service.log")).expect("log file");
+            cmd.stderr(file);
+        }
         let mut child = cmd.spawn().expect("start traffic-algo serve");
         let stdout = child.stdout.take().expect("stdout");
         let proc = Proc { child };
@@ -232,4 +251,54 @@ pub fn http(
         .and_then(|s| s.parse().ok())
         .expect("status");
     (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+/// Prometheus's `promtool`: the one scripts/setup.sh unpacked, else the one on `PATH`.
+pub fn promtool() -> std::process::Command {
+    let unpacked = repo_root().join(".deps/prometheus/usr/bin/promtool");
+    if unpacked.is_file() {
+        std::process::Command::new(unpacked)
+    } else {
+        std::process::Command::new("promtool")
+    }
+}
+
+/// Runs `promtool check metrics` on `text`; returns its complaints, empty when clean.
+pub fn promtool_check(text: &str) -> String {
+    let mut child = promtool()
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; see scripts/setup.sh)");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        String::new()
+    } else {
+        said
+    }
+}
+
+/// Samples of a Prometheus text exposition: series (name with labels) -> value.
+pub fn metric_samples(text: &str) -> std::collections::HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
 }

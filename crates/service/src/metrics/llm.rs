@@ -1,8 +1,6 @@
-//! Prometheus metrics (SPEC 7) at `GET /metrics`, in the OpenMetrics text format of the
-//! `prometheus-client` crate. Values are read from the parts that own them when a scrape comes
-//! (collectors), so nothing on the hot paths updates a second copy. Counters get the `_total`
-//! suffix from the encoder (`llm_requests` is exposed as `llm_requests_total`). So far: the LLM and its
-//! API-key pool; the camera and WebSocket families come with the observability issue.
+//! The LLM and API-key pool families, read from the pool when a scrape comes (a collector), so
+//! the request path keeps one set of books: `llm_requests_total{status}`, `llm_latency_seconds`,
+//! `llm_token_usage_total`, `llm_concurrent_tasks`, `llm_queue_depth` and the `api_key_*` gauges.
 
 use std::sync::Arc;
 
@@ -10,7 +8,6 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::registry::Registry;
 
 use crate::llm::pool::KeyPool;
 
@@ -32,7 +29,15 @@ pub struct LlmCollector {
     pool: Option<Arc<KeyPool>>,
 }
 
-fn gauge<V>(
+impl LlmCollector {
+    /// A collector over `pool` (none: the LLM is off and only `api_key_pool_size 0` shows).
+    pub fn new(pool: Option<Arc<KeyPool>>) -> Self {
+        Self { pool }
+    }
+}
+
+/// Writes one unlabelled gauge family with `value`.
+pub(crate) fn gauge<V>(
     e: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
@@ -129,22 +134,6 @@ impl Collector for LlmCollector {
     }
 }
 
-/// The registry behind `/metrics`.
-pub fn registry(pool: Option<Arc<KeyPool>>) -> Registry {
-    let mut r = Registry::default();
-    r.register_collector(Box::new(LlmCollector { pool }));
-    r
-}
-
-/// The registry in the OpenMetrics text format.
-pub fn render(registry: &Registry) -> String {
-    let mut out = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, registry) {
-        tracing::warn!(error = %e, "cannot encode metrics");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -153,15 +142,21 @@ mod tests {
     use crate::config::Secret;
     use crate::config::api_keys::{KeyPoolConfig, KeySpec};
 
+    fn render_llm(pool: Option<Arc<KeyPool>>) -> String {
+        let mut r = prometheus_client::registry::Registry::default();
+        r.register_collector(Box::new(LlmCollector::new(pool)));
+        crate::metrics::render(&r)
+    }
+
     #[test]
     fn every_llm_family_is_exposed_before_any_call() {
-        assert!(render(&registry(None)).contains("api_key_pool_size 0\n"));
+        assert!(render_llm(None).contains("api_key_pool_size 0\n"));
         let config = KeyPoolConfig {
             keys: vec![KeySpec::single(Secret::new("sk-hidden"))],
             qps_limit: None,
         };
         let pool = KeyPool::new("http://127.0.0.1:9/v1", &config, Duration::from_secs(1), 0);
-        let text = render(&registry(Some(Arc::new(pool.unwrap()))));
+        let text = render_llm(Some(Arc::new(pool.unwrap())));
         for line in [
             "api_key_pool_size 1\n",
             "llm_requests_total{status=\"rate_limited\"} 0\n",

@@ -1,0 +1,70 @@
+// Drives the live page in headless Chromium for `tests/observability.rs`: opens the page, starts
+// a camera through the form, waits for a frame with boxes drawn on the canvas, checks the camera
+// list and the drawn pixels, saves a screenshot, stops the camera with its button, and prints one
+// JSON line with what it saw. Usage: node live_page.mjs BASE_URL CAMERA_URL SCREENSHOT_PATH
+import { chromium } from "playwright-core";
+
+const [base, cameraUrl, screenshot] = process.argv.slice(2);
+if (!base || !cameraUrl || !screenshot) {
+  console.error("usage: node live_page.mjs BASE_URL CAMERA_URL SCREENSHOT_PATH");
+  process.exit(64);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+  ],
+});
+const problems = [];
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  page.on("pageerror", (e) => problems.push(`page error: ${e}`));
+  page.on("console", (m) => {
+    if (m.type() === "error") problems.push(`console: ${m.text()}`);
+  });
+  await page.goto(base);
+  await page.waitForSelector("#conn.online", { timeout: 10000 });
+  await page.fill("#camera-id", "7");
+  await page.fill("#camera-url", cameraUrl);
+  await page.click("#start");
+  await page.waitForFunction(
+    () => Number(document.getElementById("canvas").dataset.boxes || 0) > 0,
+    null,
+    { timeout: 40000 },
+  );
+  await page.waitForSelector('#cameras li[data-camera="7"] .badge.online', { timeout: 10000 });
+  const seen = await page.evaluate(() => {
+    const c = document.getElementById("canvas");
+    const g = c.getContext("2d");
+    const px = g.getImageData(0, 0, c.width, c.height).data;
+    let lit = 0;
+    for (let i = 0; i < px.length; i += 4 * 97) if (px[i] + px[i + 1] + px[i + 2] > 30) lit += 1;
+    return {
+      boxes: Number(c.dataset.boxes),
+      groups: Number(c.dataset.groups),
+      frames: Number(c.dataset.frames),
+      camera: Number(c.dataset.camera),
+      width: c.width,
+      height: c.height,
+      litSamples: lit,
+      samples: Math.floor(px.length / (4 * 97)),
+      facts: document.getElementById("facts").innerText,
+      cameraText: document.querySelector('#cameras li[data-camera="7"]').innerText,
+    };
+  });
+  await page.screenshot({ path: screenshot, fullPage: true });
+  await page.click('#cameras li[data-camera="7"] button.stop');
+  await page.waitForSelector('#cameras li[data-camera="7"] .badge.offline', { timeout: 10000 });
+  console.log(JSON.stringify({ ...seen, stopped: true, problems }));
+} catch (e) {
+  console.log(JSON.stringify({ failed: String(e), problems }));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,383 @@
+//! Black-box tests of what operators see: every metric family of SPEC 7 on `/metrics` (checked
+//! by Prometheus's own `promtool`), JSON logs, and the live page driven by a real headless
+//! Chromium against a real RTSP camera.
+
+#![allow(clippy::unwrap_used)] // test helpers may panic: a panic is a failed test
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::fake_llm::{FakeLlm, Reply};
+use support::ws::{Client, start};
+use support::{
+    RtspServer, Service, http, media, metric_samples, promtool, promtool_check, repo_root,
+};
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// Families that must show on every scrape.
+const EXPOSED: [&str; 42] = [
+    // The original's 25.
+    "detection_total",
+    "detection_latency_seconds",
+    "detected_objects_total",
+    "traffic_groups_total",
+    "kafka_messages_sent_total",
+    "kafka_messages_received_total",
+    "kafka_send_errors_total",
+    "kafka_consumer_lag",
+    "llm_requests_total",
+    "llm_latency_seconds",
+    "llm_token_usage_total",
+    "llm_concurrent_tasks",
+    "api_key_pool_size",
+    "api_key_status",
+    "api_key_success_rate",
+    "api_key_total_calls",
+    "api_key_cooldown_seconds",
+    "tasks_generated_total",
+    "tasks_processed_total",
+    "task_queue_size",
+    "risk_alerts_total",
+    "risk_types_detected_total",
+    "active_cameras",
+    "pipeline_errors_total",
+    "system_info",
+    // Ours.
+    "llm_queue_depth",
+    "api_key_in_flight",
+    "frames_received_total",
+    "frames_decoded_total",
+    "frames_dropped_total",
+    "stream_reconnects_total",
+    "camera_online",
+    "ws_clients",
+    "ws_connections_total",
+    "ws_messages_received_total",
+    "ws_messages_sent_total",
+    "ws_messages_dropped_total",
+    "end_to_end_latency_seconds",
+    "aggregations_total",
+    "kafka_publish_dropped_total",
+    "detection_latency_seconds_count",
+    "end_to_end_latency_seconds_count",
+];
+
+/// Families that a standalone run with a camera, a failing camera, a bad client message and an
+/// LLM that answers `high` must move. The Kafka and task families move in streaming mode
+/// (`tests/streaming.rs`).
+const MOVED: [&str; 18] = [
+    "detection_total",
+    "detection_latency_seconds_count",
+    "detected_objects_total",
+    "traffic_groups_total",
+    "llm_requests_total",
+    "llm_latency_seconds_count",
+    "llm_token_usage_total",
+    "api_key_total_calls",
+    "risk_alerts_total",
+    "risk_types_detected_total",
+    "pipeline_errors_total",
+    "frames_received_total",
+    "frames_decoded_total",
+    "stream_reconnects_total",
+    "ws_connections_total",
+    "ws_messages_received_total",
+    "ws_messages_sent_total",
+    "end_to_end_latency_seconds_count",
+];
+
+/// Gauges that must be above zero during that run.
+const SET: [&str; 5] = [
+    "api_key_pool_size",
+    "api_key_status",
+    "active_cameras",
+    "system_info",
+    "ws_clients",
+];
+
+/// The family a series belongs to (its name without labels).
+fn family(series: &str) -> &str {
+    series.split('{').next().unwrap_or(series)
+}
+
+fn scrape(service: &Service) -> String {
+    let (status, head, body) = http(&service.addr, "GET", "/metrics", &[]);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        head.contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_family_is_exposed_and_moves_during_a_run() {
+    let answer = r#"{"hasDangerousDriving": true, "maxRiskLevel": "high", "results": [{"groupIndex": 1, "description": "a car cuts in", "riskLevel": "high", "confidence": 0.9, "riskTypes": ["Cut-in", "https://not.a.label/"], "dangerObjectCount": 2, "triggerObjectIds": [1]}]}"#;
+    let llm = FakeLlm::start(vec![Reply::text(answer)]).await;
+    let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
+    let base = llm.base_url();
+    let service = Service::start(&[
+        ("ALGO_LLM_API_KEY", "sk-secret-never-shown"),
+        ("ALGO_LLM_BASE_URL", &base),
+        ("ALGO_LLM_COOLDOWN_SECONDS", "1"),
+        ("ALGO_ALERT_PAUSE_SECONDS", "0"),
+    ]);
+    let before = metric_samples(&scrape(&service));
+    let mut c = Client::connect(&service).await;
+    c.send(start(1, &rtsp.url(0))).await;
+    c.send(start(2, "rtsp://127.0.0.1:9/refused")).await;
+    c.send(json!({"type": "no_such_type", "data": {}})).await;
+    c.recv_type("error", SECS(5)).await;
+
+    // Run until an LLM alert has come back on a result, and a few results after it.
+    let deadline = Instant::now() + SECS(60);
+    let mut after_alert = None;
+    while after_alert.is_none_or(|n| n < 2) {
+        assert!(Instant::now() < deadline, "no LLM alert within 60 s");
+        let r = c.recv_type("detection_result", SECS(15)).await;
+        let llm_alert = r["data"]["dangerousDrivingResults"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["source"] == "llm");
+        after_alert = match after_alert {
+            Some(n) => Some(n + 1),
+            None if llm_alert => Some(0),
+            None => None,
+        };
+    }
+    let text = scrape(&service);
+    let now = metric_samples(&text);
+
+    // A family exists with its `# TYPE` line; labelled families of parts that did not run (the
+    // Kafka ones here) have no series yet.
+    for name in EXPOSED {
+        let count = format!("{name}_count");
+        let typed = format!("# TYPE {name} ");
+        assert!(
+            text.contains(&typed) || now.keys().any(|s| family(s) == name || family(s) == count),
+            "family {name} missing from\n{text}"
+        );
+    }
+    for name in MOVED {
+        let moved = now
+            .iter()
+            .filter(|(s, _)| family(s) == name)
+            .any(|(s, v)| *v > before.get(s).copied().unwrap_or(0.0));
+        assert!(moved, "family {name} did not move:\n{text}");
+    }
+    for name in SET {
+        let set = now.iter().any(|(s, v)| family(s) == name && *v > 0.0);
+        assert!(set, "gauge {name} is not above zero:\n{text}");
+    }
+    for series in [
+        "camera_online{camera_id=\"1\"}",
+        "system_info{version=\"0.1.0\",mode=\"standalone\",model=\"yolov8n.onnx\",llm_model=\"qwen-vl-plus\"}",
+        "risk_types_detected_total{risk_type=\"cut_in\",source=\"llm\"}",
+        "risk_types_detected_total{risk_type=\"other\",source=\"llm\"}",
+        "pipeline_errors_total{stage=\"source\"}",
+    ] {
+        assert!(
+            now.get(series).is_some_and(|v| *v >= 1.0),
+            "{series} in\n{text}"
+        );
+    }
+    assert_eq!(now.get("active_cameras"), Some(&2.0), "{text}");
+    assert_eq!(now.get("ws_clients"), Some(&1.0), "{text}");
+    assert!(!text.contains("sk-secret") && !text.contains("rtsp://"));
+    let complaints = promtool_check(&text);
+    assert!(
+        complaints.is_empty(),
+        "promtool check metrics:\n{complaints}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_say_each_camera_state_change_once() {
+    let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
+    let service = Service::start_logging(&[("ALGO_LOG_FORMAT", "json")]);
+    let mut c = Client::connect(&service).await;
+    c.send(start(4, &rtsp.url(0))).await;
+    c.recv_type("detection_result", SECS(15)).await;
+    c.recv_type("detection_result", SECS(5)).await;
+    c.send(json!({"type": "stop_stream", "data": {"cameraId": 4}}))
+        .await;
+    c.recv_type("stream_stopped", SECS(5)).await;
+    let log = service.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let states: Vec<&str> = lines
+        .iter()
+        .filter(|v| v["fields"]["message"] == "camera state" && v["fields"]["camera"] == 4)
+        .map(|v| v["fields"]["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["online"], "{log}");
+    let started = lines
+        .iter()
+        .find(|v| v["fields"]["message"] == "camera started")
+        .unwrap_or_else(|| panic!("no `camera started` in {log}"));
+    assert_eq!(started["fields"]["camera"], 4);
+    assert!(started["fields"]["url"].as_str().unwrap().starts_with("rtsp://127.0.0.1:"));
+    assert!(
+        lines
+            .iter()
+            .all(|v| v["level"].is_string() && v["timestamp"].is_string())
+    );
+    // Nothing per frame at INFO.
+    assert!(lines.len() < 12, "{log}");
+}
+
+#[test]
+fn the_live_page_shows_a_camera_started_from_its_form() {
+    let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
+    let service = Service::start(&[]);
+    let (status, head, body) = http(&service.addr, "GET", "/", &[]);
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: text/html"), "{head}");
+    assert!(
+        head.contains("content-security-policy: default-src 'self'"),
+        "{head}"
+    );
+    assert!(body.contains("/static/app.js"));
+
+    let script = repo_root().join("crates/service/tests/browser/live_page.mjs");
+    let modules = repo_root().join("crates/service/tests/browser/node_modules/playwright-core");
+    assert!(
+        modules.is_dir(),
+        "playwright-core missing in {}: run scripts/setup.sh",
+        modules.display()
+    );
+    let shots = repo_root().join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let shot = shots.join("live-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let out = Command::new("node")
+        .arg(&script)
+        .arg(format!("http://{}/", service.addr))
+        .arg(rtsp.url(0))
+        .arg(&shot)
+        .output()
+        .expect("node (see scripts/setup.sh)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser run failed: {stdout}\n{stderr}"
+    );
+    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(seen["problems"], json!([]), "{seen}");
+    assert_eq!(
+        (seen["width"].as_u64(), seen["height"].as_u64()),
+        (Some(768), Some(576)),
+        "{seen}"
+    );
+    assert!(seen["boxes"].as_u64().unwrap() > 0, "{seen}");
+    assert_eq!(seen["camera"], 7);
+    // The frame itself was painted, not only the boxes: most sampled pixels are lit.
+    let lit = seen["litSamples"].as_f64().unwrap() / seen["samples"].as_f64().unwrap();
+    assert!(lit > 0.5, "{seen}");
+    assert!(
+        seen["cameraText"]
+            .as_str()
+            .unwrap()
+            .contains("vehicles/min"),
+        "{seen}"
+    );
+    assert!(
+        seen["facts"].as_str().unwrap().contains("Objects"),
+        "{seen}"
+    );
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "{} bytes",
+        png.len()
+    );
+    // The page's Stop button stopped the camera in the service.
+    let (_, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["data"],
+        json!([])
+    );
+}
+
+/// Metric names in a PromQL text: identifiers right before a `{` or a `[`.
+fn metric_names(promql: &str) -> Vec<String> {
+    let bytes = promql.as_bytes();
+    let mut names = Vec::new();
+    for (i, b) in bytes.iter().enumerate() {
+        if *b != b'{' && *b != b'[' {
+            continue;
+        }
+        let start = bytes[..i]
+            .iter()
+            .rposition(|c| !(c.is_ascii_alphanumeric() || *c == b'_' || *c == b':'))
+            .map_or(0, |p| p + 1);
+        if start < i && bytes[start].is_ascii_alphabetic() {
+            names.push(promql[start..i].to_string());
+        }
+    }
+    names
+}
+
+#[test]
+fn deploy_files_pass_promtool_and_name_real_metric_families() {
+    let root = repo_root();
+    for args in [
+        ["check", "config", "deploy/prometheus/prometheus.yml"],
+        ["check", "rules", "deploy/prometheus/alerts.yml"],
+    ] {
+        let out = promtool().args(args).current_dir(&root).output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let known = |name: &str| {
+        let family = name.strip_suffix("_bucket").unwrap_or(name);
+        name == "up" || EXPOSED.contains(&family)
+    };
+
+    let rules = std::fs::read_to_string(root.join("deploy/prometheus/alerts.yml")).unwrap();
+    let exprs: String = rules
+        .lines()
+        .filter(|l| !l.contains("summary:") && !l.contains("description:"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let names = metric_names(&exprs);
+    assert!(names.len() >= 8, "{names:?}");
+    for name in names {
+        assert!(known(&name), "alerts.yml uses unknown metric {name}");
+    }
+
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("deploy/grafana/traffic-algo.json")).unwrap(),
+    )
+    .unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    let mut used = std::collections::HashSet::new();
+    for panel in panels {
+        for target in panel["targets"].as_array().unwrap() {
+            for name in metric_names(target["expr"].as_str().unwrap()) {
+                assert!(
+                    known(&name),
+                    "dashboard panel {} uses unknown metric {name}",
+                    panel["title"]
+                );
+                used.insert(name.strip_suffix("_bucket").unwrap_or(&name).to_string());
+            }
+        }
+    }
+    // The dashboard shows the original's families (system_info is its instance variable).
+    for name in &EXPOSED[..24] {
+        assert!(used.contains(*name), "the dashboard does not show {name}");
+    }
+}

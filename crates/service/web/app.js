@@ -1,0 +1,329 @@
+// The live page's client. It speaks only the public /ws protocol (SPEC 4) plus GET /api/cameras
+// and the health check, so it doubles as a reference client: start/stop/subscribe cameras, show
+// each camera's state and counts, draw the selected camera's latest frame with boxes, track ids,
+// group outlines and risk badges on a canvas, and list the alerts as they come.
+"use strict";
+
+const LEVEL_COLOURS = { none: "#4caf50", low: "#c0ca33", medium: "#ff9800", high: "#f44336" };
+const CLASS_COLOURS = ["#42a5f5", "#ab47bc", "#26c6da", "#ffca28", "#ec407a", "#8d6e63", "#66bb6a"];
+const MAX_ALERTS = 100;
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  ws: null,
+  backoff: 500,
+  cameras: new Map(), // id -> {state, message, counts, watching, result}
+  selected: null,
+  alerts: [],
+  seenAlerts: new Set(),
+  framesDrawn: 0,
+};
+
+function camera(id) {
+  if (!state.cameras.has(id)) {
+    state.cameras.set(id, { state: "unknown", message: "", counts: null, watching: false, result: null });
+  }
+  return state.cameras.get(id);
+}
+
+function send(type, data) {
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) {
+    state.ws.send(JSON.stringify({ type, data }));
+    return true;
+  }
+  showError("not connected to the service");
+  return false;
+}
+
+function showError(text) {
+  const box = document.createElement("div");
+  box.textContent = text;
+  $("errors").prepend(box);
+  while ($("errors").children.length > 3) $("errors").lastChild.remove();
+  setTimeout(() => box.remove(), 8000);
+}
+
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${scheme}://${location.host}/ws`);
+  state.ws = ws;
+  ws.onopen = () => {
+    state.backoff = 500;
+    setConn("online", "connected");
+    // A reconnect resumes watching what was watched before.
+    for (const [id, cam] of state.cameras) {
+      if (cam.watching) send("subscribe", { cameraId: id });
+    }
+  };
+  ws.onmessage = (ev) => {
+    let msg;
+    try { msg = JSON.parse(ev.data); } catch { return; }
+    handle(msg.type, msg.data || {});
+  };
+  ws.onclose = () => {
+    setConn("offline", "disconnected");
+    setTimeout(connect, state.backoff);
+    state.backoff = Math.min(state.backoff * 2, 10000);
+  };
+}
+
+function setConn(cls, text) {
+  const el = $("conn");
+  el.className = `badge ${cls}`;
+  el.textContent = text;
+}
+
+function handle(type, data) {
+  switch (type) {
+    case "connection_ack":
+    case "pong":
+      break;
+    case "camera_status": {
+      const cam = camera(data.cameraId);
+      cam.state = data.state;
+      cam.message = data.message || "";
+      renderCameras();
+      break;
+    }
+    case "detection_result":
+      onResult(data);
+      break;
+    case "stream_stopped": {
+      const cam = camera(data.cameraId);
+      cam.watching = false;
+      cam.state = "offline";
+      cam.message = data.reason || "stopped";
+      renderCameras();
+      break;
+    }
+    case "error":
+      showError(`${data.code}: ${data.message}${data.cameraId !== undefined ? ` (camera ${data.cameraId})` : ""}`);
+      break;
+  }
+}
+
+function onResult(r) {
+  const cam = camera(r.cameraId);
+  cam.result = r;
+  cam.watching = true;
+  if (cam.state !== "online") cam.state = "online";
+  if (r.trafficStats) cam.counts = r.trafficStats;
+  for (const d of r.dangerousDrivingResults || []) {
+    if (d.isStale || (d.riskLevel !== "medium" && d.riskLevel !== "high")) continue;
+    const key = `${r.cameraId}/${d.groupId}/${d.type}/${d.startedAt}/${d.source}`;
+    if (state.seenAlerts.has(key)) continue;
+    state.seenAlerts.add(key);
+    state.alerts.unshift({ cameraId: r.cameraId, at: r.timestamp, ...d });
+  }
+  state.alerts.length = Math.min(state.alerts.length, MAX_ALERTS);
+  if (state.selected === null) select(r.cameraId);
+  if (state.selected === r.cameraId) draw(r);
+  renderCameras();
+  renderAlerts();
+}
+
+function select(id) {
+  state.selected = id;
+  const cam = camera(id);
+  $("view-title").textContent = `Camera ${id}`;
+  if (cam.result) draw(cam.result);
+  renderCameras();
+}
+
+function classColour(name) {
+  let h = 0;
+  for (const ch of name) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
+  return CLASS_COLOURS[h % CLASS_COLOURS.length];
+}
+
+function draw(r) {
+  const canvas = $("canvas");
+  const paint = (img) => {
+    canvas.width = r.imageWidth || (img ? img.naturalWidth : 640);
+    canvas.height = r.imageHeight || (img ? img.naturalHeight : 360);
+    const g = canvas.getContext("2d");
+    if (img) g.drawImage(img, 0, 0, canvas.width, canvas.height);
+    else { g.fillStyle = "#222"; g.fillRect(0, 0, canvas.width, canvas.height); }
+    const scale = Math.max(1, canvas.width / 960);
+    g.lineWidth = 2 * scale;
+    g.font = `${Math.round(13 * scale)}px sans-serif`;
+    const boxes = r.detectedObjects || [];
+    for (const o of boxes) {
+      const [x1, y1, x2, y2] = o.bbox;
+      const colour = classColour(o.class);
+      g.strokeStyle = colour;
+      g.strokeRect(x1, y1, x2 - x1, y2 - y1);
+      const label = `${o.class}${o.trackId !== undefined && o.trackId !== null ? " #" + o.trackId : ""} ${(o.confidence * 100).toFixed(0)}%`;
+      tag(g, label, x1, y1, colour);
+    }
+    g.setLineDash([8 * scale, 5 * scale]);
+    for (const grp of r.trafficGroups || []) {
+      const [x1, y1, x2, y2] = grp.bbox;
+      g.strokeStyle = LEVEL_COLOURS[grp.riskLevel] || "#fff";
+      g.strokeRect(x1, y1, x2 - x1, y2 - y1);
+    }
+    g.setLineDash([]);
+    for (const grp of r.trafficGroups || []) {
+      const risks = (r.dangerousDrivingResults || []).filter((d) => d.groupId === grp.groupId);
+      const names = risks.map((d) => d.type).join(", ");
+      const text = `G${grp.groupId} ${grp.riskLevel}${names ? " · " + names : ""}`;
+      tag(g, text, grp.bbox[0], grp.bbox[3] + 16 * scale, LEVEL_COLOURS[grp.riskLevel] || "#fff");
+    }
+    state.framesDrawn += 1;
+    canvas.dataset.boxes = String(boxes.length);
+    canvas.dataset.groups = String((r.trafficGroups || []).length);
+    canvas.dataset.frames = String(state.framesDrawn);
+    canvas.dataset.camera = String(r.cameraId);
+    renderFacts(r);
+  };
+  if (r.frame) {
+    const img = new Image();
+    img.onload = () => paint(img);
+    img.onerror = () => paint(null);
+    img.src = r.frame;
+  } else {
+    paint(null);
+  }
+}
+
+function tag(g, text, x, y, colour) {
+  const w = g.measureText(text).width + 6;
+  const h = parseInt(g.font, 10) + 4;
+  const top = Math.max(0, y - h);
+  g.fillStyle = colour;
+  g.fillRect(x, top, w, h);
+  g.fillStyle = "#000";
+  g.fillText(text, x + 3, top + h - 4);
+}
+
+function renderFacts(r) {
+  const facts = {
+    Time: r.timestamp,
+    Objects: (r.detectedObjects || []).length,
+    Groups: (r.trafficGroups || []).length,
+    "Max risk": r.maxRiskLevel,
+    "Process time": `${((r.processTime || 0) * 1000).toFixed(0)} ms`,
+    "Vehicles/min": r.trafficStats ? r.trafficStats.vehiclesPerMinute : "-",
+    "Persons/min": r.trafficStats ? r.trafficStats.personsPerMinute : "-",
+    Congestion: r.trafficStats ? r.trafficStats.congestionLevel : "-",
+    LLM: r.llmModel ? `${r.llmModel} (${(r.llmLatency || 0).toFixed(1)} s)` : "rules only",
+  };
+  const dl = $("facts");
+  dl.replaceChildren();
+  for (const [k, v] of Object.entries(facts)) {
+    const dt = document.createElement("dt");
+    dt.textContent = k;
+    const dd = document.createElement("dd");
+    dd.textContent = String(v);
+    if (k === "Max risk") dd.className = `level-${v}`;
+    dl.append(dt, dd);
+  }
+}
+
+function renderCameras() {
+  const list = $("cameras");
+  list.replaceChildren();
+  const ids = [...state.cameras.keys()].sort((a, b) => a - b);
+  if (ids.length === 0) {
+    const li = document.createElement("li");
+    li.className = "muted";
+    li.textContent = "none yet";
+    list.append(li);
+    return;
+  }
+  for (const id of ids) {
+    const cam = state.cameras.get(id);
+    const li = document.createElement("li");
+    li.dataset.camera = String(id);
+    if (id === state.selected) li.classList.add("selected");
+    const row = document.createElement("div");
+    row.className = "row";
+    const name = document.createElement("strong");
+    name.textContent = `Camera ${id}`;
+    const badge = document.createElement("span");
+    badge.className = `badge ${cam.state}`;
+    badge.textContent = cam.state;
+    badge.title = cam.message;
+    const button = document.createElement("button");
+    if (cam.watching) {
+      button.textContent = "Stop";
+      button.className = "secondary stop";
+      button.onclick = (ev) => { ev.stopPropagation(); send("stop_stream", { cameraId: id }); };
+    } else {
+      button.textContent = "Watch";
+      button.className = "watch";
+      button.onclick = (ev) => {
+        ev.stopPropagation();
+        if (send("subscribe", { cameraId: id })) { cam.watching = true; select(id); }
+      };
+    }
+    row.append(name, badge, button);
+    const counts = document.createElement("div");
+    counts.className = "counts";
+    const c = cam.counts;
+    counts.textContent = c
+      ? `${c.vehiclesPerMinute} vehicles/min · ${c.personsPerMinute} persons/min · congestion ${c.congestionLevel}`
+      : cam.message;
+    li.append(row, counts);
+    li.onclick = () => select(id);
+    list.append(li);
+  }
+}
+
+function renderAlerts() {
+  const list = $("alerts");
+  list.replaceChildren();
+  if (state.alerts.length === 0) {
+    const li = document.createElement("li");
+    li.className = "muted";
+    li.textContent = "none yet";
+    list.append(li);
+    return;
+  }
+  for (const a of state.alerts) {
+    const li = document.createElement("li");
+    li.className = a.riskLevel;
+    const when = (a.at || "").slice(11, 19);
+    li.textContent = `${when} camera ${a.cameraId} · group ${a.groupId} · ${a.riskLevel} · ${a.type} (${a.source}): ${a.description}`;
+    list.append(li);
+  }
+}
+
+async function poll() {
+  try {
+    const res = await fetch("/api/cameras");
+    const body = await res.json();
+    for (const c of body.data || []) {
+      const cam = camera(c.cameraId);
+      cam.state = c.state;
+      cam.message = c.message;
+      if (c.trafficStats) cam.counts = c.trafficStats;
+    }
+    const health = await (await fetch("/api/health/health_check")).json();
+    const h = health.data || {};
+    $("health").textContent = `${h.status} · v${h.version} · ${h.mode} · ${h.activeStreams} camera(s) · LLM ${h.llmEnabled ? "on" : "off"}`;
+    renderCameras();
+  } catch (e) {
+    $("health").textContent = "service unreachable";
+  }
+}
+
+$("start-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const id = Number($("camera-id").value);
+  const url = $("camera-url").value.trim();
+  if (!Number.isInteger(id) || id < 0 || url === "") {
+    showError("give a whole camera id and a URL");
+    return;
+  }
+  if (send("start_stream", { cameraId: id, rtspUrl: url })) {
+    const cam = camera(id);
+    cam.watching = true;
+    cam.state = "connecting";
+    select(id);
+  }
+});
+
+connect();
+poll();
+setInterval(poll, 3000);
