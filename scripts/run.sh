@@ -28,6 +28,8 @@ sample=$(cd "$(dirname "$sample")" && pwd)/$(basename "$sample")
 port=${ALGO_SERVER_PORT:-5000}
 cat >&2 <<MSG
 traffic-algo: sample camera 1 plays $sample
+  live page: http://127.0.0.1:$port/
+  metrics:   http://127.0.0.1:$port/metrics
   health:    http://127.0.0.1:$port/api/health/health_check
   cameras:   http://127.0.0.1:$port/api/cameras
   WebSocket: ws://127.0.0.1:$port/ws  (send {"type":"subscribe","data":{"cameraId":1}})

@@ -223,7 +223,12 @@ async fn json_logs_say_each_camera_state_change_once() {
         .find(|v| v["fields"]["message"] == "camera started")
         .unwrap_or_else(|| panic!("no `camera started` in {log}"));
     assert_eq!(started["fields"]["camera"], 4);
-    assert!(started["fields"]["url"].as_str().unwrap().starts_with("rtsp://127.0.0.1:"));
+    assert!(
+        started["fields"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("rtsp://127.0.0.1:")
+    );
     assert!(
         lines
             .iter()
@@ -233,19 +238,8 @@ async fn json_logs_say_each_camera_state_change_once() {
     assert!(lines.len() < 12, "{log}");
 }
 
-#[test]
-fn the_live_page_shows_a_camera_started_from_its_form() {
-    let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
-    let service = Service::start(&[]);
-    let (status, head, body) = http(&service.addr, "GET", "/", &[]);
-    assert_eq!(status, 200);
-    assert!(head.contains("content-type: text/html"), "{head}");
-    assert!(
-        head.contains("content-security-policy: default-src 'self'"),
-        "{head}"
-    );
-    assert!(body.contains("/static/app.js"));
-
+/// Runs `tests/browser/live_page.mjs` against `service` and returns what the page showed.
+fn drive_page(service: &Service, camera: &str, screenshot: &str) -> Value {
     let script = repo_root().join("crates/service/tests/browser/live_page.mjs");
     let modules = repo_root().join("crates/service/tests/browser/node_modules/playwright-core");
     assert!(
@@ -255,12 +249,12 @@ fn the_live_page_shows_a_camera_started_from_its_form() {
     );
     let shots = repo_root().join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    let shot = shots.join("live-page.png");
+    let shot = shots.join(screenshot);
     let _ = std::fs::remove_file(&shot);
     let out = Command::new("node")
         .arg(&script)
         .arg(format!("http://{}/", service.addr))
-        .arg(rtsp.url(0))
+        .arg(camera)
         .arg(&shot)
         .output()
         .expect("node (see scripts/setup.sh)");
@@ -278,7 +272,6 @@ fn the_live_page_shows_a_camera_started_from_its_form() {
         "{seen}"
     );
     assert!(seen["boxes"].as_u64().unwrap() > 0, "{seen}");
-    assert_eq!(seen["camera"], 7);
     // The frame itself was painted, not only the boxes: most sampled pixels are lit.
     let lit = seen["litSamples"].as_f64().unwrap() / seen["samples"].as_f64().unwrap();
     assert!(lit > 0.5, "{seen}");
@@ -299,12 +292,42 @@ fn the_live_page_shows_a_camera_started_from_its_form() {
         "{} bytes",
         png.len()
     );
+    seen
+}
+
+#[test]
+fn the_live_page_shows_a_camera_started_from_its_form() {
+    let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
+    let service = Service::start(&[]);
+    let (status, head, body) = http(&service.addr, "GET", "/", &[]);
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: text/html"), "{head}");
+    assert!(
+        head.contains("content-security-policy: default-src 'self'"),
+        "{head}"
+    );
+    assert!(body.contains("/static/app.js"));
+
+    let seen = drive_page(&service, &rtsp.url(0), "live-page.png");
+    assert_eq!(
+        (seen["camera"].as_u64(), seen["stopped"].as_bool()),
+        (Some(7), Some(true))
+    );
     // The page's Stop button stopped the camera in the service.
     let (_, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap()["data"],
         json!([])
     );
+}
+
+#[test]
+fn the_live_page_watches_a_declared_camera_by_itself() {
+    let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
+    let declared = format!("1={}", rtsp.url(0));
+    let service = Service::start_with(&["--camera", &declared], &[]);
+    let seen = drive_page(&service, "--declared", "live-page-declared.png");
+    assert_eq!(seen["camera"], 1, "{seen}");
 }
 
 /// Metric names in a PromQL text: identifiers right before a `{` or a `[`.

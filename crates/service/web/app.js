@@ -299,6 +299,15 @@ async function poll() {
       cam.message = c.message;
       if (c.trafficStats) cam.counts = c.trafficStats;
     }
+    // Nothing on screen yet: watch the first running camera (a declared one, say).
+    const first = (body.data || [])[0];
+    const open = state.ws && state.ws.readyState === WebSocket.OPEN;
+    if (open && state.selected === null && first && !camera(first.cameraId).watching) {
+      if (send("subscribe", { cameraId: first.cameraId })) {
+        camera(first.cameraId).watching = true;
+        select(first.cameraId);
+      }
+    }
     const health = await (await fetch("/api/health/health_check")).json();
     const h = health.data || {};
     $("health").textContent = `${h.status} · v${h.version} · ${h.mode} · ${h.activeStreams} camera(s) · LLM ${h.llmEnabled ? "on" : "off"}`;

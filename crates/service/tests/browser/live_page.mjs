@@ -2,6 +2,8 @@
 // a camera through the form, waits for a frame with boxes drawn on the canvas, checks the camera
 // list and the drawn pixels, saves a screenshot, stops the camera with its button, and prints one
 // JSON line with what it saw. Usage: node live_page.mjs BASE_URL CAMERA_URL SCREENSHOT_PATH
+// With CAMERA_URL `--declared` it starts nothing: the page must pick up the camera the service
+// already runs (declared in its configuration) by itself, and the camera is left running.
 import { chromium } from "playwright-core";
 
 const [base, cameraUrl, screenshot] = process.argv.slice(2);
@@ -30,16 +32,20 @@ try {
   });
   await page.goto(base);
   await page.waitForSelector("#conn.online", { timeout: 10000 });
-  await page.fill("#camera-id", "7");
-  await page.fill("#camera-url", cameraUrl);
-  await page.click("#start");
+  const declared = cameraUrl === "--declared";
+  const id = declared ? "1" : "7";
+  if (!declared) {
+    await page.fill("#camera-id", id);
+    await page.fill("#camera-url", cameraUrl);
+    await page.click("#start");
+  }
   await page.waitForFunction(
     () => Number(document.getElementById("canvas").dataset.boxes || 0) > 0,
     null,
     { timeout: 40000 },
   );
-  await page.waitForSelector('#cameras li[data-camera="7"] .badge.online', { timeout: 10000 });
-  const seen = await page.evaluate(() => {
+  await page.waitForSelector(`#cameras li[data-camera="${id}"] .badge.online`, { timeout: 10000 });
+  const seen = await page.evaluate((id) => {
     const c = document.getElementById("canvas");
     const g = c.getContext("2d");
     const px = g.getImageData(0, 0, c.width, c.height).data;
@@ -55,13 +61,15 @@ try {
       litSamples: lit,
       samples: Math.floor(px.length / (4 * 97)),
       facts: document.getElementById("facts").innerText,
-      cameraText: document.querySelector('#cameras li[data-camera="7"]').innerText,
+      cameraText: document.querySelector(`#cameras li[data-camera="${id}"]`).innerText,
     };
-  });
+  }, id);
   await page.screenshot({ path: screenshot, fullPage: true });
-  await page.click('#cameras li[data-camera="7"] button.stop');
-  await page.waitForSelector('#cameras li[data-camera="7"] .badge.offline', { timeout: 10000 });
-  console.log(JSON.stringify({ ...seen, stopped: true, problems }));
+  if (!declared) {
+    await page.click(`#cameras li[data-camera="${id}"] button.stop`);
+    await page.waitForSelector(`#cameras li[data-camera="${id}"] .badge.offline`, { timeout: 10000 });
+  }
+  console.log(JSON.stringify({ ...seen, stopped: !declared, problems }));
 } catch (e) {
   console.log(JSON.stringify({ failed: String(e), problems }));
   process.exitCode = 1;
