@@ -262,22 +262,30 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
             },
         )),
         stats: Arc::clone(&metrics),
+        connections: Arc::new(crate::http::limits::ConnectionLimiter::new(
+            config.server.max_ws_connections,
+            config.server.max_ws_connections_per_ip,
+        )),
+        ws_messages_per_second: config.server.ws_messages_per_second,
     };
     let app = router(state, &config.server.cors_origins);
     let stop = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        signals.recv().await;
+        tracing::info!("shutting down: closing sessions, stopping cameras");
+        stop.cancel();
+        tokio::spawn(async move {
             signals.recv().await;
-            tracing::info!("shutting down: closing sessions, stopping cameras");
-            stop.cancel();
-            tokio::spawn(async move {
-                signals.recv().await;
-                tracing::warn!("second signal: exiting now");
-                std::process::exit(130);
-            });
-        })
-        .await
-        .context("server failed")?;
+            tracing::warn!("second signal: exiting now");
+            std::process::exit(130);
+        });
+    })
+    .await
+    .context("server failed")?;
 
     shutdown.cancel();
     hub.stop_all();

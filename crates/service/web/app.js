@@ -1,12 +1,16 @@
 // The live page's client. It speaks only the public /ws protocol (SPEC 4) plus GET /api/cameras
 // and the health check, so it doubles as a reference client: start/stop/subscribe cameras, show
 // each camera's state and counts, draw the selected camera's latest frame with boxes, track ids,
-// group outlines and risk badges on a canvas, and list the alerts as they come.
+// group outlines and risk badges on a canvas, and list the alerts as they come. When the
+// service wants a token (ALGO_AUTH_TOKEN), the page asks for it (or takes `#token=...` from its
+// URL), keeps it for the browser tab and sends it as a bearer header and as `access_token` on
+// the WebSocket URL.
 "use strict";
 
 const LEVEL_COLOURS = { none: "#4caf50", low: "#c0ca33", medium: "#ff9800", high: "#f44336" };
 const CLASS_COLOURS = ["#42a5f5", "#ab47bc", "#26c6da", "#ffca28", "#ec407a", "#8d6e63", "#66bb6a"];
 const MAX_ALERTS = 100;
+const TOKEN_KEY = "traffic-algo-token";
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -17,6 +21,7 @@ const state = {
   alerts: [],
   seenAlerts: new Set(),
   framesDrawn: 0,
+  needToken: false,
 };
 
 function camera(id) {
@@ -43,9 +48,41 @@ function showError(text) {
   setTimeout(() => box.remove(), 8000);
 }
 
+function token() {
+  const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromHash) {
+    sessionStorage.setItem(TOKEN_KEY, fromHash);
+    history.replaceState(null, "", location.pathname);
+  }
+  return sessionStorage.getItem(TOKEN_KEY) || "";
+}
+
+function authHeaders() {
+  const t = token();
+  return t ? { Authorization: `Bearer ${t}` } : {};
+}
+
+function askForToken() {
+  state.needToken = true;
+  $("token-form").hidden = false;
+  setConn("offline", "token needed");
+}
+
+$("token-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+  $("token-form").hidden = true;
+  state.needToken = false;
+  if (state.ws && state.ws.readyState <= WebSocket.OPEN) state.ws.close();
+  else connect();
+  poll();
+});
+
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${scheme}://${location.host}/ws`);
+  const t = token();
+  const query = t ? `?access_token=${encodeURIComponent(t)}` : "";
+  const ws = new WebSocket(`${scheme}://${location.host}/ws${query}`);
   state.ws = ws;
   ws.onopen = () => {
     state.backoff = 500;
@@ -61,6 +98,8 @@ function connect() {
     handle(msg.type, msg.data || {});
   };
   ws.onclose = () => {
+    if (state.ws !== ws) return;
+    if (state.needToken) return; // wait for the token form
     setConn("offline", "disconnected");
     setTimeout(connect, state.backoff);
     state.backoff = Math.min(state.backoff * 2, 10000);
@@ -97,6 +136,7 @@ function handle(type, data) {
       break;
     }
     case "error":
+      if (data.code === "unauthorized") askForToken();
       showError(`${data.code}: ${data.message}${data.cameraId !== undefined ? ` (camera ${data.cameraId})` : ""}`);
       break;
   }
@@ -291,7 +331,11 @@ function renderAlerts() {
 
 async function poll() {
   try {
-    const res = await fetch("/api/cameras");
+    const res = await fetch("/api/cameras", { headers: authHeaders() });
+    if (res.status === 401) {
+      askForToken();
+      return;
+    }
     const body = await res.json();
     for (const c of body.data || []) {
       const cam = camera(c.cameraId);

@@ -83,6 +83,12 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     /// WebSocket ping interval.
     pub ws_heartbeat: Duration,
+    /// WebSocket connections at once.
+    pub max_ws_connections: usize,
+    /// WebSocket connections at once from one address.
+    pub max_ws_connections_per_ip: usize,
+    /// Messages a WebSocket client may send per second.
+    pub ws_messages_per_second: u32,
 }
 
 /// Per-camera pacing.

@@ -147,6 +147,10 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
         port: r.integer("server.port", 0, 65535)? as u16,
         cors_origins: r.list("server.cors_origins"),
         ws_heartbeat: r.seconds("server.ws_heartbeat_seconds", false, 3600.0)?,
+        max_ws_connections: r.integer("server.max_ws_connections", 1, 100_000)? as usize,
+        max_ws_connections_per_ip: r.integer("server.max_ws_connections_per_ip", 1, 100_000)?
+            as usize,
+        ws_messages_per_second: r.integer("server.ws_messages_per_second", 1, 10_000)? as u32,
     };
     let stream = StreamConfig {
         frame_interval: r.seconds("stream.frame_interval", false, 3600.0)?,

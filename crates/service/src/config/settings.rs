@@ -84,6 +84,24 @@ pub const SETTINGS: &[Setting] = &[
         "server ping interval; a client silent for 3 intervals is dropped",
     ),
     plain(
+        "server.max_ws_connections",
+        &["ALGO_MAX_WS_CONNECTIONS"],
+        "256",
+        "WebSocket connections at once; more are refused with 503",
+    ),
+    plain(
+        "server.max_ws_connections_per_ip",
+        &["ALGO_MAX_WS_CONNECTIONS_PER_IP"],
+        "32",
+        "WebSocket connections at once from one address; more are refused with 429",
+    ),
+    plain(
+        "server.ws_messages_per_second",
+        &["ALGO_WS_MESSAGES_PER_SECOND"],
+        "20",
+        "messages a WebSocket client may send per second (bursts of twice that)",
+    ),
+    plain(
         "stream.frame_interval",
         &["ALGO_FRAME_INTERVAL"],
         "1.8",

@@ -1,8 +1,10 @@
 //! The HTTP side: the router (live page, health, cameras, metrics, `/ws`), the `{code,msg,data}` envelope for every
 //! JSON answer including 404 and 405, and CORS.
 
+pub mod auth;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod protocol;
 pub mod web;
 pub mod ws;
@@ -43,6 +45,10 @@ pub struct AppState {
     pub metrics: Arc<prometheus_client::registry::Registry>,
     /// The families the sessions update.
     pub stats: Arc<crate::metrics::Metrics>,
+    /// WebSocket connections at once.
+    pub connections: Arc<limits::ConnectionLimiter>,
+    /// Messages a WebSocket client may send per second.
+    pub ws_messages_per_second: u32,
 }
 
 impl std::fmt::Debug for AppState {
@@ -51,20 +57,48 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// The whole router.
+/// Longest time an HTTP request may take (the WebSocket upgrade included, not the session).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest request body accepted (no route takes a body today).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The whole router. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: the
+/// WebSocket limits need the peer's address.
 pub fn router(state: AppState, cors_origins: &[String]) -> Router {
+    let protected = Router::new()
+        .route("/api/cameras", get(health::cameras))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require,
+        ));
     Router::new()
         .route("/", get(web::index))
         .route("/static/app.js", get(web::app_js))
         .route("/static/style.css", get(web::style))
         .route("/api/health/health_check", get(health::health_check))
-        .route("/api/cameras", get(health::cameras))
         .route("/metrics", get(metrics))
         .route("/ws", get(ws::upgrade))
+        .merge(protected)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn(deadline))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(cors(cors_origins))
         .with_state(state)
+}
+
+/// Answers 408 in the envelope when a request takes longer than [`REQUEST_TIMEOUT`].
+async fn deadline(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error::error(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "request took too long",
+        ),
+    }
 }
 
 /// `GET /metrics`: OpenMetrics when the scraper asks for it (Prometheus does), else the classic

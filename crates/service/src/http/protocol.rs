@@ -82,6 +82,8 @@ pub enum ErrorCode {
     UnknownCamera,
     /// Missing or wrong token.
     Unauthorized,
+    /// More messages than `server.ws_messages_per_second` allows (beyond SPEC 4's list).
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -96,6 +98,7 @@ impl ErrorCode {
             Self::TooManyStreams => "too_many_streams",
             Self::UnknownCamera => "unknown_camera",
             Self::Unauthorized => "unauthorized",
+            Self::RateLimited => "rate_limited",
         }
     }
 }

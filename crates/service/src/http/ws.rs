@@ -1,22 +1,31 @@
 //! One WebSocket session on `/ws`. A writer task drains a bounded outbound queue to the socket;
-//! the reader loop parses each message and answers through that queue; every watched camera has
-//! a forwarder task copying its broadcast into the queue. A slow client loses messages (counted),
-//! never slows a camera or other clients. The server pings every heartbeat interval and drops a
-//! client silent for three.
+//! the reader loop parses each message and answers through that queue, waiting for room (a
+//! client's own answers are never dropped; one that reads nothing for [`REPLY_TIMEOUT`] is
+//! dropped); every watched camera has a forwarder task copying its broadcast into the queue. A
+//! slow client loses camera messages (counted), never slows a camera or other clients. The server pings every heartbeat interval and drops a
+//! client silent for three. Before the upgrade the token (when configured) and the connection
+//! limits are checked; during the session the message rate: messages beyond it are dropped with
+//! an `error` (`rate_limited`, at most once a second), and a client that keeps flooding is
+//! dropped.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::AppState;
+use super::auth;
+use super::error::error;
+use super::limits::{ConnectionPermit, MessageRate, Refusal};
 use super::protocol::{self, CameraId, ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, ProtocolError};
 use crate::camera::check::probe;
 use crate::camera::hub::{ConnId, Event, Subscription};
@@ -27,6 +36,10 @@ use crate::metrics::Metrics;
 /// its frame is 50-300 KB, so this bounds a stuck client to a few MB beside the kernel's socket
 /// buffers; a client watching four cameras at 1.8 s has several seconds of slack.
 pub const OUTBOUND_CAPACITY: usize = 16;
+
+/// How long a reply to the client's own message may wait for room in its queue; a client that
+/// reads nothing for this long is dropped.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One message on its way to a client, with the arrival time of the frame it describes.
 #[derive(Debug)]
@@ -44,13 +57,62 @@ impl Outbound {
     }
 }
 
-/// Upgrades to a WebSocket session.
-pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+/// Messages refused for the rate within one second after which the client counts as flooding
+/// and is dropped, as a multiple of its per-second allowance.
+pub const FLOOD_FACTOR: u32 = 10;
+
+/// Upgrades to a WebSocket session: checks the token (when one is configured) and the
+/// connection limits first.
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if !auth::allowed(&state, &headers, query.as_deref()) {
+        state.stats.auth_failure("ws");
+        // Upgrade anyway so that the client reads why, then close.
+        return ws.on_upgrade(refuse_unauthorized);
+    }
+    let permit = match state.connections.admit(peer.ip()) {
+        Ok(permit) => permit,
+        Err(refusal) => {
+            state.stats.limit_hit(refusal.as_str());
+            let (status, msg) = match refusal {
+                Refusal::Total => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many WebSocket connections (server.max_ws_connections)",
+                ),
+                Refusal::PerAddress => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many WebSocket connections from this address \
+                     (server.max_ws_connections_per_ip)",
+                ),
+            };
+            return error(status, msg);
+        }
+    };
     // Accept up to 16 MiB at the transport so that frames over our 1 MiB limit get an `error`
     // answer instead of a dropped connection.
     ws.max_message_size(16 * MAX_MESSAGE_BYTES)
         .max_frame_size(16 * MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| session(socket, state))
+        .on_upgrade(move |socket| session(socket, state, permit))
+}
+
+/// Tells a client without the right token why, and closes.
+async fn refuse_unauthorized(mut socket: WebSocket) {
+    let e = ProtocolError::new(
+        ErrorCode::Unauthorized,
+        "send the token: Authorization: Bearer <token>, or ?access_token=<token>",
+    );
+    let _ = socket.send(Message::Text(e.to_message().into())).await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: close_code::POLICY,
+            reason: "unauthorized".into(),
+        })))
+        .await;
 }
 
 struct Session {
@@ -58,17 +120,37 @@ struct Session {
     state: AppState,
     out: mpsc::Sender<Outbound>,
     forwarders: HashMap<CameraId, CancellationToken>,
+    rate: MessageRate,
+    /// Messages refused for the rate in the current one-second window, and when it began.
+    refused: (u32, Instant),
+    /// When the client was last told it is rate limited (at most once a second).
+    warned: Option<Instant>,
+    /// Replies not yet handed to the writer.
+    replies: Vec<String>,
 }
 
 impl Session {
-    fn send(&self, text: String) {
-        if self.out.try_send(Outbound::text(text)).is_err() {
-            self.state.stats.ws_dropped.inc();
-        }
+    /// Queues a reply; [`Session::flush`] hands it to the writer.
+    fn send(&mut self, text: String) {
+        self.replies.push(text);
     }
 
-    fn send_error(&self, e: &ProtocolError) {
+    fn send_error(&mut self, e: &ProtocolError) {
         self.send(e.to_message());
+    }
+
+    /// Hands the queued replies to the writer, waiting for room: a client's own answers are
+    /// never dropped (camera messages are, for slow clients). False when the client has not
+    /// read for [`REPLY_TIMEOUT`]: it is stuck and the session ends.
+    async fn flush(&mut self) -> bool {
+        for text in std::mem::take(&mut self.replies) {
+            let sent = tokio::time::timeout(REPLY_TIMEOUT, self.out.send(Outbound::text(text)));
+            if !matches!(sent.await, Ok(Ok(()))) {
+                self.state.stats.ws_dropped.inc();
+                return false;
+            }
+        }
+        true
     }
 
     /// Starts forwarding a camera's messages, replacing an earlier forwarder of the same camera.
@@ -93,7 +175,45 @@ impl Session {
         self.state.hub.leave(self.conn, camera_id)
     }
 
+    /// Applies the message rate: false when the message is dropped. Tells the client at most
+    /// once a second.
+    fn within_rate(&mut self) -> bool {
+        let now = Instant::now();
+        if self.rate.allow(now) {
+            return true;
+        }
+        if now.duration_since(self.refused.1) >= Duration::from_secs(1) {
+            self.refused = (0, now);
+        }
+        self.refused.0 += 1;
+        self.state.stats.limit_hit("message_rate");
+        if self
+            .warned
+            .is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_secs(1))
+        {
+            self.warned = Some(now);
+            self.send_error(&ProtocolError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "more than {} messages a second (server.ws_messages_per_second); \
+                     messages dropped",
+                    self.state.ws_messages_per_second
+                ),
+            ));
+        }
+        false
+    }
+
+    /// Whether the client sends far beyond its rate (within one second, [`FLOOD_FACTOR`] times
+    /// its allowance refused): it is then dropped.
+    fn flooding(&self) -> bool {
+        self.refused.0 >= FLOOD_FACTOR * self.state.ws_messages_per_second
+    }
+
     fn handle_text(&mut self, text: &str) {
+        if text.len() > MAX_MESSAGE_BYTES {
+            self.state.stats.limit_hit("message_size");
+        }
         let msg = match protocol::parse(text) {
             Ok(msg) => msg,
             Err(e) => {
@@ -142,7 +262,8 @@ impl Session {
                         ),
                         Err(e) => camera_status(camera_id, CamState::Offline, &e.to_string(), None),
                     };
-                    if out.try_send(Outbound::text(text)).is_err() {
+                    let sent = tokio::time::timeout(REPLY_TIMEOUT, out.send(Outbound::text(text)));
+                    if !matches!(sent.await, Ok(Ok(()))) {
                         stats.ws_dropped.inc();
                     }
                 });
@@ -192,7 +313,7 @@ async fn forward(
     }
 }
 
-async fn session(socket: WebSocket, state: AppState) {
+async fn session(socket: WebSocket, state: AppState, _permit: ConnectionPermit) {
     let conn = state.next_conn.fetch_add(1, Ordering::Relaxed);
     let (mut sink, mut stream) = socket.split();
     let (out, mut out_rx) = mpsc::channel::<Outbound>(OUTBOUND_CAPACITY);
@@ -216,13 +337,19 @@ async fn session(socket: WebSocket, state: AppState) {
     });
     let heartbeat = state.heartbeat;
     let shutdown = state.shutdown.clone();
+    let rate = MessageRate::new(state.ws_messages_per_second, Instant::now());
     let mut s = Session {
         conn,
         state,
         out,
         forwarders: HashMap::new(),
+        rate,
+        refused: (0, Instant::now()),
+        warned: None,
+        replies: Vec::new(),
     };
     s.send(protocol::connection_ack());
+    s.flush().await;
     tracing::debug!(conn, "websocket connected");
 
     let mut ticker = tokio::time::interval(heartbeat);
@@ -244,17 +371,37 @@ async fn session(socket: WebSocket, state: AppState) {
         };
         let Some(Ok(msg)) = msg else { break };
         last_seen = Instant::now();
-        match msg {
-            Message::Text(text) => s.handle_text(text.as_str()),
-            Message::Binary(_) => {
-                s.state.stats.ws_message("invalid");
-                s.send_error(&ProtocolError::new(
-                    ErrorCode::InvalidJson,
-                    "binary frames are not accepted: send JSON text",
-                ));
+        let refused = matches!(msg, Message::Text(_) | Message::Binary(_)) && !s.within_rate();
+        if refused && s.flooding() {
+            s.state.stats.limit_hit("flood");
+            tracing::info!(conn, "websocket client floods; closing");
+            let close = Message::Close(Some(CloseFrame {
+                code: close_code::POLICY,
+                reason: "message flood".into(),
+            }));
+            let _ = s.out.try_send(Outbound {
+                msg: close,
+                captured: None,
+            });
+            break;
+        }
+        if !refused {
+            match msg {
+                Message::Text(text) => s.handle_text(text.as_str()),
+                Message::Binary(_) => {
+                    s.state.stats.ws_message("invalid");
+                    s.send_error(&ProtocolError::new(
+                        ErrorCode::InvalidJson,
+                        "binary frames are not accepted: send JSON text",
+                    ));
+                }
+                Message::Close(_) => break,
+                Message::Ping(_) | Message::Pong(_) => {}
             }
-            Message::Close(_) => break,
-            Message::Ping(_) | Message::Pong(_) => {}
+        }
+        if !s.flush().await {
+            tracing::info!(conn, "websocket client does not read its replies; closing");
+            break;
         }
     }
     for token in s.forwarders.values() {

@@ -71,6 +71,20 @@ pub struct WsTypeLabel {
     pub r#type: &'static str,
 }
 
+/// Requests refused for a missing or wrong token, by endpoint.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabel {
+    /// `api` or `ws`.
+    pub endpoint: &'static str,
+}
+
+/// Client limits hit, by limit.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabel {
+    /// `connections`, `connections_per_ip`, `message_rate`, `message_size` or `flood`.
+    pub limit: &'static str,
+}
+
 /// Kafka traffic by topic.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabel {
@@ -99,6 +113,15 @@ pub struct InfoLabel {
     /// LLM model, or `off`.
     pub llm_model: String,
 }
+
+/// The client limits, as counted in `client_limit_hits_total`.
+pub const LIMITS: [&str; 5] = [
+    "connections",
+    "connections_per_ip",
+    "message_rate",
+    "message_size",
+    "flood",
+];
 
 /// Risk types counted by name; every other LLM risk type is `other`.
 pub const RISK_TYPES: [&str; 11] = [
@@ -233,6 +256,10 @@ pub struct Metrics {
     pub ws_dropped: Counter,
     /// From the sampled frame's arrival to its `detection_result` written to a client.
     pub end_to_end_latency: Histogram,
+    /// Requests refused for a missing or wrong token.
+    pub auth_failures: Family<EndpointLabel, Counter>,
+    /// Client limits hit.
+    pub limit_hits: Family<LimitLabel, Counter>,
     /// Kafka traffic (streaming mode).
     pub kafka: Arc<KafkaMetrics>,
     info: Family<InfoLabel, Gauge>,
@@ -258,6 +285,8 @@ impl Default for Metrics {
             ws_sent: Counter::default(),
             ws_dropped: Counter::default(),
             end_to_end_latency: latency_histogram(),
+            auth_failures: Family::default(),
+            limit_hits: Family::default(),
             kafka: Arc::default(),
             info: Family::default(),
         }
@@ -352,6 +381,12 @@ impl Metrics {
         for stage in ["source", "decode", "detect", "encode", "inference"] {
             let _ = m.pipeline_errors.get_or_create(&StageLabel { stage });
         }
+        for endpoint in ["api", "ws"] {
+            let _ = m.auth_failures.get_or_create(&EndpointLabel { endpoint });
+        }
+        for limit in LIMITS {
+            let _ = m.limit_hits.get_or_create(&LimitLabel { limit });
+        }
         Arc::new(m)
     }
 
@@ -368,6 +403,18 @@ impl Metrics {
             reconnects: self.reconnects.get_or_create(&label).clone(),
             all: Arc::clone(self),
         }
+    }
+
+    /// Counts a request refused for its token.
+    pub fn auth_failure(&self, endpoint: &'static str) {
+        self.auth_failures
+            .get_or_create(&EndpointLabel { endpoint })
+            .inc();
+    }
+
+    /// Counts a client limit hit.
+    pub fn limit_hit(&self, limit: &'static str) {
+        self.limit_hits.get_or_create(&LimitLabel { limit }).inc();
     }
 
     /// Counts a message from a WebSocket client.
@@ -464,6 +511,16 @@ impl Metrics {
             "end_to_end_latency_seconds",
             "from the sampled frame's arrival to its detection_result written to a client",
             self.end_to_end_latency.clone(),
+        );
+        r.register(
+            "auth_failures",
+            "requests refused for a missing or wrong token, by endpoint",
+            self.auth_failures.clone(),
+        );
+        r.register(
+            "client_limit_hits",
+            "client limits hit: connections (total, per address), message rate and size, floods",
+            self.limit_hits.clone(),
         );
         r.register(
             "kafka_messages_sent",
