@@ -81,6 +81,10 @@ pub fn analyzer(config: &Config) -> anyhow::Result<Analyzer> {
                 &config.kafka.instance_id,
             ))
         }),
+        store: config
+            .storage
+            .save_raw_frames
+            .then(|| crate::camera::store::FrameStore::new(&config.storage.save_dir)),
         metrics: {
             let metrics = Metrics::new(&system_info(config));
             let topics = config.kafka.file.topics.all();

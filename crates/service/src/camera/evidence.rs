@@ -115,6 +115,10 @@ pub struct Judged {
     pub stream_time: f64,
     /// The LLM's findings at `medium` or above that arrived with this frame.
     pub fresh_llm_findings: Vec<Finding>,
+    /// The frame as JPEG, when it was inlined.
+    pub jpeg: Option<Vec<u8>>,
+    /// When the frame was judged (the message's `timestamp`).
+    pub timestamp: chrono::DateTime<chrono::Utc>,
 }
 
 impl Judged {
@@ -200,6 +204,8 @@ pub fn judge_frame(
         fresh_high,
         stream_time: input.stream_time,
         fresh_llm_findings,
+        jpeg,
+        timestamp,
     })
 }
 

@@ -92,12 +92,12 @@ impl MjpegSource {
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
-            .map_err(|e| SourceError::Connect(e.to_string()))?;
+            .map_err(|e| SourceError::Connect(super::source::brief(e)))?;
         let response = tokio::time::timeout(CONNECT_TIMEOUT, client.get(url.clone()).send())
             .await
             .map_err(|_| SourceError::Timeout("connecting"))?
             .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| SourceError::Connect(e.without_url().to_string()))?;
+            .map_err(|e| SourceError::Connect(super::source::brief(e.without_url())))?;
         let content_type = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -133,7 +133,7 @@ impl MjpegSource {
                 .response
                 .chunk()
                 .await
-                .map_err(|e| SourceError::Stream(e.without_url().to_string()))?
+                .map_err(|e| SourceError::Stream(super::source::brief(e.without_url())))?
                 .ok_or(SourceError::Ended)?;
             self.pending.extend(self.parser.push(&chunk)?);
         }

@@ -12,3 +12,4 @@ pub mod result;
 pub mod sampler;
 pub mod source;
 pub mod state;
+pub mod store;

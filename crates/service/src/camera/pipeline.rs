@@ -25,6 +25,7 @@ use super::result::ModelFacts;
 use super::sampler::{Decision, DecodeJob, Sampler};
 use super::source::{Source, SourceError};
 use super::state::{CameraInfo, State};
+use super::store::FrameStore;
 use crate::http::protocol::{CameraId, stream_stopped};
 use crate::llm::camera::{CameraLlm, LlmLink};
 use crate::metrics::{CameraMetrics, Metrics};
@@ -54,6 +55,8 @@ pub struct Analyzer {
     pub publisher: Option<Arc<crate::streaming::detector::DetectionPublisher>>,
     /// The metric families cameras update.
     pub metrics: Arc<Metrics>,
+    /// Where analysed frames are saved, when `storage.save_raw_frames` is on.
+    pub store: Option<FrameStore>,
 }
 
 impl std::fmt::Debug for Analyzer {
@@ -287,6 +290,8 @@ fn analysis_loop(task: &CameraTask, jobs: &Receiver<Sampled>, pause: &AtomicU64)
     let llm = analyzer.llm.clone().map(CameraLlm::new);
     let metrics = &task.metrics;
     let mut last_decoded = 0;
+    // Whether the last save failed: a failing disk is logged once, not per frame.
+    let mut save_failing = false;
     for (job, captured) in jobs {
         let started = Instant::now();
         let stream_time = job.frames.last().map_or(0.0, |f| f.pts.as_secs_f64());
@@ -342,6 +347,9 @@ fn analysis_loop(task: &CameraTask, jobs: &Receiver<Sampled>, pause: &AtomicU64)
             judged.scene.groups.len(),
         );
         count_alerts(metrics, &judged);
+        if let (Some(store), Some(jpeg)) = (&analyzer.store, &judged.jpeg) {
+            save_frame(task, store, &judged, jpeg, &mut save_failing);
+        }
         if judged.fresh_high {
             let until = stream_time + analyzer.alert_pause.as_secs_f64();
             pause.store((until * 1000.0).ceil() as u64, Ordering::Relaxed);
@@ -365,6 +373,32 @@ fn analysis_loop(task: &CameraTask, jobs: &Receiver<Sampled>, pause: &AtomicU64)
             text: text.into(),
             captured: Some(captured),
         });
+    }
+}
+
+/// Saves an analysed frame; a failure is counted and kept as the camera's last error, and
+/// logged once until a save works again.
+fn save_frame(
+    task: &CameraTask,
+    store: &FrameStore,
+    judged: &Judged,
+    jpeg: &[u8],
+    failing: &mut bool,
+) {
+    match store.save(task.id, judged.timestamp, jpeg) {
+        Ok(_) => {
+            if std::mem::take(failing) {
+                tracing::info!(camera = task.id, "saving frames works again");
+            }
+        }
+        Err(e) => {
+            task.metrics.error("save");
+            let text = format!("cannot save frame: {e}");
+            if !std::mem::replace(failing, true) {
+                tracing::warn!(camera = task.id, error = %e, "cannot save frame");
+            }
+            task.update(|i| i.last_error = Some(text));
+        }
     }
 }
 

@@ -47,6 +47,22 @@ pub enum SourceError {
     Ended,
 }
 
+/// Longest error text a camera reports.
+pub const MAX_ERROR_CHARS: usize = 200;
+
+/// A library's error text made fit for `camera_status`: its first line, at most
+/// [`MAX_ERROR_CHARS`] characters (a framing error from a garbage-spewing server comes with a hex
+/// dump of what it sent).
+pub fn brief(error: impl std::fmt::Display) -> String {
+    let text = error.to_string();
+    let line = text.lines().next().unwrap_or("").trim();
+    let line = line.strip_suffix("; buffered:").unwrap_or(line);
+    match line.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None => line.to_string(),
+    }
+}
+
 /// Checks `url` against the allowed schemes and hosts and returns it parsed.
 pub fn check_policy(url: &str, policy: &SecurityConfig) -> Result<Url, SourceError> {
     let parsed = Url::parse(url).map_err(|e| SourceError::InvalidUrl(e.to_string()))?;
@@ -183,7 +199,7 @@ async fn step<T, E: std::fmt::Display>(
 ) -> Result<T, SourceError> {
     match tokio::time::timeout(CONNECT_TIMEOUT, fut).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(SourceError::Connect(format!("{what}: {e}"))),
+        Ok(Err(e)) => Err(SourceError::Connect(format!("{what}: {}", brief(e)))),
         Err(_) => Err(SourceError::Timeout(what)),
     }
 }
@@ -250,7 +266,7 @@ impl RtspSource {
         let playing = step("PLAY", session.play(PlayOptions::default())).await?;
         let demuxed = playing
             .demuxed()
-            .map_err(|e| SourceError::Connect(e.to_string()))?;
+            .map_err(|e| SourceError::Connect(brief(e)))?;
         Ok(Self {
             demuxed: Box::pin(demuxed),
             stream,
@@ -263,7 +279,7 @@ impl RtspSource {
         loop {
             match self.demuxed.next().await {
                 None => return Err(SourceError::Ended),
-                Some(Err(e)) => return Err(SourceError::Stream(e.to_string())),
+                Some(Err(e)) => return Err(SourceError::Stream(brief(e))),
                 Some(Ok(CodecItem::VideoFrame(frame))) if frame.stream_id() == self.stream => {
                     let secs = frame.timestamp().elapsed_secs().max(0.0);
                     return Ok(EncodedFrame {
@@ -309,6 +325,15 @@ mod tests {
             Err(SourceError::NotAllowed(_))
         ));
         assert!(check_policy("file:///videos/a.mp4", &p).is_ok());
+    }
+
+    #[test]
+    fn error_texts_are_cut_to_their_first_line() {
+        let dump = "DESCRIBE: framing error: byte 26; buffered:\n0000: 52 54 53 50\nconn: x";
+        assert_eq!(brief(dump), "DESCRIBE: framing error: byte 26");
+        let long = "x".repeat(500);
+        assert_eq!(brief(&long).len(), MAX_ERROR_CHARS + 3);
+        assert_eq!(brief("é".repeat(300)).chars().count(), MAX_ERROR_CHARS + 3);
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub struct RiskTypeLabel {
 /// Pipeline errors by stage.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StageLabel {
-    /// `source`, `decode`, `detect`, `encode` or `inference`.
+    /// `source`, `decode`, `detect`, `encode`, `inference` or `save`.
     pub stage: &'static str,
 }
 
@@ -378,7 +378,7 @@ impl Metrics {
     pub fn new(info: &InfoLabel) -> Arc<Self> {
         let m = Self::default();
         m.info.get_or_create(info).set(1);
-        for stage in ["source", "decode", "detect", "encode", "inference"] {
+        for stage in ["source", "decode", "detect", "encode", "inference", "save"] {
             let _ = m.pipeline_errors.get_or_create(&StageLabel { stage });
         }
         for endpoint in ["api", "ws"] {
