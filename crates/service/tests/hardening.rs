@@ -280,3 +280,35 @@ async fn hostile_clients_get_errors_or_are_dropped_while_results_keep_flowing() 
     assert!(metric(&service, "ws_messages_received_total{type=\"stop_stream\"}") >= 200.0);
     drop(idle);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn camera_passwords_never_leave_the_service_and_metadata_hosts_are_refused() {
+    let service = Service::start_logging(&[]);
+    let mut c = Client::connect(&service).await;
+    // A camera that cannot be reached, with credentials in its URL.
+    c.send(start(5, "rtsp://admin:Pa55word-xyz@127.0.0.1:9/stream"))
+        .await;
+    let v = c.recv_state("reconnecting", SECS(10)).await;
+    let mut seen = vec![v.to_string()];
+    c.send(json!({"type": "check_camera", "data": {"cameraId": 6, "rtspUrl": "rtsp://admin:Pa55word-xyz@127.0.0.1:9/s"}}))
+        .await;
+    seen.push(c.recv_type("camera_status", SECS(10)).await.to_string());
+    seen.push(http(&service.addr, "GET", "/api/cameras", &[]).2);
+    seen.push(http(&service.addr, "GET", "/metrics", &[]).2);
+    seen.push(service.log());
+    for text in &seen {
+        assert!(!text.contains("Pa55word"), "{text}");
+    }
+    assert!(
+        seen[2].contains("rtsp://admin:***@127.0.0.1:9/stream"),
+        "{}",
+        seen[2]
+    );
+
+    // The cloud metadata service is not a camera.
+    c.send(start(7, "http://169.254.169.254/latest/meta-data/"))
+        .await;
+    let e = c.recv_type("error", SECS(5)).await;
+    assert_eq!(e["data"]["code"], "source_not_allowed", "{e}");
+    assert_eq!(e["data"]["cameraId"], 7);
+}

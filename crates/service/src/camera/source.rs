@@ -73,15 +73,107 @@ pub fn check_policy(url: &str, policy: &SecurityConfig) -> Result<Url, SourceErr
             policy.allowed_source_schemes.join(", ")
         )));
     }
-    if !policy.allowed_source_hosts.is_empty() && scheme != "file" {
-        let host = parsed.host_str().unwrap_or("").to_ascii_lowercase();
-        if !policy.allowed_source_hosts.contains(&host) {
-            return Err(SourceError::NotAllowed(format!(
-                "host `{host}` is not allowed"
-            )));
-        }
+    if scheme == "file" {
+        return Ok(parsed);
+    }
+    let host = match parsed.host() {
+        Some(url::Host::Domain(d)) => d.to_ascii_lowercase(),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        None => String::new(),
+    };
+    let listed = policy.allowed_source_hosts.contains(&host)
+        || policy
+            .allowed_source_hosts
+            .contains(&parsed.host_str().unwrap_or("").to_ascii_lowercase());
+    if !policy.allowed_source_hosts.is_empty() && !listed {
+        return Err(SourceError::NotAllowed(format!(
+            "host `{host}` is not allowed"
+        )));
+    }
+    if !listed && is_metadata_or_link_local(parsed.host().as_ref()) {
+        return Err(SourceError::NotAllowed(format!(
+            "host `{host}` is link-local or a cloud metadata address; list it in \
+             security.allowed_source_hosts to allow it"
+        )));
     }
     Ok(parsed)
+}
+
+/// An IPv4 address the way the C resolver reads one (`inet_aton`): one to four parts, each
+/// decimal, octal (leading 0) or hex (0x), the last filling the remaining bytes; so
+/// `2852039166` and `0251.0376.0251.0376` are 169.254.169.254 too.
+fn inet_aton(text: &str) -> Option<std::net::Ipv4Addr> {
+    let parts: Vec<&str> = text.split('.').collect();
+    if parts.is_empty() || parts.len() > 4 {
+        return None;
+    }
+    let mut values = Vec::with_capacity(parts.len());
+    for p in &parts {
+        let (digits, radix) = if let Some(h) = p.strip_prefix("0x").or_else(|| p.strip_prefix("0X"))
+        {
+            (h, 16)
+        } else if p.len() > 1 && p.starts_with('0') {
+            (&p[1..], 8)
+        } else {
+            (*p, 10)
+        };
+        if digits.is_empty() && radix != 16 {
+            return None;
+        }
+        let v = if digits.is_empty() {
+            0
+        } else {
+            u32::from_str_radix(digits, radix).ok()?
+        };
+        values.push(v);
+    }
+    let (last, head) = values.split_last()?;
+    if head.iter().any(|v| *v > 255) {
+        return None;
+    }
+    let spare = 8 * (4 - head.len() as u32);
+    if spare < 32 && *last >> spare != 0 {
+        return None;
+    }
+    let mut n = *last;
+    for (i, v) in head.iter().enumerate() {
+        n |= v << (24 - 8 * i as u32);
+    }
+    Some(std::net::Ipv4Addr::from(n))
+}
+
+/// Cloud metadata services by name (Google; `metadata` is its short form).
+const METADATA_NAMES: [&str; 3] = ["metadata.google.internal", "metadata", "instance-data"];
+
+/// Whether a camera host is a link-local address (169.254.0.0/16, fe80::/10, IPv4-mapped too)
+/// or a cloud metadata service (AWS, GCP, Azure at 169.254.169.254; AWS over IPv6 at
+/// fd00:ec2::254; Alibaba Cloud at 100.100.100.200): places a camera URL must not reach unless
+/// the operator lists them. Names are checked as written; a name that resolves to such an
+/// address is not caught here.
+pub fn is_metadata_or_link_local(host: Option<&url::Host<&str>>) -> bool {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    let v4 = |ip: Ipv4Addr| ip.is_link_local() || ip == Ipv4Addr::new(100, 100, 100, 200);
+    match host {
+        Some(url::Host::Ipv4(ip)) => v4(*ip),
+        Some(url::Host::Ipv6(ip)) => {
+            ip.to_ipv4_mapped().is_some_and(v4)
+                || (ip.segments()[0] & 0xffc0) == 0xfe80
+                || *ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+        }
+        Some(url::Host::Domain(d)) => {
+            // Schemes the URL standard does not know (rtsp) keep IP hosts as plain text.
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            if let Some(ip) = inet_aton(&d) {
+                return v4(ip);
+            }
+            match d.parse::<Ipv6Addr>() {
+                Ok(ip) => is_metadata_or_link_local(Some(&url::Host::Ipv6(ip))),
+                Err(_) => METADATA_NAMES.contains(&d.as_str()),
+            }
+        }
+        None => false,
+    }
 }
 
 /// The URL with any password replaced, for logs, errors and `/api/cameras`.
@@ -325,6 +417,42 @@ mod tests {
             Err(SourceError::NotAllowed(_))
         ));
         assert!(check_policy("file:///videos/a.mp4", &p).is_ok());
+    }
+
+    #[test]
+    fn link_local_and_metadata_hosts_are_refused_unless_listed() {
+        let open = policy(&["rtsp", "http"], &[]);
+        for url in [
+            "http://169.254.169.254/latest/meta-data/",
+            "rtsp://169.254.10.20/stream",
+            "http://[fe80::1]/x",
+            "http://[::ffff:169.254.169.254]/x",
+            "http://[fd00:ec2::254]/x",
+            "http://100.100.100.200/latest/meta-data",
+            "http://metadata.google.internal/computeMetadata/v1/",
+            "http://METADATA./x",
+            "rtsp://[fe80::1]/x",
+            "rtsp://2852039166/x",
+            "rtsp://0251.0376.0251.0376/x",
+            "rtsp://0xa9.0xfe.0xa9.0xfe/x",
+            "rtsp://169.254.43518/x",
+        ] {
+            assert!(
+                matches!(check_policy(url, &open), Err(SourceError::NotAllowed(_))),
+                "{url}"
+            );
+        }
+        for url in [
+            "rtsp://127.0.0.1:8554/a",
+            "rtsp://10.1.2.3/a",
+            "rtsp://[::1]/a",
+            "rtsp://cam-7.lan/a",
+        ] {
+            assert!(check_policy(url, &open).is_ok(), "{url}");
+        }
+        // A camera that really sits on a link-local address can be listed.
+        let listed = policy(&["rtsp"], &["169.254.10.20"]);
+        assert!(check_policy("rtsp://169.254.10.20/stream", &listed).is_ok());
     }
 
     #[test]
