@@ -7,12 +7,11 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::ws::{Client, Ws, start};
+use support::ws::{Client, Ws, connect_from, start};
 use support::{RtspServer, Service, http, media, metric_samples};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -22,20 +21,6 @@ const SECS: fn(u64) -> Duration = Duration::from_secs;
 fn metric(service: &Service, series: &str) -> f64 {
     let (_, _, text) = http(&service.addr, "GET", "/metrics", &[]);
     metric_samples(&text).get(series).copied().unwrap_or(0.0)
-}
-
-/// A WebSocket handshake to the service from loopback address `from` (127.0.0.x).
-async fn connect_from(
-    service: &Service,
-    from: [u8; 4],
-) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
-    let addr: SocketAddr = service.addr.parse().unwrap();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::from((from, 0))).unwrap();
-    let stream = socket.connect(addr).await.unwrap();
-    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
-    let (ws, _) = tokio_tungstenite::client_async(service.ws_url(), stream).await?;
-    Ok(ws)
 }
 
 /// The HTTP status a refused handshake got.

@@ -64,6 +64,7 @@ pub struct Sampler {
     handed_over: usize,
     last_keyframe: Option<Duration>,
     keyframe_interval: Option<Duration>,
+    last_pts: Option<Duration>,
 }
 
 impl Sampler {
@@ -77,6 +78,7 @@ impl Sampler {
             handed_over: 0,
             last_keyframe: None,
             keyframe_interval: None,
+            last_pts: None,
         }
     }
 
@@ -98,6 +100,16 @@ impl Sampler {
 
     /// Takes one packet and says what to decode.
     pub fn push(&mut self, frame: EncodedFrame) -> Decision {
+        // Time went backwards by more than an interval (a looping source, a restarted encoder):
+        // the schedule belongs to the old timeline, so start a new one at the next keyframe.
+        if self
+            .last_pts
+            .is_some_and(|last| frame.pts + self.interval < last)
+        {
+            self.due = None;
+            self.last_keyframe = None;
+        }
+        self.last_pts = Some(frame.pts);
         if frame.keyframe {
             if let Some(prev) = self.last_keyframe {
                 let gap = frame.pts.saturating_sub(prev);
@@ -175,6 +187,33 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timeline_that_starts_over_keeps_the_pace() {
+        // A 9 s clip looped three times (timestamps restart at 0), keyframe every 2 s.
+        let mut s = Sampler::new(Duration::from_secs_f64(1.8));
+        let mut samples = Vec::new();
+        for lap in 0..3 {
+            for i in 0..225u32 {
+                let frame = EncodedFrame {
+                    data: Arc::from(vec![0u8; 4]),
+                    keyframe: i % 50 == 0,
+                    pts: Duration::from_secs_f64(f64::from(i) / 25.0),
+                };
+                if let Decision::Decode(_) = s.push(frame) {
+                    samples.push(lap * 9 + i / 25);
+                }
+            }
+        }
+        // About one sample every 2 s over 27 s, in every lap.
+        assert!(samples.len() >= 12, "{samples:?}");
+        for lap in 0..3 {
+            assert!(
+                samples.iter().filter(|t| **t / 9 == lap).count() >= 4,
+                "{samples:?}"
+            );
+        }
+    }
 
     /// Feeds a `fps` stream with a keyframe every `gop` frames for `seconds`, returning the
     /// sample times and how many frames were handed to the decoder.

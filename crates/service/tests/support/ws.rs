@@ -92,3 +92,17 @@ impl Client {
 pub fn start(camera_id: i64, url: &str) -> Value {
     json!({"type": "start_stream", "data": {"cameraId": camera_id, "rtspUrl": url}})
 }
+
+/// A WebSocket handshake to the service from loopback address `from` (127.0.0.x).
+pub async fn connect_from(
+    service: &Service,
+    from: [u8; 4],
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let addr: std::net::SocketAddr = service.addr.parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (ws, _) = tokio_tungstenite::client_async(service.ws_url(), stream).await?;
+    Ok(ws)
+}
