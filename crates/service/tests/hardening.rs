@@ -297,3 +297,54 @@ async fn camera_passwords_never_leave_the_service_and_metadata_hosts_are_refused
     assert_eq!(e["data"]["code"], "source_not_allowed", "{e}");
     assert_eq!(e["data"]["cameraId"], 7);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_cameras_and_clients_running_exits_cleanly() {
+    let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
+    let mut service = Service::start_logging(&[]);
+    let mut a = Client::connect(&service).await;
+    let mut b = Client::connect(&service).await;
+    a.send(start(1, &rtsp.url(0))).await;
+    a.recv_type("detection_result", SECS(15)).await;
+    b.send(json!({"type": "check_camera", "data": {"cameraId": 2, "rtspUrl": rtsp.url(0)}}))
+        .await;
+
+    let signalled = Instant::now();
+    let pid = service.pid().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let code = loop {
+        if let Some(status) = service.child_mut().try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(
+            signalled.elapsed() < SECS(10),
+            "still running 10 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(code, Some(0));
+    // The clients saw their connections end.
+    for c in [&mut a, &mut b] {
+        let ended = tokio::time::timeout(SECS(5), async {
+            while let Some(Ok(msg)) = c.ws.next().await {
+                if matches!(msg, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "a client's connection did not end");
+    }
+    let log = service.log();
+    assert!(log.contains("stopped"), "{log}");
+    assert!(
+        !log.contains("did not stop"),
+        "a task was left behind: {log}"
+    );
+}
