@@ -2,8 +2,8 @@
 //! WebSocket message parser and the LLM answer parser (with the response envelope around it).
 //! Inputs are arbitrary text, random JSON trees shaped like the real messages, and byte-level
 //! mutations of valid messages. Every input must give a value or an error, never a panic. Each
-//! parser is fuzzed for `FUZZ_SECONDS` (30 s by default; CI runs that), and the test prints how
-//! many inputs it tried.
+//! parser is fuzzed for `FUZZ_SECONDS` (60 s by default; CI runs that; the LLM's response
+//! envelopes get half as long again), and the test prints how many inputs it tried.
 
 #![allow(clippy::unwrap_used)] // test helpers may panic: a panic is a failed test
 
@@ -21,7 +21,7 @@ fn budget() -> Duration {
     let secs = std::env::var("FUZZ_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(30.0);
+        .unwrap_or(60.0);
     Duration::from_secs_f64(secs)
 }
 
@@ -73,14 +73,14 @@ fn mutated(seeds: Vec<String>) -> impl Strategy<Value = String> {
 }
 
 /// Runs `check` on inputs from `strategy` until the budget is spent; returns how many.
-fn fuzz<S: Strategy>(strategy: S, check: impl Fn(S::Value)) -> u64
+fn fuzz<S: Strategy>(strategy: S, budget: Duration, check: impl Fn(S::Value)) -> u64
 where
     S::Value: std::fmt::Debug,
 {
     let started = Instant::now();
     let tried = std::cell::Cell::new(0u64);
     let mut round = 0u64;
-    while started.elapsed() < budget() {
+    while started.elapsed() < budget {
         // A fresh runner (and seed) per round of 2,000 cases.
         round += 1;
         let mut runner = TestRunner::new_with_rng(
@@ -141,7 +141,7 @@ fn the_websocket_parser_never_panics() {
         json_tree(KEYS).prop_map(|v| v.to_string()),
         mutated(seeds),
     ];
-    let n = fuzz(inputs, |text: String| {
+    let n = fuzz(inputs, budget(), |text: String| {
         let _ = protocol::parse(&text);
     });
     eprintln!("WebSocket parser: {n} inputs in {:?}, no panic", budget());
@@ -189,7 +189,7 @@ fn the_llm_answer_parser_never_panics() {
         json_tree(KEYS).prop_map(|v| v.to_string()),
         mutated(seeds),
     ];
-    let n = fuzz(inputs, |text: String| {
+    let n = fuzz(inputs, budget(), |text: String| {
         let _ = parse_answer(&text, &thresholds);
         // The same text as the assistant's content in a response envelope, as a string and
         // as a list of parts.
@@ -198,12 +198,13 @@ fn the_llm_answer_parser_never_panics() {
             &json!({"choices": [{"message": {"content": [{"type": "text", "text": text}]}}]}),
         );
     });
-    let envelopes = fuzz(json_tree(KEYS), |v: Value| {
+    let envelopes = fuzz(json_tree(KEYS), budget() / 2, |v: Value| {
         let _ = message_text(&v);
     });
     eprintln!(
-        "LLM parser: {n} answers and {envelopes} response envelopes in 2 x {:?}, no panic",
-        budget()
+        "LLM parser: {n} answers in {:?} and {envelopes} response envelopes in {:?}, no panic",
+        budget(),
+        budget() / 2
     );
     assert!(n >= 2000 && envelopes >= 2000);
 }

@@ -240,6 +240,11 @@ async fn json_logs_say_each_camera_state_change_once() {
 
 /// Runs `tests/browser/live_page.mjs` against `service` and returns what the page showed.
 fn drive_page(service: &Service, camera: &str, screenshot: &str) -> Value {
+    drive_page_at(service, "", camera, screenshot)
+}
+
+/// [`drive_page`] with `fragment` after the page's URL (`#token=...`).
+fn drive_page_at(service: &Service, fragment: &str, camera: &str, screenshot: &str) -> Value {
     let script = repo_root().join("crates/service/tests/browser/live_page.mjs");
     let modules = repo_root().join("crates/service/tests/browser/node_modules/playwright-core");
     assert!(
@@ -253,7 +258,7 @@ fn drive_page(service: &Service, camera: &str, screenshot: &str) -> Value {
     let _ = std::fs::remove_file(&shot);
     let out = Command::new("node")
         .arg(&script)
-        .arg(format!("http://{}/", service.addr))
+        .arg(format!("http://{}/{fragment}", service.addr))
         .arg(camera)
         .arg(&shot)
         .output()
@@ -403,4 +408,36 @@ fn deploy_files_pass_promtool_and_name_real_metric_families() {
     for name in &EXPOSED[..24] {
         assert!(used.contains(*name), "the dashboard does not show {name}");
     }
+}
+
+#[test]
+fn the_live_page_takes_its_token_from_its_url() {
+    let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
+    let declared = format!("1={}", rtsp.url(0));
+    let service = Service::start_with(
+        &["--camera", &declared],
+        &[("ALGO_AUTH_TOKEN", "page-token-123")],
+    );
+    // The page itself is open; its data is not without the token.
+    assert_eq!(http(&service.addr, "GET", "/", &[]).0, 200);
+    assert_eq!(http(&service.addr, "GET", "/api/cameras", &[]).0, 401);
+    let seen = drive_page_at(
+        &service,
+        "#token=page-token-123",
+        "--declared",
+        "live-page-token.png",
+    );
+    assert_eq!(seen["camera"], 1, "{seen}");
+    let (_, _, text) = http(&service.addr, "GET", "/metrics", &[]);
+    let m = metric_samples(&text);
+    assert_eq!(
+        m.get("auth_failures_total{endpoint=\"ws\"}"),
+        Some(&0.0),
+        "{text}"
+    );
+    assert_eq!(
+        m.get("auth_failures_total{endpoint=\"api\"}"),
+        Some(&1.0),
+        "{text}"
+    );
 }
