@@ -127,6 +127,9 @@ struct Session {
     warned: Option<Instant>,
     /// Replies not yet handed to the writer.
     replies: Vec<String>,
+    /// Cameras to forward once the replies before them are out (so that a camera's
+    /// `camera_status` answer comes before its first broadcast message).
+    to_forward: Vec<(broadcast::Receiver<Event>, CancellationToken)>,
 }
 
 impl Session {
@@ -150,6 +153,14 @@ impl Session {
                 return false;
             }
         }
+        for (events, token) in std::mem::take(&mut self.to_forward) {
+            tokio::spawn(forward(
+                events,
+                self.out.clone(),
+                token,
+                Arc::clone(&self.state.stats),
+            ));
+        }
         true
     }
 
@@ -160,12 +171,7 @@ impl Session {
         if let Some(old) = self.forwarders.insert(sub.camera_id, token.clone()) {
             old.cancel();
         }
-        tokio::spawn(forward(
-            sub.events,
-            self.out.clone(),
-            token,
-            Arc::clone(&self.state.stats),
-        ));
+        self.to_forward.push((sub.events, token));
     }
 
     fn unwatch(&mut self, camera_id: CameraId) -> bool {
@@ -347,6 +353,7 @@ async fn session(socket: WebSocket, state: AppState, _permit: ConnectionPermit) 
         refused: (0, Instant::now()),
         warned: None,
         replies: Vec::new(),
+        to_forward: Vec::new(),
     };
     s.send(protocol::connection_ack());
     s.flush().await;
