@@ -170,6 +170,7 @@ fn llm_link(config: &Config) -> anyhow::Result<Option<LlmLink>> {
 /// Runs the service until a signal.
 pub async fn serve(config: &Config) -> anyhow::Result<()> {
     let analyzer = Arc::new(analyzer(config)?);
+    let store = analyzer.store.clone();
     let publisher = analyzer.publisher.clone();
     let publisher_stats = publisher.as_ref().map(|p| Arc::clone(&p.stats));
     let metrics = Arc::clone(&analyzer.metrics);
@@ -206,6 +207,14 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
         if let Err(e) = hub.pin(decl.id, &decl.url) {
             tracing::error!(camera = decl.id, error = %e, "declared camera not started");
         }
+    }
+    if let Some(store) = store {
+        tracker.spawn(crate::camera::store::keep_within(
+            store,
+            config.storage.retention,
+            Arc::clone(&metrics),
+            shutdown.clone(),
+        ));
     }
     if config.backend.active {
         let client = BackendClient::new(config.backend.clone())?;

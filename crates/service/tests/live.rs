@@ -331,7 +331,9 @@ async fn check_camera_reports_latency_or_reason_without_blocking() {
     c.send(json!({"type": "ping"})).await;
     let v = c.recv(SECS(2)).await;
     assert_eq!(v["type"], "pong", "{v}");
-    c.send(json!({"type": "check_camera", "data": {"cameraId": 1, "rtspUrl": rtsp.url(0)}}))
+    // By name: an unlisted host name is resolved and its addresses checked before connecting.
+    let by_name = rtsp.url(0).replace("127.0.0.1", "localhost");
+    c.send(json!({"type": "check_camera", "data": {"cameraId": 1, "rtspUrl": by_name}}))
         .await;
     c.send(
         json!({"type": "check_camera", "data": {"cameraId": 2, "rtspUrl": "rtsp://127.0.0.1:9/x"}}),
@@ -810,4 +812,80 @@ async fn failed_llm_calls_start_the_camera_cooldown_too_and_results_keep_flowing
         text.contains("api_key_status{key_id=\"default\"} 1"),
         "content errors leave the key active: {text}"
     );
+}
+
+/// The `.jpg` files under `dir`, at any depth.
+fn jpegs_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path.extension().is_some_and(|e| e == "jpg") {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn analysed_frames_are_saved_and_old_ones_pruned() {
+    let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
+    let dir = tempfile::tempdir().unwrap();
+    // A frame from three days ago, and a file the store did not write.
+    let old_day = (chrono::Utc::now() - chrono::Duration::days(3))
+        .format("%Y-%m-%d")
+        .to_string();
+    let old = dir.path().join("1").join(&old_day).join("120000.000.jpg");
+    std::fs::create_dir_all(old.parent().unwrap()).unwrap();
+    std::fs::write(&old, b"\xff\xd8old").unwrap();
+    let foreign = dir.path().join("README.jpg");
+    std::fs::write(&foreign, b"not ours").unwrap();
+    let declared = format!("1={}", rtsp.url(0));
+    let save_dir = dir.path().to_str().unwrap().to_string();
+    let service = Service::start_with(
+        &["--camera", &declared],
+        &[
+            ("ALGO_SAVE_RAW_FRAMES", "true"),
+            ("ALGO_SAVE_DIR", &save_dir),
+            ("ALGO_SAVE_RETENTION_DAYS", "1"),
+        ],
+    );
+    let deadline = Instant::now() + SECS(30);
+    let saved = loop {
+        let saved: Vec<_> = jpegs_under(dir.path())
+            .into_iter()
+            .filter(|p| *p != old && *p != foreign)
+            .collect();
+        if saved.len() >= 2 && !old.exists() {
+            break saved;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "old frame left: {}, saved: {saved:?}",
+            old.exists()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Today's frames are real JPEGs under camera 1's directory for today (UTC).
+    for path in &saved {
+        assert!(path.starts_with(dir.path().join("1")), "{path:?}");
+        let bytes = std::fs::read(path).unwrap();
+        assert!(
+            bytes.starts_with(b"\xff\xd8") && bytes.len() > 10_000,
+            "{path:?}"
+        );
+    }
+    assert!(foreign.exists());
+    assert!(
+        !old.parent().unwrap().exists(),
+        "the emptied day directory stays"
+    );
+    let (_, _, metrics) = http(&service.addr, "GET", "/metrics", &[]);
+    let samples = support::metric_samples(&metrics);
+    assert_eq!(samples["saved_frames_deleted_total"], 1.0);
+    assert!(samples.contains_key("saved_frames_bytes"));
 }

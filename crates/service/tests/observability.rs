@@ -19,7 +19,7 @@ use support::{
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 /// Families that must show on every scrape.
-const EXPOSED: [&str; 42] = [
+const EXPOSED: [&str; 44] = [
     // The original's 25.
     "detection_total",
     "detection_latency_seconds",
@@ -62,6 +62,8 @@ const EXPOSED: [&str; 42] = [
     "end_to_end_latency_seconds",
     "aggregations_total",
     "kafka_publish_dropped_total",
+    "saved_frames_deleted_total",
+    "saved_frames_bytes",
     "detection_latency_seconds_count",
     "end_to_end_latency_seconds_count",
 ];

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::decode::VideoDecoder;
 use super::sampler::DecodeJob;
-use super::source::{Source, SourceError, check_policy};
+use super::source::{Source, SourceError, check_policy, guards_resolution};
 use crate::config::SecurityConfig;
 
 /// Time limit of a check.
@@ -14,9 +14,10 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Opens `url`, waits for a keyframe and decodes it; returns the time to the first picture.
 pub async fn probe(url: &str, policy: &SecurityConfig) -> Result<Duration, SourceError> {
     let parsed = check_policy(url, policy)?;
+    let guard = guards_resolution(&parsed, policy);
     let started = Instant::now();
     let attempt = async {
-        let mut source = Source::open(&parsed).await?;
+        let mut source = Source::open(&parsed, guard).await?;
         loop {
             let frame = source.next_frame().await?;
             if !frame.keyframe {

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::pipeline::{Analyzer, CameraTask, run};
-use super::source::{check_policy, redact};
+use super::source::{check_policy, guards_resolution, redact};
 use super::state::CameraInfo;
 use crate::config::SecurityConfig;
 use crate::http::protocol::{CameraId, ErrorCode, ProtocolError};
@@ -123,6 +123,7 @@ impl CameraHub {
             };
             ProtocolError::new(code, e.to_string()).for_camera(id)
         })?;
+        let guard = guards_resolution(&parsed, &self.policy);
         let mut cameras = self.lock();
         if let Some(cam) = cameras.get_mut(&id) {
             if cam.url != url && cam.watchers.contains(&SERVICE) {
@@ -139,7 +140,7 @@ impl CameraHub {
                 cam.cancel = self.shutdown.child_token();
                 // A fresh state: the old task may still write its final state into its own.
                 cam.info = Arc::new(Mutex::new(CameraInfo::new(id, redact(url))));
-                self.spawn(id, parsed, cam);
+                self.spawn(id, parsed, guard, cam);
             }
             cam.watchers.insert(conn);
             return Ok(Self::subscription(id, cam));
@@ -162,7 +163,7 @@ impl CameraHub {
             cancel: self.shutdown.child_token(),
             watchers: HashSet::from([conn]),
         };
-        self.spawn(id, parsed, &mut cam);
+        self.spawn(id, parsed, guard, &mut cam);
         let sub = Self::subscription(id, &cam);
         cameras.insert(id, cam);
         Ok(sub)
@@ -191,7 +192,7 @@ impl CameraHub {
             cancel: self.shutdown.child_token(),
             watchers: HashSet::from([SERVICE]),
         };
-        self.spawn(id, parsed, &mut cam);
+        self.spawn(id, parsed, false, &mut cam);
         cameras.insert(id, cam);
         Ok(())
     }
@@ -201,11 +202,14 @@ impl CameraHub {
         self.leave(SERVICE, id);
     }
 
-    fn spawn(&self, id: CameraId, url: url::Url, cam: &mut Camera) {
+    /// Starts the camera's task; `guard`: its host name must not resolve to a link-local or
+    /// metadata address.
+    fn spawn(&self, id: CameraId, url: url::Url, guard: bool, cam: &mut Camera) {
         tracing::info!(camera = id, url = %redact(url.as_str()), "camera started");
         let task = CameraTask {
             id,
             url,
+            guard_resolution: guard,
             interval: self.interval,
             info: Arc::clone(&cam.info),
             events: cam.events.clone(),

@@ -87,10 +87,16 @@ pub struct MjpegSource {
 }
 
 impl MjpegSource {
-    /// Sends the GET and checks that the answer is a multipart stream.
-    pub async fn open(url: &Url) -> Result<Self, SourceError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
+    /// Sends the GET and checks that the answer is a multipart stream. With `guard`, the host
+    /// name is resolved and checked first, and the connection goes to exactly those addresses.
+    pub async fn open(url: &Url, guard: bool) -> Result<Self, SourceError> {
+        let mut builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
+        if let (true, Some(host), Some(port)) = (guard, url.host_str(), url.port_or_known_default())
+        {
+            let addrs = super::source::resolve_guarded(host, port).await?;
+            builder = builder.resolve_to_addrs(host, &addrs);
+        }
+        let client = builder
             .build()
             .map_err(|e| SourceError::Connect(super::source::brief(e)))?;
         let response = tokio::time::timeout(CONNECT_TIMEOUT, client.get(url.clone()).send())

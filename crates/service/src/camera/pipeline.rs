@@ -77,6 +77,9 @@ pub struct CameraTask {
     pub id: CameraId,
     /// Source URL (policy-checked).
     pub url: Url,
+    /// Whether the URL's host name must not resolve to a link-local or metadata address
+    /// (a client's camera on an unlisted host; see `source::guards_resolution`).
+    pub guard_resolution: bool,
     /// Time between analysed frames.
     pub interval: Duration,
     /// Shared state for `/api/cameras`.
@@ -219,7 +222,7 @@ async fn run_once(
     pause: &AtomicU64,
     backoff: &mut Backoff,
 ) -> (SourceError, bool) {
-    let mut source = match Source::open(&task.url).await {
+    let mut source = match Source::open(&task.url, task.guard_resolution).await {
         Ok(s) => s,
         Err(e) => return (e, false),
     };

@@ -82,10 +82,7 @@ pub fn check_policy(url: &str, policy: &SecurityConfig) -> Result<Url, SourceErr
         Some(url::Host::Ipv6(ip)) => ip.to_string(),
         None => String::new(),
     };
-    let listed = policy.allowed_source_hosts.contains(&host)
-        || policy
-            .allowed_source_hosts
-            .contains(&parsed.host_str().unwrap_or("").to_ascii_lowercase());
+    let listed = is_listed(&parsed, policy);
     if !policy.allowed_source_hosts.is_empty() && !listed {
         return Err(SourceError::NotAllowed(format!(
             "host `{host}` is not allowed"
@@ -98,6 +95,56 @@ pub fn check_policy(url: &str, policy: &SecurityConfig) -> Result<Url, SourceErr
         )));
     }
     Ok(parsed)
+}
+
+/// Whether the URL's host is in `security.allowed_source_hosts` (as written or normalised).
+fn is_listed(parsed: &Url, policy: &SecurityConfig) -> bool {
+    let hosts = &policy.allowed_source_hosts;
+    let written = parsed.host_str().unwrap_or("").to_ascii_lowercase();
+    let normalised = match parsed.host() {
+        Some(url::Host::Domain(d)) => d.to_ascii_lowercase(),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        None => String::new(),
+    };
+    hosts.contains(&normalised) || hosts.contains(&written)
+}
+
+/// Whether opening a policy-checked `url` must also check the addresses its host name resolves
+/// to: a network source named by a host the operator did not list (a name that looks harmless
+/// can resolve to 169.254.169.254).
+pub fn guards_resolution(url: &Url, policy: &SecurityConfig) -> bool {
+    url.scheme() != "file"
+        && matches!(url.host(), Some(url::Host::Domain(_)))
+        && !is_listed(url, policy)
+}
+
+/// Resolves a camera's host and refuses it when any of its addresses is link-local or a cloud
+/// metadata service (see [`is_metadata_or_link_local`]); returns the addresses.
+pub async fn resolve_guarded(
+    host: &str,
+    port: u16,
+) -> Result<Vec<std::net::SocketAddr>, SourceError> {
+    let lookup = tokio::net::lookup_host((host, port));
+    let addrs: Vec<std::net::SocketAddr> = tokio::time::timeout(CONNECT_TIMEOUT, lookup)
+        .await
+        .map_err(|_| SourceError::Timeout("resolving the camera's host"))?
+        .map_err(|e| SourceError::Connect(format!("cannot resolve `{host}`: {}", brief(e))))?
+        .collect();
+    refuse_resolved(host, &addrs)?;
+    Ok(addrs)
+}
+
+/// Refuses `host` when any address it resolved to is link-local or a metadata service.
+fn refuse_resolved(host: &str, addrs: &[std::net::SocketAddr]) -> Result<(), SourceError> {
+    match addrs.iter().find(|a| is_guarded_ip(a.ip())) {
+        Some(a) => Err(SourceError::NotAllowed(format!(
+            "host `{host}` resolves to {}, a link-local or cloud metadata address; list it in \
+             security.allowed_source_hosts to allow it",
+            a.ip()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// An IPv4 address the way the C resolver reads one (`inet_aton`): one to four parts, each
@@ -149,30 +196,40 @@ const METADATA_NAMES: [&str; 3] = ["metadata.google.internal", "metadata", "inst
 /// Whether a camera host is a link-local address (169.254.0.0/16, fe80::/10, IPv4-mapped too)
 /// or a cloud metadata service (AWS, GCP, Azure at 169.254.169.254; AWS over IPv6 at
 /// fd00:ec2::254; Alibaba Cloud at 100.100.100.200): places a camera URL must not reach unless
-/// the operator lists them. Names are checked as written; a name that resolves to such an
-/// address is not caught here.
+/// the operator lists them. Names are checked as written here; what a name resolves to is
+/// checked when the source is opened ([`resolve_guarded`]).
 pub fn is_metadata_or_link_local(host: Option<&url::Host<&str>>) -> bool {
-    use std::net::{Ipv4Addr, Ipv6Addr};
-    let v4 = |ip: Ipv4Addr| ip.is_link_local() || ip == Ipv4Addr::new(100, 100, 100, 200);
+    use std::net::{IpAddr, Ipv6Addr};
     match host {
-        Some(url::Host::Ipv4(ip)) => v4(*ip),
-        Some(url::Host::Ipv6(ip)) => {
-            ip.to_ipv4_mapped().is_some_and(v4)
-                || (ip.segments()[0] & 0xffc0) == 0xfe80
-                || *ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
-        }
+        Some(url::Host::Ipv4(ip)) => is_guarded_ip(IpAddr::V4(*ip)),
+        Some(url::Host::Ipv6(ip)) => is_guarded_ip(IpAddr::V6(*ip)),
         Some(url::Host::Domain(d)) => {
             // Schemes the URL standard does not know (rtsp) keep IP hosts as plain text.
             let d = d.trim_end_matches('.').to_ascii_lowercase();
             if let Some(ip) = inet_aton(&d) {
-                return v4(ip);
+                return is_guarded_ip(IpAddr::V4(ip));
             }
             match d.parse::<Ipv6Addr>() {
-                Ok(ip) => is_metadata_or_link_local(Some(&url::Host::Ipv6(ip))),
+                Ok(ip) => is_guarded_ip(IpAddr::V6(ip)),
                 Err(_) => METADATA_NAMES.contains(&d.as_str()),
             }
         }
         None => false,
+    }
+}
+
+/// Whether an address is link-local or a cloud metadata service (see
+/// [`is_metadata_or_link_local`]).
+fn is_guarded_ip(ip: std::net::IpAddr) -> bool {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let v4 = |ip: Ipv4Addr| ip.is_link_local() || ip == Ipv4Addr::new(100, 100, 100, 200);
+    match ip {
+        IpAddr::V4(ip) => v4(ip),
+        IpAddr::V6(ip) => {
+            ip.to_ipv4_mapped().is_some_and(v4)
+                || (ip.segments()[0] & 0xffc0) == 0xfe80
+                || ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+        }
     }
 }
 
@@ -200,12 +257,13 @@ pub enum Source {
 }
 
 impl Source {
-    /// Opens `url` (already policy-checked).
-    pub async fn open(url: &Url) -> Result<Self, SourceError> {
+    /// Opens `url` (already policy-checked); with `guard` (see [`guards_resolution`]) its host
+    /// name must not resolve to a link-local or metadata address.
+    pub async fn open(url: &Url, guard: bool) -> Result<Self, SourceError> {
         match url.scheme() {
             "file" => Ok(Self::File(Box::new(PacedFile::open(url)?))),
-            "http" | "https" => Ok(Self::Mjpeg(Box::new(MjpegSource::open(url).await?))),
-            _ => Ok(Self::Rtsp(RtspSource::open(url).await?)),
+            "http" | "https" => Ok(Self::Mjpeg(Box::new(MjpegSource::open(url, guard).await?))),
+            _ => Ok(Self::Rtsp(RtspSource::open(url, guard).await?)),
         }
     }
 
@@ -297,11 +355,17 @@ async fn step<T, E: std::fmt::Display>(
 }
 
 impl RtspSource {
-    /// Connects: DESCRIBE, SETUP of the first H.264 video stream, PLAY.
-    pub async fn open(url: &Url) -> Result<Self, SourceError> {
-        match url.scheme() {
-            "rtsp" | "rtsps" => {}
+    /// Connects: DESCRIBE, SETUP of the first H.264 video stream, PLAY. With `guard`, the host
+    /// name is resolved and checked first (retina resolves it again to connect: a name that
+    /// changes its answer within that instant is not caught).
+    pub async fn open(url: &Url, guard: bool) -> Result<Self, SourceError> {
+        let default_port = match url.scheme() {
+            "rtsp" => 554,
+            "rtsps" => 322,
             other => return Err(SourceError::Unsupported(format!("`{other}` streams"))),
+        };
+        if let (true, Some(host)) = (guard, url.host_str()) {
+            resolve_guarded(host, url.port().unwrap_or(default_port)).await?;
         }
         let mut clean = url.clone();
         let creds = (!url.username().is_empty()).then(|| Credentials {
@@ -453,6 +517,49 @@ mod tests {
         // A camera that really sits on a link-local address can be listed.
         let listed = policy(&["rtsp"], &["169.254.10.20"]);
         assert!(check_policy("rtsp://169.254.10.20/stream", &listed).is_ok());
+    }
+
+    #[test]
+    fn unlisted_names_are_checked_by_what_they_resolve_to() {
+        let open = policy(&["rtsp", "http", "file"], &[]);
+        let url = |u: &str| Url::parse(u).unwrap();
+        assert!(guards_resolution(&url("rtsp://cam-7.lan/a"), &open));
+        assert!(guards_resolution(&url("http://cam-7.lan/a"), &open));
+        assert!(!guards_resolution(&url("http://10.0.0.7/a"), &open));
+        assert!(!guards_resolution(&url("file:///videos/a.mp4"), &open));
+        let listed = policy(&["rtsp"], &["cam-7.lan"]);
+        assert!(!guards_resolution(&url("rtsp://CAM-7.lan/a"), &listed));
+
+        let addr = |a: &str| a.parse::<std::net::SocketAddr>().unwrap();
+        let rebound = [addr("10.0.0.7:554"), addr("169.254.169.254:554")];
+        match refuse_resolved("cam-7.lan", &rebound) {
+            Err(SourceError::NotAllowed(msg)) => {
+                assert!(
+                    msg.contains("cam-7.lan") && msg.contains("169.254.169.254"),
+                    "{msg}"
+                );
+            }
+            other => panic!("not refused: {other:?}"),
+        }
+        assert!(refuse_resolved("x", &[addr("[fe80::1]:80")]).is_err());
+        assert!(refuse_resolved("x", &[addr("100.100.100.200:80")]).is_err());
+        assert!(refuse_resolved("cam-7.lan", &[addr("10.0.0.7:554"), addr("[::1]:554")]).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_real_lookup_passes_the_guard() {
+        let addrs = resolve_guarded("localhost", 8554).await.unwrap();
+        assert!(!addrs.is_empty());
+        assert!(
+            addrs
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 8554),
+            "{addrs:?}"
+        );
+        assert!(matches!(
+            resolve_guarded("no-such-host.invalid", 554).await,
+            Err(SourceError::Connect(_) | SourceError::Timeout(_))
+        ));
     }
 
     #[test]

@@ -259,6 +259,8 @@ pub struct StorageConfig {
     pub save_raw_frames: bool,
     /// Where they go.
     pub save_dir: PathBuf,
+    /// How much of them to keep.
+    pub retention: crate::camera::store::Retention,
 }
 
 /// Logging.

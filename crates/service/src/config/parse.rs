@@ -311,6 +311,16 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
     let storage = StorageConfig {
         save_raw_frames: r.bool("storage.save_raw_frames")?,
         save_dir: PathBuf::from(r.string("storage.save_dir")?),
+        retention: crate::camera::store::Retention {
+            max_age: match r.integer("storage.retention_days", 0, 36_500)? {
+                0 => None,
+                days => Some(Duration::from_secs(days * 24 * 3600)),
+            },
+            max_bytes: match r.integer("storage.max_size_mb", 0, 1 << 40)? {
+                0 => None,
+                mb => Some(mb << 20),
+            },
+        },
     };
     let level = r.string("log.level")?;
     if tracing_subscriber::EnvFilter::try_new(&level).is_err() {

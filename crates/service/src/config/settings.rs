@@ -498,6 +498,18 @@ pub const SETTINGS: &[Setting] = &[
         "where saved frames go",
     ),
     plain(
+        "storage.retention_days",
+        &["ALGO_SAVE_RETENTION_DAYS"],
+        "7",
+        "saved frames older than this many days are deleted; 0 keeps them",
+    ),
+    plain(
+        "storage.max_size_mb",
+        &["ALGO_SAVE_MAX_MB"],
+        "10240",
+        "above this many MiB of saved frames the oldest are deleted; 0 = no cap",
+    ),
+    plain(
         "log.level",
         &["ALGO_LOG_LEVEL"],
         "info",

@@ -89,6 +89,13 @@ fn defaults_match_the_spec() {
     assert_eq!(c.server.ws_heartbeat, Duration::from_secs(30));
     assert!(!c.storage.save_raw_frames);
     assert_eq!(
+        c.storage.retention,
+        crate::camera::store::Retention {
+            max_age: Some(Duration::from_secs(7 * 24 * 3600)),
+            max_bytes: Some(10 << 30),
+        }
+    );
+    assert_eq!(
         (c.log.level.as_str(), c.log.format),
         ("info", LogFormat::Text)
     );
@@ -317,6 +324,8 @@ fn every_bad_value_names_its_key() {
             "storage.save_raw_frames",
         ),
         ("ALGO_SAVE_DIR", "", "storage.save_dir"),
+        ("ALGO_SAVE_RETENTION_DAYS", "-1", "storage.retention_days"),
+        ("ALGO_SAVE_MAX_MB", "10GB", "storage.max_size_mb"),
         ("ALGO_LOG_LEVEL", "loud[", "log.level"),
         ("ALGO_LOG_FORMAT", "xml", "log.format"),
     ];

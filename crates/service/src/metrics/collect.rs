@@ -8,11 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::encoding::DescriptorEncoder;
 
-use super::llm::gauge;
+use super::family::{counter, counters, gauge, gauges};
 use crate::camera::hub::CameraHub;
 use crate::camera::state::State;
 use crate::metrics::KafkaMetrics;
@@ -35,18 +33,15 @@ impl Collector for CameraCollector {
             "cameras running (any state)",
             cameras.len() as i64,
         )?;
-        let g = ConstGauge::new(0i64);
-        let mut m = e.encode_descriptor(
+        gauges(
+            &mut e,
             "camera_online",
             "1 while the camera's frames arrive, 0 while connecting, reconnecting or stopped",
-            None,
-            g.metric_type(),
-        )?;
-        for c in &cameras {
-            let up = i64::from(c.state == State::Online);
-            ConstGauge::new(up).encode(m.encode_family(&[("camera_id", c.camera_id)])?)?;
-        }
-        Ok(())
+            cameras.iter().map(|c| {
+                let up = i64::from(c.state == State::Online);
+                ([("camera_id", c.camera_id)], up)
+            }),
+        )
     }
 }
 
@@ -59,24 +54,6 @@ pub struct StreamingCollector {
     pub publisher: Option<Arc<DetectorStats>>,
     /// The consumers' lag.
     pub kafka: Arc<KafkaMetrics>,
-}
-
-fn counter(
-    e: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    labels: &[(&str, &str)],
-    values: &[u64],
-) -> Result<(), std::fmt::Error> {
-    let c = ConstCounter::new(0u64);
-    let mut m = e.encode_descriptor(name, help, None, c.metric_type())?;
-    if labels.is_empty() {
-        return ConstCounter::new(values[0]).encode(m);
-    }
-    for ((key, value), n) in labels.iter().zip(values) {
-        ConstCounter::new(*n).encode(m.encode_family(&[(*key, *value)])?)?;
-    }
-    Ok(())
 }
 
 impl Collector for StreamingCollector {
@@ -97,15 +74,16 @@ impl Collector for StreamingCollector {
             &mut e,
             "tasks_generated",
             "LLM assessment tasks this process's tasks role sent to the broker",
-            &[],
-            &[generated],
+            generated,
         )?;
-        counter(
+        counters(
             &mut e,
             "tasks_processed",
             "LLM assessment tasks this process's llm-worker finished, by outcome",
-            &[("outcome", "done"), ("outcome", "dead_letter")],
-            &[done, dead],
+            [
+                ([("outcome", "done")], done),
+                ([("outcome", "dead_letter")], dead),
+            ],
         )?;
         gauge(
             &mut e,
@@ -117,39 +95,35 @@ impl Collector for StreamingCollector {
             let a = &n.aggregations;
             (read(&a.complete), read(&a.partial), read(&a.orphaned))
         });
-        counter(
+        counters(
             &mut e,
             "aggregations",
             "detections merged with their LLM results, by outcome (partial: timed out)",
-            &[
-                ("outcome", "complete"),
-                ("outcome", "partial"),
-                ("outcome", "orphaned"),
+            [
+                ([("outcome", "complete")], complete),
+                ([("outcome", "partial")], partial),
+                ([("outcome", "orphaned")], orphaned),
             ],
-            &[complete, partial, orphaned],
         )?;
-        let g = ConstGauge::new(0i64);
-        let mut m = e.encode_descriptor(
+        let lags = self.kafka.lags();
+        gauges(
+            &mut e,
             "kafka_consumer_lag",
             "messages behind the end of each topic, per consumer group",
-            None,
-            g.metric_type(),
+            lags.iter().map(|(label, lag)| {
+                let labels = [
+                    ("topic", label.topic.as_str()),
+                    ("group", label.group.as_str()),
+                ];
+                (labels, *lag)
+            }),
         )?;
-        for (label, lag) in self.kafka.lags() {
-            let labels = [
-                ("topic", label.topic.as_str()),
-                ("group", label.group.as_str()),
-            ];
-            ConstGauge::new(lag).encode(m.encode_family(&labels)?)?;
-        }
         let dropped = self.publisher.as_ref().map_or(0, |p| read(&p.dropped));
         counter(
             &mut e,
             "kafka_publish_dropped",
             "detection results not sent to the broker (queue full, too large or refused)",
-            &[],
-            &[dropped],
-        )?;
-        Ok(())
+            dropped,
+        )
     }
 }

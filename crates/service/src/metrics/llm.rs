@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
+
+use super::family::{counter, counters, gauge, gauges};
 
 use crate::llm::pool::KeyPool;
 
@@ -36,20 +36,6 @@ impl LlmCollector {
     }
 }
 
-/// Writes one unlabelled gauge family with `value`.
-pub(crate) fn gauge<V>(
-    e: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    value: V,
-) -> Result<(), std::fmt::Error>
-where
-    ConstGauge<V>: EncodeMetric,
-{
-    let g = ConstGauge::new(value);
-    g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
-}
-
 impl Collector for LlmCollector {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let keys = self.pool.as_ref().map(|p| p.snapshot()).unwrap_or_default();
@@ -64,17 +50,15 @@ impl Collector for LlmCollector {
         };
         let stats = &pool.stats;
         let counts = stats.by_status();
-        let c = ConstCounter::new(0u64);
-        let mut m = e.encode_descriptor(
+        counters(
+            &mut e,
             "llm_requests",
             "LLM requests by how they ended",
-            None,
-            c.metric_type(),
+            LLM_STATUSES.map(|status| {
+                let n = counts.get(status).copied().unwrap_or(0);
+                ([("status", status)], n)
+            }),
         )?;
-        for status in LLM_STATUSES {
-            let n = counts.get(status).copied().unwrap_or(0);
-            ConstCounter::new(n).encode(m.encode_family(&[("status", status)])?)?;
-        }
         let latency = stats.latency();
         latency.encode(e.encode_descriptor(
             "llm_latency_seconds",
@@ -82,13 +66,12 @@ impl Collector for LlmCollector {
             None,
             latency.metric_type(),
         )?)?;
-        let tokens = ConstCounter::new(stats.tokens());
-        tokens.encode(e.encode_descriptor(
+        counter(
+            &mut e,
             "llm_token_usage",
             "tokens the LLM provider reported using",
-            None,
-            tokens.metric_type(),
-        )?)?;
+            stats.tokens(),
+        )?;
         gauge(
             &mut e,
             "llm_concurrent_tasks",
@@ -124,11 +107,8 @@ impl Collector for LlmCollector {
             }),
         ];
         for (name, help, value) in per_key {
-            let g = ConstGauge::new(0.0f64);
-            let mut m = e.encode_descriptor(name, help, None, g.metric_type())?;
-            for k in &keys {
-                ConstGauge::new(value(k)).encode(m.encode_family(&[("key_id", k.id.as_str())])?)?;
-            }
+            let series = keys.iter().map(|k| ([("key_id", k.id.as_str())], value(k)));
+            gauges(&mut e, name, help, series)?;
         }
         Ok(())
     }

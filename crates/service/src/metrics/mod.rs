@@ -7,6 +7,7 @@
 //! bounded: camera id, class, level, rule type, topic, consumer group, never a URL or track id.
 
 pub mod collect;
+mod family;
 pub mod llm;
 
 use std::sync::Arc;
@@ -260,6 +261,10 @@ pub struct Metrics {
     pub auth_failures: Family<EndpointLabel, Counter>,
     /// Client limits hit.
     pub limit_hits: Family<LimitLabel, Counter>,
+    /// Saved frames deleted by the retention (`storage.retention_days`, `storage.max_size_mb`).
+    pub saved_frames_deleted: Counter,
+    /// Bytes of saved frames on disk, as of the last prune.
+    pub saved_frames_bytes: Gauge,
     /// Kafka traffic (streaming mode).
     pub kafka: Arc<KafkaMetrics>,
     info: Family<InfoLabel, Gauge>,
@@ -287,6 +292,8 @@ impl Default for Metrics {
             end_to_end_latency: latency_histogram(),
             auth_failures: Family::default(),
             limit_hits: Family::default(),
+            saved_frames_deleted: Counter::default(),
+            saved_frames_bytes: Gauge::default(),
             kafka: Arc::default(),
             info: Family::default(),
         }
@@ -521,6 +528,16 @@ impl Metrics {
             "client_limit_hits",
             "client limits hit: connections (total, per address), message rate and size, floods",
             self.limit_hits.clone(),
+        );
+        r.register(
+            "saved_frames_deleted",
+            "saved frames deleted by the retention (age and size limits)",
+            self.saved_frames_deleted.clone(),
+        );
+        r.register(
+            "saved_frames_bytes",
+            "bytes of saved frames on disk, as of the last prune (every minute)",
+            self.saved_frames_bytes.clone(),
         );
         r.register(
             "kafka_messages_sent",
