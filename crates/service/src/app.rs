@@ -280,6 +280,7 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
             config.server.max_ws_connections_per_ip,
         )),
         ws_messages_per_second: config.server.ws_messages_per_second,
+        trusted_proxies: config.server.trusted_proxies.clone().into(),
     };
     let app = router(state, &config.server.cors_origins);
     let stop = shutdown.clone();

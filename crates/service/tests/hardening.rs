@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::ws::{Client, Ws, connect_from, start};
+use support::ws::{Client, Ws, connect_from, connect_from_with, start};
 use support::{RtspServer, Service, http, media, metric_samples};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -133,6 +133,48 @@ async fn connections_are_limited_per_address_and_in_total() {
         ) >= 1.0
     );
     assert!(metric(&service, "client_limit_hits_total{limit=\"connections\"}") >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_limited_not_the_proxy() {
+    // 127.0.0.1 is the reverse proxy; 127.0.0.2 is a client that is not one.
+    let service = Service::start(&[
+        ("ALGO_MAX_WS_CONNECTIONS_PER_IP", "2"),
+        ("ALGO_TRUSTED_PROXIES", "127.0.0.1"),
+    ]);
+    let via_proxy = |client: &'static str| [("x-forwarded-for", client)];
+    let proxy = [127, 0, 0, 1];
+    let _a1 = connect_from_with(&service, proxy, &via_proxy("203.0.113.5"))
+        .await
+        .unwrap();
+    let _a2 = connect_from_with(&service, proxy, &via_proxy("198.51.100.1, 203.0.113.5"))
+        .await
+        .unwrap();
+    // The same client a third time is refused, though the proxy carries other clients too.
+    let e = connect_from_with(&service, proxy, &via_proxy("203.0.113.5"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused_status(&e), 429);
+    let _b1 = connect_from_with(&service, proxy, &via_proxy("203.0.113.6"))
+        .await
+        .unwrap();
+    let _b2 = connect_from_with(&service, proxy, &via_proxy("203.0.113.7"))
+        .await
+        .unwrap();
+    // A client that is not a trusted proxy cannot pick its address with the header.
+    let spoofer = [127, 0, 0, 2];
+    let mut held = Vec::new();
+    for other in ["203.0.113.8", "203.0.113.9"] {
+        held.push(
+            connect_from_with(&service, spoofer, &via_proxy(other))
+                .await
+                .unwrap(),
+        );
+    }
+    let e = connect_from_with(&service, spoofer, &via_proxy("203.0.113.10"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused_status(&e), 429);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -89,6 +89,8 @@ pub struct ServerConfig {
     pub max_ws_connections_per_ip: usize,
     /// Messages a WebSocket client may send per second.
     pub ws_messages_per_second: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the client for the per-address limit.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Per-camera pacing.

@@ -139,6 +139,19 @@ impl Reader<'_> {
     }
 }
 
+/// A comma list of IP addresses and CIDR ranges.
+fn networks(r: &Reader<'_>, key: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    r.list(key)
+        .iter()
+        .map(|item| {
+            item.parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(|net| net.trunc())
+                .map_err(|_| r.err(key, format!("`{item}` is not an IP address or CIDR range")))
+        })
+        .collect()
+}
+
 /// Builds and validates the typed configuration.
 pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config, ConfigError> {
     let r = Reader { layers };
@@ -151,6 +164,7 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
         max_ws_connections_per_ip: r.integer("server.max_ws_connections_per_ip", 1, 100_000)?
             as usize,
         ws_messages_per_second: r.integer("server.ws_messages_per_second", 1, 10_000)? as u32,
+        trusted_proxies: networks(&r, "server.trusted_proxies")?,
     };
     let stream = StreamConfig {
         frame_interval: r.seconds("stream.frame_interval", false, 3600.0)?,

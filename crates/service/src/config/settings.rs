@@ -102,6 +102,13 @@ pub const SETTINGS: &[Setting] = &[
         "messages a WebSocket client may send per second (bursts of twice that)",
     ),
     plain(
+        "server.trusted_proxies",
+        &["ALGO_TRUSTED_PROXIES"],
+        "",
+        "reverse proxies (addresses or CIDR ranges, comma list) whose X-Forwarded-For names the \
+         client for the per-address limit; empty = none",
+    ),
+    plain(
         "stream.frame_interval",
         &["ALGO_FRAME_INTERVAL"],
         "1.8",

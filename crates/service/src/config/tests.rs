@@ -88,6 +88,7 @@ fn defaults_match_the_spec() {
     assert!(c.security.allowed_source_hosts.is_empty());
     assert_eq!(c.server.ws_heartbeat, Duration::from_secs(30));
     assert!(!c.storage.save_raw_frames);
+    assert!(c.server.trusted_proxies.is_empty());
     assert_eq!(
         c.storage.retention,
         crate::camera::store::Retention {
@@ -324,6 +325,16 @@ fn every_bad_value_names_its_key() {
             "storage.save_raw_frames",
         ),
         ("ALGO_SAVE_DIR", "", "storage.save_dir"),
+        (
+            "ALGO_TRUSTED_PROXIES",
+            "10.0.0.1,proxy.lan",
+            "server.trusted_proxies",
+        ),
+        (
+            "ALGO_TRUSTED_PROXIES",
+            "10.0.0.0/33",
+            "server.trusted_proxies",
+        ),
         ("ALGO_SAVE_RETENTION_DAYS", "-1", "storage.retention_days"),
         ("ALGO_SAVE_MAX_MB", "10GB", "storage.max_size_mb"),
         ("ALGO_LOG_LEVEL", "loud[", "log.level"),

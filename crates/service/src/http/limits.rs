@@ -1,11 +1,37 @@
 //! Limits on what clients may take: WebSocket connections at once (in total and per address)
-//! and messages per second per connection. Pure bookkeeping, no I/O; the session and the
+//! and messages per second per connection, and which address a connection counts against when
+//! it comes through a trusted reverse proxy. Pure bookkeeping, no I/O; the session and the
 //! upgrade handler apply the verdicts and count every refusal.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+/// The address a connection counts against: its peer, unless the peer is one of the
+/// `trusted` proxies (`server.trusted_proxies`); then the `X-Forwarded-For` chain (all its
+/// headers, in order) is read from the right, skipping trusted proxies, and the first address
+/// that is not one is the client. An entry that is not an address ends the walk at the last
+/// good one, so a client can never pick an address its proxy did not write.
+pub fn client_address(peer: IpAddr, forwarded_for: &[&str], trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(&ip));
+    let mut client = peer.to_canonical();
+    let hops = forwarded_for.iter().rev().flat_map(|h| h.rsplit(','));
+    for hop in hops {
+        if !is_trusted(client) {
+            break;
+        }
+        let hop = hop.trim();
+        let parsed = hop
+            .parse::<IpAddr>()
+            .or_else(|_| hop.parse::<std::net::SocketAddr>().map(|a| a.ip()));
+        match parsed {
+            Ok(ip) => client = ip.to_canonical(),
+            Err(_) => break,
+        }
+    }
+    client
+}
 
 /// Why a connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +161,60 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn the_client_behind_a_trusted_proxy_is_the_first_untrusted_hop_from_the_right() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let nets = |list: &[&str]| -> Vec<ipnet::IpNet> {
+            list.iter().map(|n| n.parse().unwrap()).collect()
+        };
+        let proxy = ip("10.0.0.2");
+        let trusted = nets(&["10.0.0.0/24", "::1/128"]);
+        // Not through a trusted proxy: the header is ignored.
+        assert_eq!(
+            client_address(ip("198.51.100.7"), &["203.0.113.5"], &trusted),
+            ip("198.51.100.7")
+        );
+        assert_eq!(client_address(proxy, &["203.0.113.5"], &[]), proxy);
+        // Through one: the address the proxy wrote, not what the client put before it.
+        assert_eq!(
+            client_address(proxy, &["1.2.3.4, 203.0.113.5"], &trusted),
+            ip("203.0.113.5")
+        );
+        // Chains of trusted proxies, over several headers, with ports and mapped addresses.
+        assert_eq!(
+            client_address(proxy, &["1.2.3.4, 203.0.113.5", "10.0.0.9"], &trusted),
+            ip("203.0.113.5")
+        );
+        assert_eq!(
+            client_address(proxy, &["203.0.113.5:4711"], &trusted),
+            ip("203.0.113.5")
+        );
+        assert_eq!(
+            client_address(proxy, &["[2001:db8::5]:80"], &trusted),
+            ip("2001:db8::5")
+        );
+        assert_eq!(
+            client_address(proxy, &["::ffff:203.0.113.5"], &trusted),
+            ip("203.0.113.5")
+        );
+        assert_eq!(
+            client_address(ip("::1"), &["203.0.113.5"], &trusted),
+            ip("203.0.113.5")
+        );
+        // Garbage or nothing: the last good hop (here the proxy itself).
+        assert_eq!(
+            client_address(proxy, &["203.0.113.5, junk"], &trusted),
+            proxy
+        );
+        assert_eq!(client_address(proxy, &[""], &trusted), proxy);
+        assert_eq!(client_address(proxy, &[], &trusted), proxy);
+        // Only trusted hops: the left-most of them.
+        assert_eq!(
+            client_address(proxy, &["10.0.0.7, 10.0.0.8"], &trusted),
+            ip("10.0.0.7")
+        );
+    }
 
     #[test]
     fn connections_are_limited_in_total_and_per_address_and_released_on_drop() {

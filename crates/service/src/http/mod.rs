@@ -49,6 +49,8 @@ pub struct AppState {
     pub connections: Arc<limits::ConnectionLimiter>,
     /// Messages a WebSocket client may send per second.
     pub ws_messages_per_second: u32,
+    /// Reverse proxies trusted to name the client in `X-Forwarded-For`.
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 impl std::fmt::Debug for AppState {

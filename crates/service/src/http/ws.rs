@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::AppState;
 use super::auth;
 use super::error::error;
-use super::limits::{ConnectionPermit, MessageRate, Refusal};
+use super::limits::{ConnectionPermit, MessageRate, Refusal, client_address};
 use super::protocol::{self, CameraId, ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, ProtocolError};
 use crate::camera::check::probe;
 use crate::camera::hub::{ConnId, Event, Subscription};
@@ -75,7 +75,13 @@ pub async fn upgrade(
         // Upgrade anyway so that the client reads why, then close.
         return ws.on_upgrade(refuse_unauthorized);
     }
-    let permit = match state.connections.admit(peer.ip()) {
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let client = client_address(peer.ip(), &forwarded, &state.trusted_proxies);
+    let permit = match state.connections.admit(client) {
         Ok(permit) => permit,
         Err(refusal) => {
             state.stats.limit_hit(refusal.as_str());

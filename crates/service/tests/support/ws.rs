@@ -98,11 +98,25 @@ pub async fn connect_from(
     service: &Service,
     from: [u8; 4],
 ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    connect_from_with(service, from, &[]).await
+}
+
+/// A WebSocket handshake from loopback address `from` with extra request `headers`.
+pub async fn connect_from_with(
+    service: &Service,
+    from: [u8; 4],
+    headers: &[(&'static str, &str)],
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let addr: std::net::SocketAddr = service.addr.parse().unwrap();
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
     let stream = socket.connect(addr).await.unwrap();
     let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
-    let (ws, _) = tokio_tungstenite::client_async(service.ws_url(), stream).await?;
+    let mut request = service.ws_url().into_client_request().unwrap();
+    for (name, value) in headers {
+        request.headers_mut().append(*name, value.parse().unwrap());
+    }
+    let (ws, _) = tokio_tungstenite::client_async(request, stream).await?;
     Ok(ws)
 }
