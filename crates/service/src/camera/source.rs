@@ -76,12 +76,7 @@ pub fn check_policy(url: &str, policy: &SecurityConfig) -> Result<Url, SourceErr
     if scheme == "file" {
         return Ok(parsed);
     }
-    let host = match parsed.host() {
-        Some(url::Host::Domain(d)) => d.to_ascii_lowercase(),
-        Some(url::Host::Ipv4(ip)) => ip.to_string(),
-        Some(url::Host::Ipv6(ip)) => ip.to_string(),
-        None => String::new(),
-    };
+    let host = normalised_host(&parsed);
     let listed = is_listed(&parsed, policy);
     if !policy.allowed_source_hosts.is_empty() && !listed {
         return Err(SourceError::NotAllowed(format!(
@@ -97,17 +92,21 @@ pub fn check_policy(url: &str, policy: &SecurityConfig) -> Result<Url, SourceErr
     Ok(parsed)
 }
 
-/// Whether the URL's host is in `security.allowed_source_hosts` (as written or normalised).
-fn is_listed(parsed: &Url, policy: &SecurityConfig) -> bool {
-    let hosts = &policy.allowed_source_hosts;
-    let written = parsed.host_str().unwrap_or("").to_ascii_lowercase();
-    let normalised = match parsed.host() {
+/// The URL's host in lower case, IPv6 without brackets (empty when it has none).
+fn normalised_host(parsed: &Url) -> String {
+    match parsed.host() {
         Some(url::Host::Domain(d)) => d.to_ascii_lowercase(),
         Some(url::Host::Ipv4(ip)) => ip.to_string(),
         Some(url::Host::Ipv6(ip)) => ip.to_string(),
         None => String::new(),
-    };
-    hosts.contains(&normalised) || hosts.contains(&written)
+    }
+}
+
+/// Whether the URL's host is in `security.allowed_source_hosts` (as written or normalised).
+fn is_listed(parsed: &Url, policy: &SecurityConfig) -> bool {
+    let hosts = &policy.allowed_source_hosts;
+    let written = parsed.host_str().unwrap_or("").to_ascii_lowercase();
+    hosts.contains(&normalised_host(parsed)) || hosts.contains(&written)
 }
 
 /// Whether opening a policy-checked `url` must also check the addresses its host name resolves
