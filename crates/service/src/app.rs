@@ -281,6 +281,7 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
         )),
         ws_messages_per_second: config.server.ws_messages_per_second,
         trusted_proxies: config.server.trusted_proxies.clone().into(),
+        checks: Arc::new(tokio::sync::Semaphore::new(crate::http::ws::MAX_CHECKS)),
     };
     let app = router(state, &config.server.cors_origins);
     let stop = shutdown.clone();

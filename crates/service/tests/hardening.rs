@@ -340,6 +340,67 @@ async fn camera_passwords_never_leave_the_service_and_metadata_hosts_are_refused
     assert_eq!(e["data"]["cameraId"], 7);
 }
 
+fn check(camera_id: i64, url: &str) -> Value {
+    json!({"type": "check_camera", "data": {"cameraId": camera_id, "rtspUrl": url}})
+}
+
+/// Reads until the peer closes; false when it is still open after `within`.
+async fn closes_within(socket: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 512];
+    tokio::time::timeout(within, async {
+        while matches!(socket.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn camera_checks_are_capped_per_connection_and_end_with_it() {
+    // A "camera" that accepts and never answers: each check runs its full 5 s.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "rtsp://127.0.0.1:{}/stalled",
+        listener.local_addr().unwrap().port()
+    );
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let _ = accepted_tx.send(socket);
+        }
+    });
+    let service = Service::start(&[]);
+    let mut c = Client::connect(&service).await;
+    for id in 1..=3 {
+        c.send(check(id, &url)).await;
+    }
+    let e = c.recv_type("error", SECS(3)).await;
+    assert_eq!(e["data"]["code"], "rate_limited", "{e}");
+    assert_eq!(e["data"]["cameraId"], 3, "{e}");
+    let mut sockets = Vec::new();
+    for _ in 0..2 {
+        let socket = tokio::time::timeout(SECS(3), accepted.recv()).await;
+        sockets.push(socket.expect("the admitted checks connect").unwrap());
+    }
+    assert!(metric(&service, "client_limit_hits_total{limit=\"camera_checks\"}") >= 1.0);
+    for _ in 0..2 {
+        let v = c.recv_type("camera_status", SECS(8)).await;
+        assert_eq!(v["data"]["status"], 0, "{v}");
+    }
+    // Their answers freed the places.
+    c.send(check(4, &url)).await;
+    let mut fourth = tokio::time::timeout(SECS(3), accepted.recv())
+        .await
+        .expect("a new check is admitted")
+        .unwrap();
+    // Closing the connection ends its check at once, not at the check's own 5 s limit.
+    drop(c);
+    assert!(
+        closes_within(&mut fourth, SECS(3)).await,
+        "the check outlived its connection"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_cameras_and_clients_running_exits_cleanly() {
     let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);

@@ -593,6 +593,35 @@ async fn http_mjpeg_camera_is_analysed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mjpeg_redirects_are_not_followed() {
+    // A redirect could lead anywhere (the metadata service, an unlisted host): the policy
+    // checked only the first address, so the service does not follow it, even to a camera
+    // that works.
+    let target = serve_mjpeg().await;
+    let app = axum::Router::new().route(
+        "/cam",
+        axum::routing::get(move || {
+            let target = target.clone();
+            async move { (axum::http::StatusCode::FOUND, [("location", target)]) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/cam", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let service = Service::start(&[]);
+    let mut c = Client::connect(&service).await;
+    c.send(json!({"type": "check_camera", "data": {"cameraId": 31, "rtspUrl": url}}))
+        .await;
+    let v = c.recv_type("camera_status", SECS(6)).await;
+    assert_eq!(v["data"]["status"], 0, "{v}");
+    let message = v["data"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("HTTP 302: redirects are not followed"),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rtsp_over_udp_on_request() {
     let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
     let service = Service::start(&[]);
@@ -646,6 +675,18 @@ async fn a_stuck_client_loses_messages_without_slowing_others() {
         "fast client got {rate:.1} results/s while the other was stuck"
     );
     assert!(dropped >= 1);
+    // The stuck client's socket takes no more data: the service gives up on it (each message
+    // has 10 s to reach the socket) and frees its place, while the other client stays.
+    let gone = Instant::now();
+    loop {
+        let (_, _, text) = http(&service.addr, "GET", "/metrics", &[]);
+        if support::metric_samples(&text).get("ws_clients") == Some(&1.0) {
+            break;
+        }
+        assert!(gone.elapsed() < SECS(40), "the stuck client is still held");
+        tokio::time::sleep(SECS(1)).await;
+    }
+    fast.recv_type("detection_result", SECS(5)).await;
     drop(stuck);
 }
 

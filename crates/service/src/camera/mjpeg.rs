@@ -13,11 +13,27 @@ use super::source::{CONNECT_TIMEOUT, SourceError};
 /// Largest accepted picture.
 pub const MAX_PART_BYTES: usize = 16 << 20;
 
-/// Splits a `multipart/x-mixed-replace` byte stream into its JPEG parts.
+/// Where the parser is within the current part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Looking for the next `--boundary`.
+    Boundary,
+    /// Past the boundary at this offset, looking for the blank line ending the headers.
+    Headers(usize),
+    /// The body starts at this offset; its length when the headers gave one.
+    Body(usize, Option<usize>),
+}
+
+/// Splits a `multipart/x-mixed-replace` byte stream into its JPEG parts. Every byte is searched
+/// once: a search that fails remembers how far it got, so a long part arriving in small chunks
+/// costs time in proportion to its size.
 #[derive(Debug)]
 pub struct PartParser {
     delimiter: Vec<u8>,
     buf: Vec<u8>,
+    stage: Stage,
+    /// Offset before which the current stage's search found nothing.
+    searched: usize,
 }
 
 impl PartParser {
@@ -27,42 +43,89 @@ impl PartParser {
         Self {
             delimiter: format!("--{boundary}").into_bytes(),
             buf: Vec::new(),
+            stage: Stage::Boundary,
+            searched: 0,
         }
+    }
+
+    /// Finds `needle` at or after the resume point; remembers where a failed search ended.
+    fn search(&mut self, needle: &[u8]) -> Option<usize> {
+        let from = self.searched.min(self.buf.len());
+        match find(&self.buf[from..], needle) {
+            Some(i) => Some(from + i),
+            None => {
+                // A needle may straddle the end: resume one needle short of it.
+                self.searched = self.buf.len().saturating_sub(needle.len() - 1).max(from);
+                None
+            }
+        }
+    }
+
+    /// Moves to `stage`, whose search starts at `at`.
+    fn enter(&mut self, stage: Stage, at: usize) {
+        self.stage = stage;
+        self.searched = at;
+    }
+
+    /// Hands out the body `start..end` (when it is a JPEG) and drops everything before `end`.
+    /// A body ended by the next boundary (no length given) loses the line break before it.
+    fn finish_part(&mut self, start: usize, end: usize, pictures: &mut Vec<Vec<u8>>) {
+        let body = &self.buf[start..end];
+        let body = match self.stage {
+            Stage::Body(_, None) => body.strip_suffix(b"\r\n").unwrap_or(body),
+            _ => body,
+        };
+        if body.starts_with(&[0xFF, 0xD8]) {
+            pictures.push(body.to_vec());
+        }
+        self.buf.drain(..end);
+        self.enter(Stage::Boundary, 0);
     }
 
     /// Adds bytes; returns the complete JPEG pictures found so far.
     pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, SourceError> {
         self.buf.extend_from_slice(bytes);
         let mut pictures = Vec::new();
-        while let Some(start) = find(&self.buf, &self.delimiter) {
-            let after = start + self.delimiter.len();
-            let Some(headers_end) = find(&self.buf[after..], b"\r\n\r\n").map(|i| after + i + 4)
-            else {
-                break;
-            };
-            let headers =
-                String::from_utf8_lossy(&self.buf[after..headers_end]).to_ascii_lowercase();
-            let length = headers
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok());
-            let end = match length {
-                Some(n) if n > MAX_PART_BYTES => {
-                    return Err(SourceError::Stream(format!("MJPEG part of {n} bytes")));
+        loop {
+            match self.stage {
+                Stage::Boundary => {
+                    let delimiter = std::mem::take(&mut self.delimiter);
+                    let found = self.search(&delimiter);
+                    let after = found.map(|start| start + delimiter.len());
+                    self.delimiter = delimiter;
+                    let Some(after) = after else { break };
+                    self.enter(Stage::Headers(after), after);
                 }
-                Some(n) if self.buf.len() >= headers_end + n => headers_end + n,
-                Some(_) => break,
-                None => match find(&self.buf[headers_end..], &self.delimiter) {
-                    Some(i) => headers_end + i,
-                    None => break,
-                },
-            };
-            let body = &self.buf[headers_end..end];
-            let body = body.strip_suffix(b"\r\n").unwrap_or(body);
-            if body.starts_with(&[0xFF, 0xD8]) {
-                pictures.push(body.to_vec());
+                Stage::Headers(after) => {
+                    let Some(blank) = self.search(b"\r\n\r\n") else {
+                        break;
+                    };
+                    let headers_end = blank + 4;
+                    let headers =
+                        String::from_utf8_lossy(&self.buf[after..headers_end]).to_ascii_lowercase();
+                    let length = headers
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok());
+                    if let Some(n) = length.filter(|n| *n > MAX_PART_BYTES) {
+                        return Err(SourceError::Stream(format!("MJPEG part of {n} bytes")));
+                    }
+                    self.enter(Stage::Body(headers_end, length), headers_end);
+                }
+                Stage::Body(start, Some(n)) => {
+                    if self.buf.len() < start + n {
+                        break;
+                    }
+                    self.finish_part(start, start + n, &mut pictures);
+                }
+                Stage::Body(start, None) => {
+                    let delimiter = std::mem::take(&mut self.delimiter);
+                    let found = self.search(&delimiter);
+                    self.delimiter = delimiter;
+                    let Some(end) = found else { break };
+                    self.finish_part(start, end, &mut pictures);
+                }
             }
-            self.buf.drain(..end);
         }
         if self.buf.len() > MAX_PART_BYTES + 4096 {
             return Err(SourceError::Stream(
@@ -90,7 +153,11 @@ impl MjpegSource {
     /// Sends the GET and checks that the answer is a multipart stream. With `guard`, the host
     /// name is resolved and checked first, and the connection goes to exactly those addresses.
     pub async fn open(url: &Url, guard: bool) -> Result<Self, SourceError> {
-        let mut builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
+        // Redirects are not followed: the next hop would escape the source policy and the
+        // resolution guard, which checked only this URL.
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none());
         if let (true, Some(host), Some(port)) = (guard, url.host_str(), url.port_or_known_default())
         {
             let addrs = super::source::resolve_guarded(host, port).await?;
@@ -104,6 +171,12 @@ impl MjpegSource {
             .map_err(|_| SourceError::Timeout("connecting"))?
             .and_then(reqwest::Response::error_for_status)
             .map_err(|e| SourceError::Connect(super::source::brief(e.without_url())))?;
+        if response.status().is_redirection() {
+            return Err(SourceError::Connect(format!(
+                "HTTP {}: redirects are not followed; give the address it points to",
+                response.status().as_u16()
+            )));
+        }
         let content_type = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -180,6 +253,72 @@ mod tests {
             assert_eq!(got.len(), expected, "with_length={with_length}");
             assert_eq!(got[0], JPEG_A);
             assert_eq!(got[1], JPEG_B);
+        }
+    }
+
+    #[test]
+    fn a_long_part_in_small_chunks_and_garbage_between_parts() {
+        // 1 MiB without a length, in 4 KiB chunks: found once the next boundary arrives.
+        let mut big = vec![0xFF, 0xD8];
+        big.extend((0..(1 << 20)).map(|i| (i % 251) as u8));
+        let mut stream = b"preamble junk\r\n".to_vec();
+        stream.extend(part(&big, false));
+        stream.extend(part(JPEG_B, true));
+        stream.extend(b"junk between parts");
+        stream.extend(part(JPEG_A, true));
+        let mut parser = PartParser::new("frame");
+        let mut got = Vec::new();
+        for chunk in stream.chunks(4096) {
+            got.extend(parser.push(chunk).unwrap());
+        }
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0], big);
+        assert_eq!(got[1], JPEG_B);
+        assert_eq!(got[2], JPEG_A);
+        // A delimiter split over two pushes is still found.
+        let mut parser = PartParser::new("frame");
+        let one = part(JPEG_A, true);
+        assert!(parser.push(&one[..4]).unwrap().is_empty());
+        assert_eq!(parser.push(&one[4..]).unwrap(), vec![JPEG_A.to_vec()]);
+    }
+
+    proptest::proptest! {
+        /// However the stream is cut into chunks, the same pictures come out, in order.
+        #[test]
+        fn chunking_never_changes_the_pictures(
+            bodies in proptest::collection::vec(
+                (proptest::collection::vec(proptest::num::u8::ANY, 0..300), proptest::bool::ANY),
+                1..6,
+            ),
+            cuts in proptest::collection::vec(1usize..400, 1..40),
+        ) {
+            let mut stream = Vec::new();
+            let mut expected = Vec::new();
+            for (tail, with_length) in &bodies {
+                // A JPEG start, then bytes free of the delimiter's `--`; with a length given,
+                // a body may end in a line break of its own.
+                let mut jpeg = vec![0xFF, 0xD8];
+                jpeg.extend(tail.iter().map(|b| if *b == b'-' { b'+' } else { *b }));
+                if *with_length && tail.len() % 2 == 0 {
+                    jpeg.extend(b"\r\n");
+                }
+                stream.extend(part(&jpeg, *with_length));
+                expected.push(jpeg);
+            }
+            // The last part without a length needs a boundary after it to end.
+            stream.extend(b"--frame\r\n");
+            let mut parser = PartParser::new("frame");
+            let mut got = Vec::new();
+            let mut rest = stream.as_slice();
+            for cut in cuts.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (chunk, tail) = rest.split_at((*cut).min(rest.len()));
+                got.extend(parser.push(chunk).unwrap());
+                rest = tail;
+            }
+            proptest::prop_assert_eq!(got, expected);
         }
     }
 

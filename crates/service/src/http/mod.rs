@@ -51,6 +51,8 @@ pub struct AppState {
     pub ws_messages_per_second: u32,
     /// Reverse proxies trusted to name the client in `X-Forwarded-For`.
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// `check_camera` probes running on the whole service (at most [`ws::MAX_CHECKS`]).
+    pub checks: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for AppState {

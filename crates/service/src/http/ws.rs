@@ -6,7 +6,10 @@
 //! client silent for three. Before the upgrade the token (when configured) and the connection
 //! limits are checked; during the session the message rate: messages beyond it are dropped with
 //! an `error` (`rate_limited`, at most once a second), and a client that keeps flooding is
-//! dropped.
+//! dropped. `check_camera` probes run beside the session, at most [`MAX_CHECKS_PER_SESSION`] per
+//! session and [`MAX_CHECKS`] on the service, and end with the session. The writer gives each
+//! message [`REPLY_TIMEOUT`] to reach the socket; a client that takes longer is dropped, and
+//! after the session a stuck writer gets [`WRITER_GRACE`] before it is aborted.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -40,6 +43,16 @@ pub const OUTBOUND_CAPACITY: usize = 16;
 /// How long a reply to the client's own message may wait for room in its queue; a client that
 /// reads nothing for this long is dropped.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `check_camera` probes one session may run at once; more are refused with `rate_limited`.
+pub const MAX_CHECKS_PER_SESSION: usize = 2;
+
+/// `check_camera` probes the whole service may run at once (each opens a connection and
+/// decodes a picture).
+pub const MAX_CHECKS: usize = 16;
+
+/// How long the writer may still flush a closing session's queue before it is aborted.
+pub const WRITER_GRACE: Duration = Duration::from_secs(5);
 
 /// One message on its way to a client, with the arrival time of the frame it describes.
 #[derive(Debug)]
@@ -136,6 +149,10 @@ struct Session {
     /// Cameras to forward once the replies before them are out (so that a camera's
     /// `camera_status` answer comes before its first broadcast message).
     to_forward: Vec<(broadcast::Receiver<Event>, CancellationToken)>,
+    /// This session's running `check_camera` probes.
+    checks: Arc<tokio::sync::Semaphore>,
+    /// Cancelled when the session ends: its probes stop.
+    ended: CancellationToken,
 }
 
 impl Session {
@@ -260,27 +277,60 @@ impl Session {
                     self.send_error(&unknown(camera_id));
                 }
             }
-            ClientMessage::CheckCamera { camera_id, url } => {
-                let out = self.out.clone();
-                let policy = self.state.policy.clone();
-                let stats = Arc::clone(&self.state.stats);
-                tokio::spawn(async move {
-                    let text = match probe(&url, &policy).await {
-                        Ok(latency) => camera_status(
-                            camera_id,
-                            CamState::Online,
-                            "camera reachable",
-                            Some(latency.as_millis() as u64),
-                        ),
-                        Err(e) => camera_status(camera_id, CamState::Offline, &e.to_string(), None),
-                    };
-                    let sent = tokio::time::timeout(REPLY_TIMEOUT, out.send(Outbound::text(text)));
-                    if !matches!(sent.await, Ok(Ok(()))) {
-                        stats.ws_dropped.inc();
-                    }
-                });
-            }
+            ClientMessage::CheckCamera { camera_id, url } => self.check_camera(camera_id, url),
         }
+    }
+
+    /// Runs a `check_camera` probe in the background, within the session's and the service's
+    /// caps; the answer is a `camera_status` (or `rate_limited` when a cap is reached).
+    fn check_camera(&mut self, camera_id: CameraId, url: String) {
+        let permits = Arc::clone(&self.checks)
+            .try_acquire_owned()
+            .map_err(|_| {
+                format!(
+                    "{MAX_CHECKS_PER_SESSION} camera checks already running on this connection; \
+                     wait for their answers"
+                )
+            })
+            .and_then(|mine| {
+                Arc::clone(&self.state.checks)
+                    .try_acquire_owned()
+                    .map(|all| (mine, all))
+                    .map_err(|_| format!("{MAX_CHECKS} camera checks already running"))
+            });
+        let permits = match permits {
+            Ok(permits) => permits,
+            Err(msg) => {
+                self.state.stats.limit_hit("camera_checks");
+                return self.send_error(
+                    &ProtocolError::new(ErrorCode::RateLimited, msg).for_camera(camera_id),
+                );
+            }
+        };
+        let out = self.out.clone();
+        let policy = self.state.policy.clone();
+        let stats = Arc::clone(&self.state.stats);
+        let ended = self.ended.clone();
+        tokio::spawn(async move {
+            let _permits = permits;
+            let result = tokio::select! {
+                _ = ended.cancelled() => return,
+                result = probe(&url, &policy) => result,
+            };
+            let text = match result {
+                Ok(latency) => camera_status(
+                    camera_id,
+                    CamState::Online,
+                    "camera reachable",
+                    Some(latency.as_millis() as u64),
+                ),
+                Err(e) => camera_status(camera_id, CamState::Offline, &e.to_string(), None),
+            };
+            let sent = tokio::time::timeout(REPLY_TIMEOUT, out.send(Outbound::text(text)));
+            if !matches!(sent.await, Ok(Ok(()))) {
+                stats.ws_dropped.inc();
+            }
+        });
     }
 }
 
@@ -332,10 +382,18 @@ async fn session(socket: WebSocket, state: AppState, _permit: ConnectionPermit) 
     let stats = Arc::clone(&state.stats);
     stats.ws_connections.inc();
     stats.ws_clients.inc();
-    let writer = tokio::spawn(async move {
+    let writer_stats = Arc::clone(&stats);
+    let mut writer = tokio::spawn(async move {
+        let stats = writer_stats;
         while let Some(item) = out_rx.recv().await {
-            if sink.send(item.msg).await.is_err() {
-                break;
+            match tokio::time::timeout(REPLY_TIMEOUT, sink.send(item.msg)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    tracing::info!(conn, "websocket client takes no data; closing");
+                    stats.ws_dropped.inc();
+                    break;
+                }
             }
             stats.ws_sent.inc();
             if let Some(captured) = item.captured {
@@ -344,8 +402,7 @@ async fn session(socket: WebSocket, state: AppState, _permit: ConnectionPermit) 
                     .observe(captured.elapsed().as_secs_f64());
             }
         }
-        let _ = sink.close().await;
-        stats.ws_clients.dec();
+        let _ = tokio::time::timeout(WRITER_GRACE, sink.close()).await;
     });
     let heartbeat = state.heartbeat;
     let shutdown = state.shutdown.clone();
@@ -360,6 +417,8 @@ async fn session(socket: WebSocket, state: AppState, _permit: ConnectionPermit) 
         warned: None,
         replies: Vec::new(),
         to_forward: Vec::new(),
+        checks: Arc::new(tokio::sync::Semaphore::new(MAX_CHECKS_PER_SESSION)),
+        ended: CancellationToken::new(),
     };
     s.send(protocol::connection_ack());
     s.flush().await;
@@ -380,6 +439,8 @@ async fn session(socket: WebSocket, state: AppState, _permit: ConnectionPermit) 
                 let _ = s.out.try_send(ping);
                 continue;
             }
+            // The writer gave up on the client.
+            () = s.out.closed() => break,
             msg = stream.next() => msg,
         };
         let Some(Ok(msg)) = msg else { break };
@@ -420,8 +481,15 @@ async fn session(socket: WebSocket, state: AppState, _permit: ConnectionPermit) 
     for token in s.forwarders.values() {
         token.cancel();
     }
+    s.ended.cancel();
     s.state.hub.leave_all(conn);
     drop(s);
-    let _ = writer.await;
+    if tokio::time::timeout(WRITER_GRACE, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
+    stats.ws_clients.dec();
     tracing::debug!(conn, "websocket closed");
 }
