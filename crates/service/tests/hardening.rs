@@ -317,6 +317,13 @@ async fn camera_passwords_never_leave_the_service_and_metadata_hosts_are_refused
         .await;
     let v = c.recv_state("reconnecting", SECS(10)).await;
     let mut seen = vec![v.to_string()];
+    // And one that takes its password as a query parameter, as many cameras do.
+    c.send(start(
+        8,
+        "rtsp://127.0.0.1:9/cam?user=admin&pwd=Pa55word-xyz&channel=1",
+    ))
+    .await;
+    seen.push(c.recv_state("reconnecting", SECS(10)).await.to_string());
     c.send(json!({"type": "check_camera", "data": {"cameraId": 6, "rtspUrl": "rtsp://admin:Pa55word-xyz@127.0.0.1:9/s"}}))
         .await;
     seen.push(c.recv_type("camera_status", SECS(10)).await.to_string());
@@ -327,9 +334,14 @@ async fn camera_passwords_never_leave_the_service_and_metadata_hosts_are_refused
         assert!(!text.contains("Pa55word"), "{text}");
     }
     assert!(
-        seen[2].contains("rtsp://admin:***@127.0.0.1:9/stream"),
+        seen[3].contains("rtsp://admin:***@127.0.0.1:9/stream"),
         "{}",
-        seen[2]
+        seen[3]
+    );
+    assert!(
+        seen[3].contains("rtsp://127.0.0.1:9/cam?user=admin&pwd=***&channel=1"),
+        "{}",
+        seen[3]
     );
 
     // The cloud metadata service is not a camera.

@@ -391,7 +391,10 @@ fn proc_try_wait(service: &mut Service) -> Option<Option<i32>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_camera_plays_and_reports_its_end() {
-    let service = Service::start(&[("ALGO_ALLOWED_SOURCE_SCHEMES", "rtsp,file")]);
+    let service = Service::start(&[
+        ("ALGO_ALLOWED_SOURCE_SCHEMES", "rtsp,file"),
+        ("ALGO_MAX_CONCURRENT_STREAMS", "1"),
+    ]);
     let mut c = Client::connect(&service).await;
     let url = format!("file://{}", media("road-cars-h264.mp4").display());
     c.send(start(11, &url)).await;
@@ -416,6 +419,23 @@ async fn file_camera_plays_and_reports_its_end() {
     // 8.9 s clip without `loop`: the camera ends by itself.
     let v = c.recv_type("stream_stopped", SECS(15)).await;
     assert_eq!(v["data"], json!({"cameraId": 11, "reason": "Source ended"}));
+
+    // The ended camera gives its place up (one camera allowed here) ...
+    c.send(start(12, &url)).await;
+    c.recv_state("online", SECS(5)).await;
+    c.recv_type("detection_result", SECS(10)).await;
+    c.send(start(13, &url)).await;
+    assert_eq!(
+        c.recv_type("error", SECS(5)).await["data"]["code"],
+        "too_many_streams"
+    );
+    // ... and starting it again with the same URL plays it again.
+    let v = c.recv_type("stream_stopped", SECS(15)).await;
+    assert_eq!(v["data"]["cameraId"], 12);
+    c.send(start(12, &url)).await;
+    c.recv_state("online", SECS(5)).await;
+    let r = c.recv_type("detection_result", SECS(10)).await;
+    assert_eq!(r["data"]["cameraId"], 12);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -481,32 +501,50 @@ async fn silent_clients_are_dropped_after_three_heartbeats() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_id_with_a_new_url_restarts_the_camera() {
     let rtsp = RtspServer::start(&[media("vtest-h264.mp4"), media("traffic-street-h264.mp4")]);
-    let service = Service::start(&[]);
+    // A short interval keeps the analysis busy, so restarts land while a frame is analysed.
+    let service = Service::start(&[("ALGO_FRAME_INTERVAL", "0.3")]);
     let mut c = Client::connect(&service).await;
     c.send(start(6, &rtsp.url(0))).await;
     let r = c.recv_type("detection_result", SECS(15)).await;
     assert_eq!(r["data"]["imageWidth"], 768);
 
-    c.send(start(6, &rtsp.url(1))).await;
-    assert_eq!(
-        c.recv_type("camera_status", SECS(5)).await["data"]["state"],
-        "connecting"
-    );
-    // Results now come from the new source (640x360), and no stale `offline` arrives.
-    let deadline = Instant::now() + SECS(15);
-    loop {
-        let v = c
-            .recv(deadline.saturating_duration_since(Instant::now()))
-            .await;
-        assert_ne!(v["data"]["state"], "offline", "{v}");
-        if v["type"] == "detection_result" && v["data"]["imageWidth"] == 640 {
-            break;
+    // vtest is 768 wide, traffic-street 640: switch back and forth.
+    for round in 1..=4 {
+        let (url, new_width, old_width) = match round % 2 {
+            1 => (rtsp.url(1), 640, 768),
+            _ => (rtsp.url(0), 768, 640),
+        };
+        let asked = chrono::Utc::now();
+        c.send(start(6, &url)).await;
+        // Results now come from the new source, and no stale `offline` arrives. A result of
+        // the old source may still arrive if it was judged before the restart, never one
+        // judged after it.
+        let deadline = Instant::now() + SECS(15);
+        loop {
+            let v = c
+                .recv(deadline.saturating_duration_since(Instant::now()))
+                .await;
+            assert_ne!(v["data"]["state"], "offline", "{v}");
+            if v["type"] != "detection_result" {
+                continue;
+            }
+            if v["data"]["imageWidth"] == new_width {
+                break;
+            }
+            assert_eq!(v["data"]["imageWidth"], old_width, "{v}");
+            let judged = v["data"]["timestamp"].as_str().unwrap();
+            let judged = chrono::DateTime::parse_from_rfc3339(judged).unwrap();
+            let late = judged.signed_duration_since(asked).num_milliseconds();
+            assert!(
+                late < 50,
+                "round {round}: old source judged {late} ms after the restart"
+            );
         }
     }
     let cams = cameras(&service);
     assert_eq!(cams["data"].as_array().unwrap().len(), 1);
     assert_eq!(cams["data"][0]["state"], "online", "{cams}");
-    assert!(cams["data"][0]["url"].as_str().unwrap().ends_with("/cam1"));
+    assert!(cams["data"][0]["url"].as_str().unwrap().ends_with("/cam0"));
 }
 
 /// Serves an endless MJPEG stream of the two photos, 5 pictures a second; returns its URL.

@@ -196,6 +196,18 @@ async fn every_metric_family_is_exposed_and_moves_during_a_run() {
         complaints.is_empty(),
         "promtool check metrics:\n{complaints}"
     );
+
+    // A stopped camera's series leave /metrics (clients choose ids: start/stop loops must not
+    // grow it); the running camera's stay.
+    c.send(json!({"type": "stop_stream", "data": {"cameraId": 1}}))
+        .await;
+    c.recv_type("stream_stopped", SECS(5)).await;
+    let text = scrape(&service);
+    assert!(!text.contains("camera_id=\"1\""), "{text}");
+    assert!(
+        text.contains("frames_received_total{camera_id=\"2\"}"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

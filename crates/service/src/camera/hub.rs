@@ -4,6 +4,7 @@
 //! is capped by `stream.max_concurrent_streams`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use super::source::{check_policy, guards_resolution, redact};
 use super::state::CameraInfo;
 use crate::config::SecurityConfig;
 use crate::http::protocol::{CameraId, ErrorCode, ProtocolError};
+use crate::metrics::CameraMetrics;
 
 /// Identifies one client connection.
 pub type ConnId = u64;
@@ -51,6 +53,16 @@ struct Camera {
     events: broadcast::Sender<Event>,
     cancel: CancellationToken,
     watchers: HashSet<ConnId>,
+    /// Kept across restarts with a new URL; retired when the camera stops.
+    metrics: CameraMetrics,
+    /// Set by the task when it ended on its own (a file played out, analysis impossible).
+    ended: Arc<AtomicBool>,
+}
+
+impl Camera {
+    fn ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
+    }
 }
 
 /// A watcher's handle on a camera.
@@ -133,18 +145,31 @@ impl CameraHub {
                 )
                 .for_camera(id));
             }
-            if cam.url != url {
-                // Same id, new URL: restart for everyone watching.
+            if cam.url != url || cam.ended() {
+                // Same id, new URL, or a camera whose source ended: (re)start it for everyone
+                // watching.
                 cam.cancel.cancel();
                 cam.url = url.to_string();
                 cam.cancel = self.shutdown.child_token();
+                cam.ended = Arc::default();
                 // A fresh state: the old task may still write its final state into its own.
-                cam.info = Arc::new(Mutex::new(CameraInfo::new(id, redact(url))));
+                let pinned = cam.info.lock().unwrap_or_else(|e| e.into_inner()).pinned;
+                let mut info = CameraInfo::new(id, redact(url));
+                info.pinned = pinned;
+                cam.info = Arc::new(Mutex::new(info));
                 self.spawn(id, parsed, guard, cam);
             }
             cam.watchers.insert(conn);
             return Ok(Self::subscription(id, cam));
         }
+        // Client cameras whose source ended give their places up (their watchers were told).
+        cameras.retain(|_, cam| {
+            let gone = cam.ended() && !cam.watchers.contains(&SERVICE);
+            if gone {
+                cam.metrics.retire();
+            }
+            !gone
+        });
         if cameras.len() >= self.max_cameras {
             return Err(ProtocolError::new(
                 ErrorCode::TooManyStreams,
@@ -162,6 +187,8 @@ impl CameraHub {
             events,
             cancel: self.shutdown.child_token(),
             watchers: HashSet::from([conn]),
+            metrics: self.analyzer.metrics.camera(id),
+            ended: Arc::default(),
         };
         self.spawn(id, parsed, guard, &mut cam);
         let sub = Self::subscription(id, &cam);
@@ -191,6 +218,8 @@ impl CameraHub {
             events,
             cancel: self.shutdown.child_token(),
             watchers: HashSet::from([SERVICE]),
+            metrics: self.analyzer.metrics.camera(id),
+            ended: Arc::default(),
         };
         self.spawn(id, parsed, false, &mut cam);
         cameras.insert(id, cam);
@@ -214,7 +243,8 @@ impl CameraHub {
             info: Arc::clone(&cam.info),
             events: cam.events.clone(),
             cancel: cam.cancel.clone(),
-            metrics: self.analyzer.metrics.camera(id),
+            metrics: cam.metrics.clone(),
+            ended: Arc::clone(&cam.ended),
             analyzer: Arc::clone(&self.analyzer),
         };
         self.tracker.spawn(run(task));
@@ -257,6 +287,7 @@ impl CameraHub {
         let was_watching = cam.watchers.remove(&conn);
         if cam.watchers.is_empty() {
             cam.cancel.cancel();
+            cam.metrics.retire();
             cameras.remove(&id);
             tracing::info!(camera = id, "last watcher left; camera stopped");
         }

@@ -7,7 +7,6 @@
 //! `detection_result`. A fresh `high` alert asks the source side to hold the next sample back by
 //! the alert pause. Every wait races the camera's cancellation token.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -67,8 +66,27 @@ impl std::fmt::Debug for Analyzer {
     }
 }
 
-/// A sampled decode job and when its last frame arrived.
-type Sampled = (DecodeJob, Instant);
+/// A sampled decode job, when its last frame arrived, and the connection it came from.
+type Sampled = (DecodeJob, Instant, u64);
+
+/// The alert pause handed from the analysis thread to the source side. Stream time restarts
+/// with every connection, so a pause is kept with the connection whose stream time it names
+/// and ignored by any other.
+#[derive(Debug, Default)]
+pub struct AlertPause(Mutex<Option<(u64, Duration)>>);
+
+impl AlertPause {
+    /// Asks connection `connection` to take no sample before its stream time `until`.
+    pub fn request(&self, connection: u64, until: Duration) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((connection, until));
+    }
+
+    /// The pause asked of `connection`, once; a pause of an earlier connection is dropped.
+    pub fn take(&self, connection: u64) -> Option<Duration> {
+        let taken = self.0.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+        (taken.0 == connection).then_some(taken.1)
+    }
+}
 
 /// Everything one camera task needs.
 #[derive(Clone)]
@@ -92,6 +110,8 @@ pub struct CameraTask {
     pub analyzer: Arc<Analyzer>,
     /// This camera's metric handles.
     pub metrics: CameraMetrics,
+    /// Set when the task ends on its own (not cancelled): the hub may restart or drop it.
+    pub ended: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl CameraTask {
@@ -154,8 +174,7 @@ impl Backoff {
 /// Runs the camera until its token is cancelled, reconnecting forever.
 pub async fn run(task: CameraTask) {
     let (job_tx, job_rx) = mpsc::sync_channel::<Sampled>(1);
-    // Stream time (ms) before which no sample is due: set by analysis, taken by the sampler.
-    let pause = Arc::new(AtomicU64::new(0));
+    let pause = Arc::new(AlertPause::default());
     let analysis = {
         let task = task.clone();
         let pause = Arc::clone(&pause);
@@ -175,13 +194,24 @@ pub async fn run(task: CameraTask) {
     };
     task.set_state(State::Connecting, "connecting");
     let mut backoff = Backoff::default();
+    let mut connection = 0;
+    // Why the analysis thread ended on its own: the camera cannot work, so it stops.
+    let mut fatal = None;
     loop {
+        connection += 1;
         let (err, finite) = tokio::select! {
             _ = task.cancel.cancelled() => break,
-            ended = run_once(&task, &job_tx, &pause, &mut backoff) => ended,
+            ended = run_once(&task, &job_tx, &pause, connection, &mut backoff) => ended,
         };
+        if err == analysis_stopped() {
+            task.ended.store(true, std::sync::atomic::Ordering::SeqCst);
+            fatal = Some(err.to_string());
+            break;
+        }
         if finite && err == SourceError::Ended {
-            // A file without `loop` is done: tell the watchers, do not reconnect.
+            // A file without `loop` is done: tell the watchers, do not reconnect. The hub may
+            // give the place up or start it again from the moment they hear it.
+            task.ended.store(true, std::sync::atomic::Ordering::SeqCst);
             let _ = task
                 .events
                 .send(Event::text(stream_stopped(task.id, "Source ended")));
@@ -201,7 +231,21 @@ pub async fn run(task: CameraTask) {
         }
     }
     drop(job_tx);
-    if task.cancel.is_cancelled() {
+    let outcome = tokio::task::spawn_blocking(move || analysis.join()).await;
+    if let Some(err) = fatal {
+        let reason = match outcome {
+            Ok(Ok(Err(reason))) => reason,
+            _ => err,
+        };
+        tracing::error!(camera = task.id, %reason, "camera analysis stopped");
+        task.metrics.error("analysis");
+        task.update(|i| i.last_error = Some(reason.clone()));
+        task.set_state(State::Offline, &format!("analysis stopped: {reason}"));
+        let _ = task.events.send(Event::text(stream_stopped(
+            task.id,
+            &format!("analysis stopped: {reason}"),
+        )));
+    } else if task.cancel.is_cancelled() {
         // Stopped by the hub (last watcher gone, restart with a new URL, shutdown): nobody
         // should hear an `offline` from this task, which a restarted camera would contradict.
         task.update(|i| {
@@ -211,15 +255,14 @@ pub async fn run(task: CameraTask) {
     } else {
         task.set_state(State::Offline, "stopped");
     }
-    // The analysis thread ends once its channel is closed and its current frame is done.
-    let _ = tokio::task::spawn_blocking(move || analysis.join()).await;
 }
 
 /// Connects and streams until something fails; returns why, and whether the source was finite.
 async fn run_once(
     task: &CameraTask,
     jobs: &SyncSender<Sampled>,
-    pause: &AtomicU64,
+    pause: &AlertPause,
+    connection: u64,
     backoff: &mut Backoff,
 ) -> (SourceError, bool) {
     let mut source = match Source::open(&task.url, task.guard_resolution).await {
@@ -228,7 +271,7 @@ async fn run_once(
     };
     let finite = source.is_finite();
     (
-        stream(task, &mut source, jobs, pause, backoff).await,
+        stream(task, &mut source, jobs, pause, connection, backoff).await,
         finite,
     )
 }
@@ -238,7 +281,8 @@ async fn stream(
     task: &CameraTask,
     source: &mut Source,
     jobs: &SyncSender<Sampled>,
-    pause: &AtomicU64,
+    pause: &AlertPause,
+    connection: u64,
     backoff: &mut Backoff,
 ) -> SourceError {
     let mut sampler = Sampler::new(task.interval);
@@ -256,22 +300,24 @@ async fn stream(
         }
         task.update(|i| i.frames_received += 1);
         task.metrics.frames_received.inc();
-        let until = pause.swap(0, Ordering::Relaxed);
-        if until > 0 {
-            sampler.pause_until(Duration::from_millis(until));
+        if let Some(until) = pause.take(connection) {
+            sampler.pause_until(until);
         }
         match sampler.push(frame) {
             Decision::Wait => {}
-            Decision::Decode(job) => match jobs.try_send((job, Instant::now())) {
+            Decision::Decode(job) => match jobs.try_send((job, Instant::now(), connection)) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => dropped(task, 1),
-                Err(TrySendError::Disconnected(_)) => {
-                    return SourceError::Stream("analysis thread stopped".into());
-                }
+                Err(TrySendError::Disconnected(_)) => return analysis_stopped(),
             },
             Decision::Overflow(n) => dropped(task, n as u64),
         }
     }
+}
+
+/// What the source side sees when the analysis thread has ended on its own.
+fn analysis_stopped() -> SourceError {
+    SourceError::Stream("analysis thread stopped".into())
 }
 
 fn dropped(task: &CameraTask, n: u64) {
@@ -279,15 +325,15 @@ fn dropped(task: &CameraTask, n: u64) {
     task.metrics.frames_dropped.inc_by(n);
 }
 
-/// The camera's analysis thread: decode, detect, judge, broadcast.
-fn analysis_loop(task: &CameraTask, jobs: &Receiver<Sampled>, pause: &AtomicU64) {
-    let mut decoder = match VideoDecoder::new() {
-        Ok(d) => d,
-        Err(e) => {
-            task.update(|i| i.last_error = Some(e.to_string()));
-            return;
-        }
-    };
+/// The camera's analysis thread: decode, detect, judge, broadcast. Ends when its channel
+/// closes, or with the reason the camera cannot be analysed at all.
+fn analysis_loop(
+    task: &CameraTask,
+    jobs: &Receiver<Sampled>,
+    pause: &AlertPause,
+) -> Result<(), String> {
+    let mut decoder =
+        VideoDecoder::new().map_err(|e| format!("cannot start the video decoder: {e}"))?;
     let analyzer = &task.analyzer;
     let mut scene = Scene::new(analyzer.scene);
     let llm = analyzer.llm.clone().map(CameraLlm::new);
@@ -295,7 +341,10 @@ fn analysis_loop(task: &CameraTask, jobs: &Receiver<Sampled>, pause: &AtomicU64)
     let mut last_decoded = 0;
     // Whether the last save failed: a failing disk is logged once, not per frame.
     let mut save_failing = false;
-    for (job, captured) in jobs {
+    for (job, captured, connection) in jobs {
+        if task.cancel.is_cancelled() {
+            break;
+        }
         let started = Instant::now();
         let stream_time = job.frames.last().map_or(0.0, |f| f.pts.as_secs_f64());
         let frame = match decoder.decode(&job) {
@@ -322,9 +371,8 @@ fn analysis_loop(task: &CameraTask, jobs: &Receiver<Sampled>, pause: &AtomicU64)
                 continue;
             }
             Err(e) => {
-                tracing::error!(camera = task.id, error = %e, "inference unavailable");
                 metrics.error("inference");
-                return;
+                return Err(format!("inference unavailable: {e}"));
             }
         };
         let detect_time = detect_started.elapsed();
@@ -354,8 +402,8 @@ fn analysis_loop(task: &CameraTask, jobs: &Receiver<Sampled>, pause: &AtomicU64)
             save_frame(task, store, &judged, jpeg, &mut save_failing);
         }
         if judged.fresh_high {
-            let until = stream_time + analyzer.alert_pause.as_secs_f64();
-            pause.store((until * 1000.0).ceil() as u64, Ordering::Relaxed);
+            let until = Duration::from_secs_f64(stream_time) + analyzer.alert_pause;
+            pause.request(connection, until);
         }
         let vehicles = detections.iter().filter(|d| is_vehicle(&d.label)).count() as u64;
         let persons = detections.iter().filter(|d| d.label == "person").count() as u64;
@@ -368,6 +416,11 @@ fn analysis_loop(task: &CameraTask, jobs: &Receiver<Sampled>, pause: &AtomicU64)
                 i.llm = Some(l.counters());
             }
         });
+        // Stopped or restarted on another URL while this frame was analysed: its result
+        // belongs to a source nobody watches any more.
+        if task.cancel.is_cancelled() {
+            break;
+        }
         let text = match &analyzer.publisher {
             Some(p) => p.publish(task.id, judged.text, &detections, &judged.scene),
             None => judged.text,
@@ -377,6 +430,7 @@ fn analysis_loop(task: &CameraTask, jobs: &Receiver<Sampled>, pause: &AtomicU64)
             captured: Some(captured),
         });
     }
+    Ok(())
 }
 
 /// Saves an analysed frame; a failure is counted and kept as the camera's last error, and
@@ -426,6 +480,19 @@ fn count_alerts(metrics: &CameraMetrics, judged: &Judged) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alert_pause_applies_only_to_the_connection_it_was_asked_of() {
+        let pause = AlertPause::default();
+        pause.request(1, Duration::from_secs(40));
+        assert_eq!(pause.take(1), Some(Duration::from_secs(40)));
+        assert_eq!(pause.take(1), None, "taken once");
+        // Asked during connection 1, seen after a reconnect: stream time restarted at zero,
+        // so 40 s would silence the new connection for 40 s. It is dropped.
+        pause.request(1, Duration::from_secs(40));
+        assert_eq!(pause.take(2), None);
+        assert_eq!(pause.take(1), None, "dropped, not kept for later");
+    }
 
     #[test]
     fn backoff_doubles_to_the_cap_with_bounded_jitter() {

@@ -300,7 +300,18 @@ impl Default for Metrics {
     }
 }
 
+/// The per-camera series a camera created beyond its fixed ones, and whether it was retired.
+#[derive(Debug, Default)]
+struct Created {
+    /// `detected_objects_total` by class.
+    objects: std::collections::HashMap<String, Counter>,
+    /// Set by [`CameraMetrics::retire`]: no new series from now on.
+    retired: bool,
+}
+
 /// One camera's handles on the per-camera families, fetched once when the camera starts.
+/// Camera ids are chosen by clients, so a camera's series are removed when it stops
+/// ([`CameraMetrics::retire`]): `/metrics` stays the size of the running cameras.
 #[derive(Debug, Clone)]
 pub struct CameraMetrics {
     /// Camera id.
@@ -319,6 +330,7 @@ pub struct CameraMetrics {
     pub reconnects: Counter,
     /// The shared families.
     pub all: Arc<Metrics>,
+    created: Arc<std::sync::Mutex<Created>>,
 }
 
 impl CameraMetrics {
@@ -341,16 +353,64 @@ impl CameraMetrics {
         self.all
             .detection_latency
             .observe(detect_time.as_secs_f64());
+        let mut created = self.created();
         for class in classes {
-            self.all
-                .detected_objects
-                .get_or_create(&ObjectLabel {
-                    camera_id: self.camera_id,
-                    class: class.to_string(),
-                })
-                .inc();
+            if let Some(counter) = created.objects.get(class) {
+                counter.inc();
+            } else if !created.retired {
+                let counter = self
+                    .all
+                    .detected_objects
+                    .get_or_create(&ObjectLabel {
+                        camera_id: self.camera_id,
+                        class: class.to_string(),
+                    })
+                    .clone();
+                counter.inc();
+                created.objects.insert(class.to_string(), counter);
+            }
         }
         self.traffic_groups.inc_by(groups as u64);
+    }
+
+    fn created(&self) -> std::sync::MutexGuard<'_, Created> {
+        self.created.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Removes every series of this camera from the families (the camera stopped). Counting
+    /// on through these handles afterwards changes nothing that is shown, and creates nothing.
+    pub fn retire(&self) {
+        let mut created = self.created();
+        created.retired = true;
+        let label = CameraLabel {
+            camera_id: self.camera_id,
+        };
+        let all = &self.all;
+        for family in [
+            &all.detections,
+            &all.traffic_groups,
+            &all.frames_received,
+            &all.frames_decoded,
+            &all.frames_dropped,
+            &all.reconnects,
+        ] {
+            family.remove(&label);
+        }
+        for (class, _) in created.objects.drain() {
+            all.detected_objects.remove(&ObjectLabel {
+                camera_id: self.camera_id,
+                class,
+            });
+        }
+        for level in ["low", "medium", "high"] {
+            for source in ["rules", "llm"] {
+                all.risk_alerts.remove(&AlertLabel {
+                    camera_id: self.camera_id,
+                    level,
+                    source,
+                });
+            }
+        }
     }
 
     /// Counts an alert and its risk types.
@@ -360,6 +420,11 @@ impl CameraMetrics {
         source: &'static str,
         types: impl Iterator<Item = &'a str>,
     ) {
+        // Held while the series is created, so that it cannot reappear after `retire`.
+        let created = self.created();
+        if created.retired {
+            return;
+        }
         self.all
             .risk_alerts
             .get_or_create(&AlertLabel {
@@ -409,6 +474,7 @@ impl Metrics {
             frames_dropped: self.frames_dropped.get_or_create(&label).clone(),
             reconnects: self.reconnects.get_or_create(&label).clone(),
             all: Arc::clone(self),
+            created: Arc::default(),
         }
     }
 
@@ -710,5 +776,26 @@ mod tests {
         ] {
             assert!(text.contains(line), "no {line:?} in\n{text}");
         }
+
+        // A stopped camera's series go; another camera's stay; counting on creates nothing.
+        let other = m.camera(8);
+        other.analysed(Duration::from_millis(40), ["bus"].into_iter(), 0);
+        cam.retire();
+        cam.analysed(Duration::from_millis(40), ["truck"].into_iter(), 1);
+        cam.alert("low", "rules", std::iter::empty());
+        let text = render(&registry(&m, Sources::default()));
+        assert!(!text.contains("camera_id=\"7\""), "{text}");
+        assert!(
+            text.contains("detected_objects_total{camera_id=\"8\",class=\"bus\"} 1\n"),
+            "{text}"
+        );
+        // The same id started again counts from zero.
+        m.camera(7)
+            .analysed(Duration::from_millis(40), ["car"].into_iter(), 0);
+        let text = render(&registry(&m, Sources::default()));
+        assert!(
+            text.contains("detected_objects_total{camera_id=\"7\",class=\"car\"} 1\n"),
+            "{text}"
+        );
     }
 }
