@@ -45,7 +45,7 @@ pub const OUTBOUND_CAPACITY: usize = 16;
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `check_camera` probes one session may run at once; more are refused with `rate_limited`.
-pub const MAX_CHECKS_PER_SESSION: usize = 2;
+pub const MAX_CHECKS_PER_SESSION: usize = 4;
 
 /// `check_camera` probes the whole service may run at once (each opens a connection and
 /// decodes a picture).
