@@ -61,7 +61,7 @@ pub struct RiskTypeLabel {
 /// Pipeline errors by stage.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StageLabel {
-    /// `source`, `decode`, `detect`, `encode`, `inference` or `save`.
+    /// `source`, `decode`, `detect`, `encode`, `inference`, `save` or `analysis`.
     pub stage: &'static str,
 }
 
@@ -82,7 +82,7 @@ pub struct EndpointLabel {
 /// Client limits hit, by limit.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabel {
-    /// `connections`, `connections_per_ip`, `message_rate`, `message_size` or `flood`.
+    /// One of [`LIMITS`].
     pub limit: &'static str,
 }
 
@@ -116,12 +116,13 @@ pub struct InfoLabel {
 }
 
 /// The client limits, as counted in `client_limit_hits_total`.
-pub const LIMITS: [&str; 5] = [
+pub const LIMITS: [&str; 6] = [
     "connections",
     "connections_per_ip",
     "message_rate",
     "message_size",
     "flood",
+    "camera_checks",
 ];
 
 /// Risk types counted by name; every other LLM risk type is `other`.
@@ -450,7 +451,15 @@ impl Metrics {
     pub fn new(info: &InfoLabel) -> Arc<Self> {
         let m = Self::default();
         m.info.get_or_create(info).set(1);
-        for stage in ["source", "decode", "detect", "encode", "inference", "save"] {
+        for stage in [
+            "source",
+            "decode",
+            "detect",
+            "encode",
+            "inference",
+            "save",
+            "analysis",
+        ] {
             let _ = m.pipeline_errors.get_or_create(&StageLabel { stage });
         }
         for endpoint in ["api", "ws"] {
