@@ -2,8 +2,8 @@
 """A real RTSP server for the tests: GStreamer's gst-rtsp-server serving H.264 files.
 
 Usage: rtsp_server.py PORT FILE [FILE...]
-Serves FILE i at rtsp://127.0.0.1:PORT/cam<i> (cam0, cam1, ...), in real time, looping, one
-pipeline per client. PORT 0 picks a free port. Prints "PORT <n>" once listening.
+Serves FILE i at rtsp://127.0.0.1:PORT/cam<i> (cam0, cam1, ...), in real time, once, one
+pipeline per client (a stream ends with its file: tests use clips longer than they run). PORT 0 picks a free port. Prints "PORT <n>" once listening.
 Run with Debian's /usr/bin/python3 (python3-gi, gir1.2-gst-rtsp-server-1.0).
 """
 
@@ -16,7 +16,7 @@ gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 
-class LoopingFactory(GstRtspServer.RTSPMediaFactory):
+class FileFactory(GstRtspServer.RTSPMediaFactory):
     def __init__(self, path):
         super().__init__()
         self.path = path
@@ -29,21 +29,6 @@ class LoopingFactory(GstRtspServer.RTSPMediaFactory):
         )
         return Gst.parse_launch(launch)
 
-    def do_configure(self, media):
-        # Loop: when the file ends, seek back to the start instead of ending the session.
-        media.connect("prepared", self._prepared)
-
-    def _prepared(self, media):
-        bus = media.get_element().get_bus() if hasattr(media.get_element(), "get_bus") else None
-        pipeline = media.get_element()
-
-        def on_eos(*_):
-            pipeline.seek_simple(Gst.Format.TIME, Gst.SeekFlags.FLUSH, 0)
-
-        if bus is not None:
-            bus.add_signal_watch()
-            bus.connect("message::eos", on_eos)
-
 
 def main():
     port = sys.argv[1]
@@ -54,7 +39,7 @@ def main():
     server.set_service(port)
     mounts = server.get_mount_points()
     for i, path in enumerate(files):
-        mounts.add_factory(f"/cam{i}", LoopingFactory(path))
+        mounts.add_factory(f"/cam{i}", FileFactory(path))
     server.attach(None)
     print(f"PORT {server.get_bound_port()}", flush=True)
     GLib.MainLoop().run()
