@@ -270,6 +270,15 @@ mod tests {
         let mut got = Vec::new();
         for chunk in stream.chunks(4096) {
             got.extend(parser.push(chunk).unwrap());
+            // Inside the big body, the next search resumes near the end of what has arrived
+            // (at most a delimiter short of it), not at the start.
+            if matches!(parser.stage, Stage::Body(_, None)) {
+                let resume = parser.buf.len() - parser.searched;
+                assert!(
+                    resume < parser.delimiter.len(),
+                    "resumes {resume} bytes back"
+                );
+            }
         }
         assert_eq!(got.len(), 3);
         assert_eq!(got[0], big);

@@ -171,7 +171,9 @@ impl Backoff {
     }
 }
 
-/// Runs the camera until its token is cancelled, reconnecting forever.
+/// Runs the camera until its token is cancelled, reconnecting forever, unless its source ends
+/// (a file without `loop`) or its analysis cannot run: then it goes `offline` and tells its
+/// watchers with a `stream_stopped`.
 pub async fn run(task: CameraTask) {
     let (job_tx, job_rx) = mpsc::sync_channel::<Sampled>(1);
     let pause = Arc::new(AlertPause::default());
@@ -195,26 +197,28 @@ pub async fn run(task: CameraTask) {
     task.set_state(State::Connecting, "connecting");
     let mut backoff = Backoff::default();
     let mut connection = 0;
-    // Why the analysis thread ended on its own: the camera cannot work, so it stops.
-    let mut fatal = None;
+    let mut ending = None;
     loop {
+        if analysis.is_finished() {
+            ending = Some(Ending::AnalysisStopped(analysis_stopped().to_string()));
+            break;
+        }
         connection += 1;
         let (err, finite) = tokio::select! {
+            biased;
             _ = task.cancel.cancelled() => break,
             ended = run_once(&task, &job_tx, &pause, connection, &mut backoff) => ended,
         };
-        if err == analysis_stopped() {
-            task.ended.store(true, std::sync::atomic::Ordering::SeqCst);
-            fatal = Some(err.to_string());
+        if task.cancel.is_cancelled() {
+            break;
+        }
+        if err == analysis_stopped() || analysis.is_finished() {
+            ending = Some(Ending::AnalysisStopped(err.to_string()));
             break;
         }
         if finite && err == SourceError::Ended {
-            // A file without `loop` is done: tell the watchers, do not reconnect. The hub may
-            // give the place up or start it again from the moment they hear it.
-            task.ended.store(true, std::sync::atomic::Ordering::SeqCst);
-            let _ = task
-                .events
-                .send(Event::text(stream_stopped(task.id, "Source ended")));
+            // A file without `loop` is done: do not reconnect.
+            ending = Some(Ending::SourceEnded);
             break;
         }
         tracing::warn!(camera = task.id, error = %err, "camera source failed");
@@ -226,35 +230,55 @@ pub async fn run(task: CameraTask) {
         });
         task.set_state(State::Reconnecting, &err.to_string());
         tokio::select! {
+            biased;
             _ = task.cancel.cancelled() => break,
             _ = tokio::time::sleep(backoff.next_delay()) => {}
         }
     }
     drop(job_tx);
     let outcome = tokio::task::spawn_blocking(move || analysis.join()).await;
-    if let Some(err) = fatal {
-        let reason = match outcome {
-            Ok(Ok(Err(reason))) => reason,
-            _ => err,
-        };
-        tracing::error!(camera = task.id, %reason, "camera analysis stopped");
-        task.metrics.error("analysis");
-        task.update(|i| i.last_error = Some(reason.clone()));
-        task.set_state(State::Offline, &format!("analysis stopped: {reason}"));
-        let _ = task.events.send(Event::text(stream_stopped(
-            task.id,
-            &format!("analysis stopped: {reason}"),
-        )));
-    } else if task.cancel.is_cancelled() {
-        // Stopped by the hub (last watcher gone, restart with a new URL, shutdown): nobody
-        // should hear an `offline` from this task, which a restarted camera would contradict.
-        task.update(|i| {
-            i.state = State::Offline;
-            i.message = "stopped".into();
-        });
-    } else {
-        task.set_state(State::Offline, "stopped");
-    }
+    let ending = match ending {
+        Some(ending) if !task.cancel.is_cancelled() => ending,
+        _ => {
+            // Stopped by the hub (last watcher gone, restart with a new URL, shutdown): nobody
+            // should hear an `offline` from this task, which a restarted camera would
+            // contradict.
+            task.update(|i| {
+                i.state = State::Offline;
+                i.message = "stopped".into();
+            });
+            return;
+        }
+    };
+    let reason = match ending {
+        Ending::SourceEnded => "Source ended".to_string(),
+        Ending::AnalysisStopped(err) => {
+            let reason = match outcome {
+                Ok(Ok(Err(reason))) => reason,
+                _ => err,
+            };
+            tracing::error!(camera = task.id, %reason, "camera analysis stopped");
+            task.metrics.error("analysis");
+            task.update(|i| i.last_error = Some(reason.clone()));
+            format!("analysis stopped: {reason}")
+        }
+    };
+    task.set_state(State::Offline, &reason);
+    // From here on the hub may give the place up or start the camera again: the watchers
+    // hear nothing more from this task after the `stream_stopped`.
+    task.ended.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = task
+        .events
+        .send(Event::text(stream_stopped(task.id, &reason)));
+}
+
+/// Why a camera's task ended on its own.
+#[derive(Debug)]
+enum Ending {
+    /// A file without `loop` played out.
+    SourceEnded,
+    /// The analysis thread ended (with the source side's view of it).
+    AnalysisStopped(String),
 }
 
 /// Connects and streams until something fails; returns why, and whether the source was finite.
@@ -376,6 +400,11 @@ fn analysis_loop(
             }
         };
         let detect_time = detect_started.elapsed();
+        // Stopped or restarted on another URL while the detector ran (the longest wait): the
+        // frame belongs to a source nobody watches any more; judging it could call the LLM.
+        if task.cancel.is_cancelled() {
+            break;
+        }
         let input = FrameInput {
             camera_id: task.id,
             frame: &frame,
@@ -416,8 +445,7 @@ fn analysis_loop(
                 i.llm = Some(l.counters());
             }
         });
-        // Stopped or restarted on another URL while this frame was analysed: its result
-        // belongs to a source nobody watches any more.
+        // And once more for the rest of the frame's work.
         if task.cancel.is_cancelled() {
             break;
         }

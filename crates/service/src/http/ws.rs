@@ -402,6 +402,8 @@ async fn session(socket: WebSocket, state: AppState, _permit: ConnectionPermit) 
                     .observe(captured.elapsed().as_secs_f64());
             }
         }
+        // The session notices at once (`out.closed()`) while the close goes out.
+        out_rx.close();
         let _ = tokio::time::timeout(WRITER_GRACE, sink.close()).await;
     });
     let heartbeat = state.heartbeat;
