@@ -12,7 +12,14 @@ use crate::config::SecurityConfig;
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens `url`, waits for a keyframe and decodes it; returns the time to the first picture.
-pub async fn probe(url: &str, policy: &SecurityConfig) -> Result<Duration, SourceError> {
+/// `hold` (the caller's permits) lives until the last decode ends, even when the probe is
+/// dropped halfway: a decode on the blocking pool cannot be cancelled.
+pub async fn probe<H: Send + Sync + 'static>(
+    url: &str,
+    policy: &SecurityConfig,
+    hold: H,
+) -> Result<Duration, SourceError> {
+    let hold = std::sync::Arc::new(hold);
     let parsed = check_policy(url, policy)?;
     let guard = guards_resolution(&parsed, policy);
     let started = Instant::now();
@@ -28,7 +35,9 @@ pub async fn probe(url: &str, policy: &SecurityConfig) -> Result<Duration, Sourc
                 frames: vec![frame],
                 resume_from: 0,
             };
+            let held = std::sync::Arc::clone(&hold);
             let decoded = tokio::task::spawn_blocking(move || {
+                let _held = held;
                 VideoDecoder::new().and_then(|mut d| d.decode(&job))
             })
             .await

@@ -312,10 +312,9 @@ impl Session {
         let stats = Arc::clone(&self.state.stats);
         let ended = self.ended.clone();
         tokio::spawn(async move {
-            let _permits = permits;
             let result = tokio::select! {
                 _ = ended.cancelled() => return,
-                result = probe(&url, &policy) => result,
+                result = probe(&url, &policy, permits) => result,
             };
             let text = match result {
                 Ok(latency) => camera_status(
