@@ -76,10 +76,12 @@ async fn the_token_guards_the_api_and_the_websocket_and_is_never_logged() {
         "{closed:?}"
     );
 
-    // With it, in the query (browsers) or the header.
-    let url = format!("{}?access_token={token}", service.ws_url());
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    assert_eq!(first_json(&mut ws).await["type"], "connection_ack");
+    // With it, in the query (browsers; SPEC's `token`, or `access_token`) or the header.
+    for name in ["token", "access_token"] {
+        let url = format!("{}?{name}={token}", service.ws_url());
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        assert_eq!(first_json(&mut ws).await["type"], "connection_ack");
+    }
     let mut request = service.ws_url().into_client_request().unwrap();
     request
         .headers_mut()
@@ -445,18 +447,34 @@ async fn sigterm_with_cameras_and_clients_running_exits_cleanly() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(code, Some(0));
-    // The clients saw their connections end.
+    // The clients saw their connections end, the watcher of camera 1 told why first.
+    let mut stopped = Vec::new();
     for c in [&mut a, &mut b] {
+        let mut heard = Vec::new();
         let ended = tokio::time::timeout(SECS(5), async {
             while let Some(Ok(msg)) = c.ws.next().await {
-                if matches!(msg, Message::Close(_)) {
-                    break;
+                match msg {
+                    Message::Close(_) => break,
+                    Message::Text(t) => heard.push(serde_json::from_str::<Value>(&t).unwrap()),
+                    _ => {}
                 }
             }
         })
         .await;
         assert!(ended.is_ok(), "a client's connection did not end");
+        stopped.push(
+            heard
+                .into_iter()
+                .filter(|v| v["type"] == "stream_stopped")
+                .collect::<Vec<_>>(),
+        );
     }
+    assert_eq!(stopped[0].len(), 1, "{:?}", stopped[0]);
+    assert_eq!(
+        stopped[0][0]["data"],
+        json!({"cameraId": 1, "reason": "Service shutting down"})
+    );
+    assert!(stopped[1].is_empty(), "{:?}", stopped[1]);
     let log = service.log();
     assert!(log.contains("stopped"), "{log}");
     assert!(

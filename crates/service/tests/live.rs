@@ -49,6 +49,13 @@ fn http_answers_in_the_envelope() {
     assert_eq!(status, 405);
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["code"], 405);
 
+    // `/ws` asked for by plain HTTP: the envelope too, not the framework's text.
+    let (status, _, body) = http(&service.addr, "GET", "/ws", &[]);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!((400..500).contains(&status), "{status} {body}");
+    assert_eq!(v["code"], status, "{body}");
+    assert!(v["msg"].as_str().unwrap().contains("WebSocket"), "{body}");
+
     let (status, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
     assert_eq!(status, 200);
     assert_eq!(
@@ -309,10 +316,14 @@ async fn two_clients_share_one_camera_until_the_last_leaves() {
     let cams = cameras(&service);
     assert_eq!(cams["data"][0]["watchers"], 1, "{cams}");
 
+    // The last watcher leaves: the camera stops, and says so.
     b.send(json!({"type": "unsubscribe", "data": {"cameraId": 5}}))
         .await;
-    b.send(json!({"type": "ping"})).await;
-    b.recv_type("pong", SECS(5)).await;
+    let v = b.recv_type("stream_stopped", SECS(5)).await;
+    assert_eq!(
+        v["data"],
+        json!({"cameraId": 5, "reason": "Stopped: no watchers left"})
+    );
     assert_eq!(cameras(&service)["data"], json!([]));
 }
 

@@ -3,7 +3,7 @@
 // each camera's state and counts, draw the selected camera's latest frame with boxes, track ids,
 // group outlines and risk badges on a canvas, and list the alerts as they come. When the
 // service wants a token (ALGO_AUTH_TOKEN), the page asks for it (or takes `#token=...` from its
-// URL), keeps it for the browser tab and sends it as a bearer header and as `access_token` on
+// URL), keeps it for the browser tab and sends it as a bearer header and as `token` on
 // the WebSocket URL.
 "use strict";
 
@@ -81,7 +81,7 @@ $("token-form").addEventListener("submit", (ev) => {
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const t = token();
-  const query = t ? `?access_token=${encodeURIComponent(t)}` : "";
+  const query = t ? `?token=${encodeURIComponent(t)}` : "";
   const ws = new WebSocket(`${scheme}://${location.host}/ws${query}`);
   state.ws = ws;
   ws.onopen = () => {

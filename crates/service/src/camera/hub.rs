@@ -228,7 +228,7 @@ impl CameraHub {
 
     /// Releases a declared camera: it stops unless clients still watch it.
     pub fn unpin(&self, id: CameraId) {
-        self.leave(SERVICE, id);
+        let _ = self.leave(SERVICE, id);
     }
 
     /// Starts the camera's task; `guard`: its host name must not resolve to a link-local or
@@ -277,28 +277,27 @@ impl CameraHub {
         Ok(Self::subscription(id, cam))
     }
 
-    /// Removes `conn` from camera `id`; stops the camera when nobody is left. Returns whether
-    /// `conn` was watching it.
-    pub fn leave(&self, conn: ConnId, id: CameraId) -> bool {
+    /// Removes `conn` from camera `id`; stops the camera when nobody is left. Returns `None`
+    /// when `conn` was not watching it, else whether the camera stopped.
+    pub fn leave(&self, conn: ConnId, id: CameraId) -> Option<bool> {
         let mut cameras = self.lock();
-        let Some(cam) = cameras.get_mut(&id) else {
-            return false;
-        };
+        let cam = cameras.get_mut(&id)?;
         let was_watching = cam.watchers.remove(&conn);
-        if cam.watchers.is_empty() {
+        let stopped = cam.watchers.is_empty();
+        if stopped {
             cam.cancel.cancel();
             cam.metrics.retire();
             cameras.remove(&id);
             tracing::info!(camera = id, "last watcher left; camera stopped");
         }
-        was_watching
+        was_watching.then_some(stopped)
     }
 
     /// Removes `conn` from every camera (the connection closed).
     pub fn leave_all(&self, conn: ConnId) {
         let ids: Vec<CameraId> = self.lock().keys().copied().collect();
         for id in ids {
-            self.leave(conn, id);
+            let _ = self.leave(conn, id);
         }
     }
 

@@ -208,7 +208,7 @@ pub const SETTINGS: &[Setting] = &[
         "tracking.match_thresh",
         &["ALGO_TRACK_MATCH_THRESH"],
         "0.8",
-        "largest cost (1 - IoU x score) of a track-detection match",
+        "largest cost (1 - IoU) of a track-detection match",
     ),
     plain(
         "tracking.track_buffer",

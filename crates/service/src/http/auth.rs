@@ -1,6 +1,7 @@
 //! Optional bearer-token auth (`security.auth_token`, `ALGO_AUTH_TOKEN`). When a token is set,
 //! `/api/*` (except the health check) and `/ws` need it: `Authorization: Bearer TOKEN`, or for
-//! WebSocket clients that cannot set headers (browsers) the query parameter `access_token`. The
+//! WebSocket clients that cannot set headers (browsers) the query parameter `token` (SPEC) or
+//! `access_token` (the OAuth spelling, also accepted), percent-decoded. The
 //! comparison takes the same time wherever the first difference is, and the token is never
 //! logged or echoed.
 
@@ -25,8 +26,12 @@ pub fn same_token(expected: &[u8], given: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// The token a request presents: the bearer header first, then `access_token` in the query.
-pub fn presented<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
+/// The token a request presents: the bearer header first, then `token` or `access_token` in the
+/// query.
+pub fn presented<'a>(
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+) -> Option<std::borrow::Cow<'a, str>> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -34,10 +39,10 @@ pub fn presented<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&
             let (scheme, token) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
-    bearer.or_else(|| {
-        query?
-            .split('&')
-            .find_map(|pair| pair.strip_prefix("access_token="))
+    bearer.map(std::borrow::Cow::Borrowed).or_else(|| {
+        url::form_urlencoded::parse(query?.as_bytes())
+            .find(|(name, _)| name == "token" || name == "access_token")
+            .map(|(_, value)| value)
     })
 }
 
@@ -87,10 +92,13 @@ mod tests {
     #[test]
     fn the_token_comes_from_the_header_or_the_query() {
         let mut h = HeaderMap::new();
-        assert_eq!(presented(&h, Some("a=1&access_token=q")), Some("q"));
+        let given = |h: &HeaderMap, q| presented(h, q).map(|t| t.into_owned());
+        assert_eq!(given(&h, Some("a=1&access_token=q")), Some("q".into()));
+        assert_eq!(given(&h, Some("token=a%2Bb%26c&x=1")), Some("a+b&c".into()));
+        assert_eq!(given(&h, Some("tokens=no")), None);
         h.insert(header::AUTHORIZATION, "bearer  abc ".parse().unwrap());
-        assert_eq!(presented(&h, Some("access_token=q")), Some("abc"));
+        assert_eq!(given(&h, Some("access_token=q")), Some("abc".into()));
         h.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
-        assert_eq!(presented(&h, None), None);
+        assert_eq!(given(&h, None), None);
     }
 }

@@ -42,7 +42,8 @@ pub enum ClientMessage {
         /// Camera id.
         camera_id: CameraId,
     },
-    /// `unsubscribe`: stop watching without `stream_stopped`.
+    /// `unsubscribe`: stop watching; `stream_stopped` only when the camera stopped because this
+    /// was its last watcher.
     Unsubscribe {
         /// Camera id.
         camera_id: CameraId,

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -54,6 +55,9 @@ pub const MAX_CHECKS: usize = 16;
 /// How long the writer may still flush a closing session's queue before it is aborted.
 pub const WRITER_GRACE: Duration = Duration::from_secs(5);
 
+/// The `stream_stopped` reason every watched camera gets when the service shuts down.
+pub const SHUTDOWN_REASON: &str = "Service shutting down";
+
 /// One message on its way to a client, with the arrival time of the frame it describes.
 #[derive(Debug)]
 struct Outbound {
@@ -77,12 +81,22 @@ pub const FLOOD_FACTOR: u32 = 10;
 /// Upgrades to a WebSocket session: checks the token (when one is configured) and the
 /// connection limits first.
 pub async fn upgrade(
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
+    // A plain HTTP request gets the envelope too, not the framework's text.
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            return error(
+                rejection.status(),
+                "this is a WebSocket endpoint: send a WebSocket upgrade request",
+            );
+        }
+    };
     if !auth::allowed(&state, &headers, query.as_deref()) {
         state.stats.auth_failure("ws");
         // Upgrade anyway so that the client reads why, then close.
@@ -123,7 +137,7 @@ pub async fn upgrade(
 async fn refuse_unauthorized(mut socket: WebSocket) {
     let e = ProtocolError::new(
         ErrorCode::Unauthorized,
-        "send the token: Authorization: Bearer <token>, or ?access_token=<token>",
+        "send the token: Authorization: Bearer <token>, or ?token=<token>",
     );
     let _ = socket.send(Message::Text(e.to_message().into())).await;
     let _ = socket
@@ -197,7 +211,9 @@ impl Session {
         self.to_forward.push((sub.events, token));
     }
 
-    fn unwatch(&mut self, camera_id: CameraId) -> bool {
+    /// Stops watching a camera: `None` when this client was not watching it, else whether the
+    /// camera stopped (this client was its last watcher).
+    fn unwatch(&mut self, camera_id: CameraId) -> Option<bool> {
         if let Some(token) = self.forwarders.remove(&camera_id) {
             token.cancel();
         }
@@ -265,18 +281,19 @@ impl Session {
                     Err(e) => self.send_error(&e),
                 }
             }
-            ClientMessage::StopStream { camera_id } => {
-                if self.unwatch(camera_id) {
-                    self.send(protocol::stream_stopped(camera_id, "Stopped by client"));
-                } else {
-                    self.send_error(&unknown(camera_id));
-                }
-            }
-            ClientMessage::Unsubscribe { camera_id } => {
-                if !self.unwatch(camera_id) {
-                    self.send_error(&unknown(camera_id));
-                }
-            }
+            ClientMessage::StopStream { camera_id } => match self.unwatch(camera_id) {
+                Some(_) => self.send(protocol::stream_stopped(camera_id, "Stopped by client")),
+                None => self.send_error(&unknown(camera_id)),
+            },
+            ClientMessage::Unsubscribe { camera_id } => match self.unwatch(camera_id) {
+                // The last watcher left: the camera stopped (SPEC 4).
+                Some(true) => self.send(protocol::stream_stopped(
+                    camera_id,
+                    "Stopped: no watchers left",
+                )),
+                Some(false) => {}
+                None => self.send_error(&unknown(camera_id)),
+            },
             ClientMessage::CheckCamera { camera_id, url } => self.check_camera(camera_id, url),
         }
     }
@@ -430,7 +447,14 @@ async fn session(socket: WebSocket, state: AppState, _permit: ConnectionPermit) 
     let mut last_seen = Instant::now();
     loop {
         let msg = tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => {
+                // Tell the client why its cameras stop (without waiting on a slow one).
+                for &camera_id in s.forwarders.keys() {
+                    let text = protocol::stream_stopped(camera_id, SHUTDOWN_REASON);
+                    let _ = s.out.try_send(Outbound::text(text));
+                }
+                break;
+            }
             _ = ticker.tick() => {
                 if last_seen.elapsed() >= heartbeat * 3 {
                     tracing::info!(conn, "websocket client silent for 3 heartbeats; closing");
