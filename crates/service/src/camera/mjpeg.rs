@@ -48,8 +48,10 @@ impl PartParser {
         }
     }
 
-    /// Finds `needle` at or after the resume point; remembers where a failed search ended.
-    fn search(&mut self, needle: &[u8]) -> Option<usize> {
+    /// Finds `needle` (the delimiter when `None`) at or after the resume point; remembers
+    /// where a failed search ended.
+    fn search(&mut self, needle: Option<&[u8]>) -> Option<usize> {
+        let needle = needle.unwrap_or(&self.delimiter);
         let from = self.searched.min(self.buf.len());
         match find(&self.buf[from..], needle) {
             Some(i) => Some(from + i),
@@ -89,15 +91,14 @@ impl PartParser {
         loop {
             match self.stage {
                 Stage::Boundary => {
-                    let delimiter = std::mem::take(&mut self.delimiter);
-                    let found = self.search(&delimiter);
-                    let after = found.map(|start| start + delimiter.len());
-                    self.delimiter = delimiter;
-                    let Some(after) = after else { break };
+                    let Some(start) = self.search(None) else {
+                        break;
+                    };
+                    let after = start + self.delimiter.len();
                     self.enter(Stage::Headers(after), after);
                 }
                 Stage::Headers(after) => {
-                    let Some(blank) = self.search(b"\r\n\r\n") else {
+                    let Some(blank) = self.search(Some(b"\r\n\r\n")) else {
                         break;
                     };
                     let headers_end = blank + 4;
@@ -119,10 +120,7 @@ impl PartParser {
                     self.finish_part(start, start + n, &mut pictures);
                 }
                 Stage::Body(start, None) => {
-                    let delimiter = std::mem::take(&mut self.delimiter);
-                    let found = self.search(&delimiter);
-                    self.delimiter = delimiter;
-                    let Some(end) = found else { break };
+                    let Some(end) = self.search(None) else { break };
                     self.finish_part(start, end, &mut pictures);
                 }
             }

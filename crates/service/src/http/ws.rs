@@ -165,7 +165,7 @@ struct Session {
     to_forward: Vec<(broadcast::Receiver<Event>, CancellationToken)>,
     /// This session's running `check_camera` probes.
     checks: Arc<tokio::sync::Semaphore>,
-    /// Cancelled when the session ends: its probes stop.
+    /// Cancelled when the session ends: its probes and forwarders (child tokens) stop.
     ended: CancellationToken,
 }
 
@@ -204,7 +204,7 @@ impl Session {
     /// Starts forwarding a camera's messages, replacing an earlier forwarder of the same camera.
     fn watch(&mut self, sub: Subscription) {
         self.send(sub.status);
-        let token = CancellationToken::new();
+        let token = self.ended.child_token();
         if let Some(old) = self.forwarders.insert(sub.camera_id, token.clone()) {
             old.cancel();
         }
@@ -502,9 +502,6 @@ async fn session(socket: WebSocket, state: AppState, _permit: ConnectionPermit) 
             tracing::info!(conn, "websocket client does not read its replies; closing");
             break;
         }
-    }
-    for token in s.forwarders.values() {
-        token.cancel();
     }
     s.ended.cancel();
     s.state.hub.leave_all(conn);

@@ -387,14 +387,7 @@ impl CameraMetrics {
             camera_id: self.camera_id,
         };
         let all = &self.all;
-        for family in [
-            &all.detections,
-            &all.traffic_groups,
-            &all.frames_received,
-            &all.frames_decoded,
-            &all.frames_dropped,
-            &all.reconnects,
-        ] {
+        for (_, _, family) in all.camera_counters() {
             family.remove(&label);
         }
         for (class, _) in created.objects.drain() {
@@ -506,9 +499,10 @@ impl Metrics {
             .inc();
     }
 
-    /// Registers every family in `r`.
-    fn register(&self, r: &mut Registry) {
-        let counters: [(&str, &str, &Family<CameraLabel, Counter>); 6] = [
+    /// The families labelled by camera only, with their names and help: registered together,
+    /// and a stopped camera's series removed from each.
+    fn camera_counters(&self) -> [(&'static str, &'static str, &Family<CameraLabel, Counter>); 6] {
+        [
             (
                 "detection",
                 "frames run through the detector",
@@ -535,8 +529,12 @@ impl Metrics {
                 "reconnects after the source failed",
                 &self.reconnects,
             ),
-        ];
-        for (name, help, family) in counters {
+        ]
+    }
+
+    /// Registers every family in `r`.
+    fn register(&self, r: &mut Registry) {
+        for (name, help, family) in self.camera_counters() {
             r.register(name, help, family.clone());
         }
         r.register(
