@@ -14,17 +14,23 @@ use tokio_util::task::TaskTracker;
 use vision::Detector;
 use vision::worker::InferenceWorker;
 
+use camera::hub::CameraHub;
+use camera::pipeline::Pipeline;
+use camera::result::ModelFacts;
+use camera::sink::FrameSink;
+use llm::advisor::AdvisorLink;
+use llm::pool::KeyPool;
+use llm::prompt::PromptConfig;
+use streaming::publisher::DetectionPublisher;
+
 use crate::backend::{self, BackendClient};
-use crate::camera::hub::CameraHub;
-use crate::camera::pipeline::Analyzer;
-use crate::camera::result::ModelFacts;
 use crate::config::Config;
+use crate::config::kafka::Role;
 use crate::detection::{detector_options, scene_config};
 use crate::http::{AppState, router};
-use crate::llm::camera::LlmLink;
-use crate::llm::pool::KeyPool;
-use crate::llm::prompt::PromptConfig;
 use crate::metrics::{InfoLabel, Metrics, Sources};
+use crate::sinks::{LlmSink, MetricsSink, StoreSink};
+use crate::storage::FrameStore;
 
 /// How long cameras get to stop after the signal.
 pub const GRACE: Duration = Duration::from_secs(8);
@@ -57,43 +63,88 @@ impl Signals {
     }
 }
 
-/// The shared analysis: detector on its thread, plus the facts every result carries.
-pub fn analyzer(config: &Config) -> anyhow::Result<Analyzer> {
+/// What the live service builds from its configuration before it serves: the pipeline every
+/// camera shares (detector on its thread, model facts, scene set-up, sinks) and the sinks and
+/// metrics the rest of the service reads.
+#[derive(Debug)]
+pub struct Parts {
+    /// What every camera's pipeline shares.
+    pub pipeline: Arc<Pipeline>,
+    /// The metric families.
+    pub metrics: Arc<Metrics>,
+    /// The LLM beside each camera, when on in standalone mode.
+    pub llm: Option<Arc<LlmSink>>,
+    /// Streaming mode's detector role: frames go to the broker too.
+    pub publisher: Option<Arc<DetectionPublisher>>,
+    /// Where analysed frames are saved, when `storage.save_raw_frames` is on.
+    pub store: Option<FrameStore>,
+}
+
+/// Builds the shared pipeline and its sinks. Must run inside the async runtime when the LLM is
+/// on (its requests are spawned on it).
+pub fn parts(config: &Config) -> anyhow::Result<Parts> {
     let mut options = detector_options(&config.model, false);
     // Camera threads decode and encode on the same cores: no spin-waiting between operators.
     options.spinning = false;
     let detector = Detector::load(&options)?;
     let worker = InferenceWorker::spawn(detector, INFERENCE_QUEUE)
         .context("cannot start the inference thread")?;
-    Ok(Analyzer {
+    let metrics = Metrics::new(&system_info(config));
+    let topics = config.kafka.file.topics.all();
+    metrics
+        .kafka
+        .show_topics(topics.iter().map(|t| t.name.as_str()));
+    let llm = llm_link(config)?.map(|link| Arc::new(LlmSink::new(Arc::new(link))));
+    let publisher = (config.kafka.enabled && config.kafka.roles.contains(&Role::Detector))
+        .then(|| Arc::new(DetectionPublisher::new(&config.kafka.instance_id)));
+    let store = config
+        .storage
+        .save_raw_frames
+        .then(|| FrameStore::new(&config.storage.save_dir));
+    // The order matters: each sink sees what the ones before it added to the result.
+    let mut sinks: Vec<Arc<dyn FrameSink>> = Vec::new();
+    if let Some(llm) = &llm {
+        sinks.push(Arc::clone(llm) as Arc<dyn FrameSink>);
+    }
+    if let Some(store) = &store {
+        sinks.push(Arc::new(StoreSink::new(
+            store.clone(),
+            Arc::clone(&metrics),
+        )));
+    }
+    sinks.push(Arc::new(MetricsSink::new(Arc::clone(&metrics))));
+    if let Some(publisher) = &publisher {
+        sinks.push(Arc::clone(publisher) as Arc<dyn FrameSink>);
+    }
+    let pipeline = Pipeline {
         worker,
-        facts: ModelFacts::new(&config.model, config.tracking.enabled),
+        facts: model_facts(config),
         scene: scene_config(config),
         alert_pause: config.stream.alert_pause,
-        llm: llm_link(config)?.map(Arc::new),
-        publisher: (config.kafka.enabled
-            && config
-                .kafka
-                .roles
-                .contains(&crate::config::kafka::Role::Detector))
-        .then(|| {
-            Arc::new(crate::streaming::detector::DetectionPublisher::new(
-                &config.kafka.instance_id,
-            ))
-        }),
-        store: config
-            .storage
-            .save_raw_frames
-            .then(|| crate::camera::store::FrameStore::new(&config.storage.save_dir)),
-        metrics: {
-            let metrics = Metrics::new(&system_info(config));
-            let topics = config.kafka.file.topics.all();
-            metrics
-                .kafka
-                .show_topics(topics.iter().map(|t| t.name.as_str()));
-            metrics
-        },
+        sinks,
+    };
+    Ok(Parts {
+        pipeline: Arc::new(pipeline),
+        metrics,
+        llm,
+        publisher,
+        store,
     })
+}
+
+/// What every `detection_result` says about the model: its file stem, the kept classes,
+/// whether objects are tracked.
+pub fn model_facts(config: &Config) -> ModelFacts {
+    let model_type = config
+        .model
+        .path()
+        .file_stem()
+        .map_or_else(|| "yolo".to_string(), |s| s.to_string_lossy().into_owned());
+    ModelFacts {
+        model_type,
+        supported_classes: config.model.classes.clone(),
+        tracking_enabled: config.tracking.enabled,
+    }
 }
 
 /// What `system_info` says about this process.
@@ -148,7 +199,7 @@ pub fn prompt_config(config: &Config) -> PromptConfig {
 /// The LLM link every camera shares, when the LLM is on, has a key and the service runs
 /// standalone (in streaming mode the LLM work goes through the broker). Must run inside the
 /// async runtime (requests are spawned on it).
-fn llm_link(config: &Config) -> anyhow::Result<Option<LlmLink>> {
+fn llm_link(config: &Config) -> anyhow::Result<Option<AdvisorLink>> {
     if config.kafka.enabled {
         return Ok(None);
     }
@@ -157,7 +208,7 @@ fn llm_link(config: &Config) -> anyhow::Result<Option<LlmLink>> {
     };
     let runtime =
         tokio::runtime::Handle::try_current().context("the LLM needs the async runtime")?;
-    Ok(Some(LlmLink {
+    Ok(Some(AdvisorLink {
         pool,
         prompt: prompt_config(config),
         thresholds: config.llm.risk_threshold,
@@ -169,13 +220,16 @@ fn llm_link(config: &Config) -> anyhow::Result<Option<LlmLink>> {
 
 /// Runs the service until a signal.
 pub async fn serve(config: &Config) -> anyhow::Result<()> {
-    let analyzer = Arc::new(analyzer(config)?);
-    let store = analyzer.store.clone();
-    let publisher = analyzer.publisher.clone();
+    let Parts {
+        pipeline,
+        metrics,
+        llm,
+        publisher,
+        store,
+    } = parts(config)?;
     let publisher_stats = publisher.as_ref().map(|p| Arc::clone(&p.stats));
-    let metrics = Arc::clone(&analyzer.metrics);
-    let llm_pool = match &analyzer.llm {
-        Some(link) => Some(Arc::clone(&link.pool)),
+    let llm_pool = match &llm {
+        Some(sink) => Some(Arc::clone(&sink.link().pool)),
         None if config.kafka.enabled => key_pool(config)?,
         None => None,
     };
@@ -196,10 +250,10 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let hub = Arc::new(CameraHub::new(
-        analyzer,
+        pipeline,
         config.stream.frame_interval,
         config.stream.max_concurrent_streams,
-        config.security.clone(),
+        config.security.sources.clone(),
         shutdown.child_token(),
         tracker.clone(),
     ));
@@ -209,7 +263,7 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
         }
     }
     if let Some(store) = store {
-        tracker.spawn(crate::camera::store::keep_within(
+        tracker.spawn(crate::storage::keep_within(
             store,
             config.storage.retention,
             Arc::clone(&metrics),
@@ -231,10 +285,10 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
         tracing::info!(url = %config.backend.base_url, "backend link on");
     }
     let node = if config.kafka.enabled {
-        let stats = crate::streaming::node::start(
-            config,
+        let stats = streaming::node::start(
+            &node_settings(config),
             llm_pool.clone(),
-            crate::streaming::node::Local {
+            streaming::node::Local {
                 hub: Arc::clone(&hub),
                 publisher,
             },
@@ -275,6 +329,7 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
             },
         )),
         stats: Arc::clone(&metrics),
+        llm: llm.clone(),
         connections: Arc::new(crate::http::limits::ConnectionLimiter::new(
             config.server.max_ws_connections,
             config.server.max_ws_connections_per_ip,
@@ -310,4 +365,19 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What this process's streaming roles are started with.
+fn node_settings(config: &Config) -> streaming::settings::NodeSettings {
+    let k = &config.kafka;
+    streaming::settings::NodeSettings {
+        bootstrap_servers: k.bootstrap_servers.clone(),
+        aggregation_timeout: k.aggregation_timeout,
+        roles: k.roles.clone(),
+        instance_id: k.instance_id.clone(),
+        file: k.file.clone(),
+        redis_url: config.redis_url.as_ref().map(|u| u.expose().to_string()),
+        prompt: prompt_config(config),
+        thresholds: config.llm.risk_threshold,
+    }
 }

@@ -13,11 +13,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::camera::hub::CameraHub;
-use crate::camera::state::CameraInfo;
 use crate::config::BackendConfig;
 use crate::config::cameras::CameraDecl;
-use crate::http::protocol::CameraId;
+use camera::hub::CameraHub;
+use protocol::CameraId;
+use protocol::api::CameraInfo;
 
 /// Limit of each backend request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -243,7 +243,7 @@ pub async fn post_statistics(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::camera::state::State;
+    use protocol::server::CameraState as State;
 
     fn cfg() -> BackendConfig {
         BackendConfig {

@@ -19,15 +19,13 @@
 
 pub mod app;
 pub mod backend;
-pub mod camera;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod detection;
 pub mod http;
-pub mod imageio;
-pub mod llm;
 pub mod logging;
 pub mod metrics;
 pub mod reference;
-pub mod streaming;
+pub mod sinks;
+pub mod storage;

@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use camera::hub::{CameraHub, Event};
+use camera::pipeline::Pipeline;
 use serde_json::Value;
-use service::camera::hub::{CameraHub, Event};
-use service::camera::pipeline::Analyzer;
 use service::config::Config;
 use service::config::layers::Overrides;
 use tokio::sync::broadcast;
@@ -30,12 +30,12 @@ fn config(env: &[(&str, &str)]) -> Config {
     Config::load(&vars, &Overrides::default()).unwrap().0
 }
 
-fn hub(config: &Config, analyzer: &Arc<Analyzer>) -> CameraHub {
+fn hub(config: &Config, pipeline: &Arc<Pipeline>) -> CameraHub {
     CameraHub::new(
-        Arc::clone(analyzer),
+        Arc::clone(pipeline),
         Duration::from_millis(500),
         4,
-        config.security.clone(),
+        config.security.sources.clone(),
         CancellationToken::new(),
         TaskTracker::new(),
     )
@@ -54,19 +54,19 @@ async fn next(events: &mut broadcast::Receiver<Event>, deadline: Instant) -> Val
     .await
     .expect("a message before the deadline")
     .unwrap();
-    serde_json::from_str(&event.text).unwrap()
+    serde_json::to_value(&*event.message).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_of_the_old_source_is_not_delivered_after_a_restart() {
     let config = config(&[("ALGO_ALLOWED_SOURCE_SCHEMES", "file")]);
-    let analyzer = Arc::new(service::app::analyzer(&config).unwrap());
-    let hub = hub(&config, &analyzer);
+    let pipeline = service::app::parts(&config).unwrap().pipeline;
+    let hub = hub(&config, &pipeline);
     let mut sub = hub.start(1, 1, &looping("vtest-h264.mp4")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     while next(&mut sub.events, deadline).await["data"]["imageWidth"] != 768 {}
     // Hold the detector for 3 s: the camera's next frame (0.5 s on) waits for it.
-    analyzer
+    pipeline
         .worker
         .submit(Box::new(|_| std::thread::sleep(Duration::from_secs(3))))
         .unwrap();
@@ -90,12 +90,12 @@ async fn a_frame_of_the_old_source_is_not_delivered_after_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_camera_whose_analysis_cannot_run_goes_offline_instead_of_reconnecting() {
     let config = config(&[]);
-    let analyzer = Arc::new(service::app::analyzer(&config).unwrap());
+    let pipeline = service::app::parts(&config).unwrap().pipeline;
     // The inference thread dies: every later detection fails.
-    let killed = analyzer.worker.run(|_| -> () { panic!("injected fault") });
+    let killed = pipeline.worker.run(|_| -> () { panic!("injected fault") });
     assert!(killed.is_err());
 
-    let hub = hub(&config, &analyzer);
+    let hub = hub(&config, &pipeline);
     hub.pin(1, &looping("vtest-h264.mp4")).unwrap();
     let mut sub = hub.subscribe(7, 1).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -146,7 +146,7 @@ fn analyze_tracks_groups_and_crops_on_a_real_street() {
             let jpeg = base64::engine::general_purpose::STANDARD
                 .decode(img["imageBase64"].as_str().unwrap())
                 .unwrap();
-            let picture = service::imageio::decode_rgb(&jpeg).unwrap();
+            let picture = imaging::decode_rgb(&jpeg).unwrap();
             assert_eq!(
                 u64::from(picture.width),
                 img["imageWidth"].as_u64().unwrap()

@@ -9,12 +9,12 @@
 
 use std::time::{Duration, Instant};
 
+use llm::parse::{message_text, parse_answer};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
+use protocol::client as protocol;
 use serde_json::{Value, json};
 use service::config::RiskThresholds;
-use service::http::protocol;
-use service::llm::parse::{message_text, parse_answer};
 
 /// How long each parser is fuzzed.
 fn budget() -> Duration {

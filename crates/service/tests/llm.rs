@@ -10,13 +10,12 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use llm::client::{LlmClient, LlmError};
+use llm::keys::{ApiKey, KeyPoolConfig, KeySpec, RiskThresholds};
+use llm::parse::parse_answer;
+use llm::pool::KeyPool;
+use llm::scheduler::KeyState;
 use serde_json::json;
-use service::config::api_keys::{KeyPoolConfig, KeySpec};
-use service::config::{RiskThresholds, Secret};
-use service::llm::client::{LlmClient, LlmError};
-use service::llm::parse::parse_answer;
-use service::llm::pool::KeyPool;
-use service::llm::scheduler::KeyState;
 use support::fake_llm::{FakeLlm, Reply};
 
 const ANSWER: &str = r#"```json
@@ -24,7 +23,7 @@ const ANSWER: &str = r#"```json
 ```"#;
 
 fn client(llm: &FakeLlm, timeout: Duration, retries: u32) -> LlmClient {
-    LlmClient::new(&llm.base_url(), Secret::new("sk-test"), timeout, retries).unwrap()
+    LlmClient::new(&llm.base_url(), ApiKey::new("sk-test"), timeout, retries).unwrap()
 }
 
 fn body() -> serde_json::Value {
@@ -140,7 +139,7 @@ async fn https_urls_go_through_the_tls_stack() {
     // Nothing listens on port 9 here: a clean connection error, not a panic for lack of TLS.
     let c = LlmClient::new(
         "https://127.0.0.1:9/v1",
-        Secret::new("k"),
+        ApiKey::new("k"),
         Duration::from_secs(2),
         0,
     )
@@ -155,7 +154,7 @@ fn pool_of(llm: &FakeLlm, keys: &[(&str, u32, f64)], retries: u32) -> KeyPool {
             .iter()
             .map(|&(id, priority, qps)| KeySpec {
                 id: id.into(),
-                secret: Secret::new(format!("sk-{id}")),
+                api_key: ApiKey::new(format!("sk-{id}")),
                 priority,
                 qps_limit: qps,
                 rpm_limit: None,

@@ -11,9 +11,28 @@ use rdkafka::Message;
 use rdkafka::consumer::Consumer;
 use serde_json::json;
 use service::config::kafka::KafkaFile;
-use service::streaming::kafka::{GroupConsumer, Producer, ensure_topics};
-use service::streaming::messages::{DetectionRecord, GroupBrief, decode, encode_detection};
+use streaming::kafka::{GroupConsumer, Producer, ensure_topics};
+use streaming::messages::{DetectionRecord, GroupBrief, decode, encode_detection};
 use support::services::Broker;
+
+/// A result of camera `camera` with a small crop for each of `groups`.
+fn result_with_crops(camera: i64, groups: &[u64]) -> protocol::DetectionResult {
+    let image = |id: u64| protocol::detection::GroupImage {
+        group_index: id as usize,
+        group_id: id,
+        image_base64: "/9j/AA==".into(),
+        bbox: Default::default(),
+        object_count: 2,
+        classes: vec!["car".into()],
+        image_width: 2,
+        image_height: 2,
+    };
+    protocol::DetectionResult {
+        camera_id: camera,
+        group_images: groups.iter().map(|&id| image(id)).collect(),
+        ..Default::default()
+    }
+}
 
 fn record(n: u64) -> DetectionRecord {
     DetectionRecord {
@@ -21,7 +40,7 @@ fn record(n: u64) -> DetectionRecord {
         detection_id: format!("7-test-{n}"),
         camera_id: 7,
         instance_id: "test".into(),
-        result: json!({"cameraId": 7, "groupImages": [{"groupId": 3, "imageBase64": "/9j/AA=="}]}),
+        result: result_with_crops(7, &[3]),
         groups: vec![GroupBrief {
             group_id: 3,
             group_index: 1,
@@ -103,7 +122,6 @@ async fn topics_ready(bootstrap: &str, topics: &service::config::kafka::Topics) 
 }
 
 fn two_group_record(n: u64) -> DetectionRecord {
-    let image = |id: u64| json!({"groupId": id, "groupIndex": id, "imageBase64": "/9j/AA=="});
     let brief = |id: u64| GroupBrief {
         group_id: id,
         group_index: id as usize,
@@ -115,14 +133,14 @@ fn two_group_record(n: u64) -> DetectionRecord {
         detection_id: format!("9-x-{n}"),
         camera_id: 9,
         instance_id: "x".into(),
-        result: json!({"cameraId": 9, "groupImages": [image(1), image(2)]}),
+        result: result_with_crops(9, &[1, 2]),
         groups: vec![brief(1), brief(2)],
     }
 }
 
 #[tokio::test]
 async fn tasks_and_llm_worker_roles_answer_every_group_once_and_dead_letter_garbage() {
-    use service::streaming::messages::AssessmentOutcome;
+    use streaming::messages::AssessmentOutcome;
     use support::fake_llm::{FakeLlm, Reply};
     use support::services::Redis;
 
@@ -259,7 +277,7 @@ async fn tasks_and_llm_worker_roles_answer_every_group_once_and_dead_letter_garb
 #[tokio::test]
 async fn the_aggregator_merges_answers_in_any_order_and_publishes_partial_after_the_timeout() {
     use redis::AsyncCommands;
-    use service::streaming::messages::{AssessmentOutcome, FindingRecord, encode};
+    use streaming::messages::{AssessmentOutcome, FindingRecord, encode};
     use support::services::Redis;
 
     let broker = Broker::start();
@@ -290,7 +308,7 @@ async fn the_aggregator_merges_answers_in_any_order_and_publishes_partial_after_
         ok: true,
         finding: Some(FindingRecord {
             description: "close".into(),
-            risk_level: "high".into(),
+            risk_level: protocol::RiskLevel::High,
             confidence: 0.9,
             risk_types: vec!["tailgating".into()],
             trigger_object_ids: vec![1],
@@ -573,7 +591,7 @@ async fn three_processes_give_every_detection_its_merged_result_even_when_a_work
 
 #[tokio::test]
 async fn the_aggregator_rides_out_a_redis_restart_without_dead_letters() {
-    use service::streaming::messages::{AssessmentOutcome, FindingRecord, encode};
+    use streaming::messages::{AssessmentOutcome, FindingRecord, encode};
     use support::services::Redis;
 
     let broker = Broker::start();
@@ -613,7 +631,7 @@ async fn the_aggregator_rides_out_a_redis_restart_without_dead_letters() {
                     ok: true,
                     finding: Some(FindingRecord {
                         description: "close".into(),
-                        risk_level: "medium".into(),
+                        risk_level: protocol::RiskLevel::Medium,
                         confidence: 0.7,
                         risk_types: vec![],
                         trigger_object_ids: vec![],

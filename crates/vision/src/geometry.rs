@@ -1,11 +1,11 @@
 //! Axis-aligned boxes in pixel coordinates and the overlap maths (IoU) that NMS, tracking and
 //! grouping share.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// An axis-aligned box `[x1, y1, x2, y2]` in pixels, top-left inclusive, bottom-right exclusive.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
-#[serde(into = "[f32; 4]")]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(into = "[f32; 4]", from = "[f32; 4]")]
 pub struct BBox {
     /// Left edge.
     pub x1: f32,
@@ -20,6 +20,12 @@ pub struct BBox {
 impl From<BBox> for [f32; 4] {
     fn from(b: BBox) -> Self {
         [b.x1, b.y1, b.x2, b.y2]
+    }
+}
+
+impl From<[f32; 4]> for BBox {
+    fn from([x1, y1, x2, y2]: [f32; 4]) -> Self {
+        Self { x1, y1, x2, y2 }
     }
 }
 

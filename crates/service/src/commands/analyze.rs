@@ -6,15 +6,16 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use camera::decode::VideoDecoder;
+use camera::file::FileSource;
+use camera::judge::{FrameInput, fresh_high, judge_frame};
+use camera::sampler::{Decision, Sampler};
+use camera::source::SourceError;
+use protocol::ServerMessage;
 use vision::Detector;
 use vision::scene::Scene;
 
-use crate::camera::decode::VideoDecoder;
-use crate::camera::evidence::{FrameInput, judge_frame};
-use crate::camera::file::FileSource;
-use crate::camera::result::ModelFacts;
-use crate::camera::sampler::{Decision, Sampler};
-use crate::camera::source::SourceError;
+use crate::app::model_facts;
 use crate::cli::AnalyzeArgs;
 use crate::config::Config;
 use crate::detection::{detector_options, scene_config};
@@ -22,7 +23,7 @@ use crate::detection::{detector_options, scene_config};
 /// Runs `analyze`.
 pub fn run(config: &Config, args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let mut detector = Detector::load(&detector_options(&config.model, false))?;
-    let facts = ModelFacts::new(&config.model, config.tracking.enabled);
+    let facts = model_facts(config);
     let mut scene = Scene::new(scene_config(config));
     let mut source = FileSource::open(&args.video)?;
     let mut sampler = Sampler::new(config.stream.frame_interval);
@@ -51,11 +52,12 @@ pub fn run(config: &Config, args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
             started,
             with_frame: args.frames,
         };
-        let judged = judge_frame(&mut scene, &facts, &input, None)?;
-        if judged.fresh_high {
+        let judged = judge_frame(&mut scene, &facts, &input)?;
+        if fresh_high(&judged.result) {
             sampler.pause_until(Duration::from_secs_f64(stream_time) + config.stream.alert_pause);
         }
-        let line = judged.text;
+        let message = ServerMessage::DetectionResult(Box::new(judged.result));
+        let line = crate::http::ws::message_text(&message);
         let mut out = stdout.lock();
         writeln!(out, "{line}")?;
         out.flush()?;

@@ -12,8 +12,8 @@ use vision::Detector;
 use crate::cli::BenchDetectArgs;
 use crate::config::Config;
 use crate::detection::detector_options;
-use crate::imageio::read_rgb;
 use crate::reference::{REFERENCE_SCRIPT, reference_command};
+use imaging::read_rgb;
 
 /// Stage names, in pipeline order; the reference reports the same keys.
 pub const STAGES: [&str; 4] = ["decode", "preprocess", "inference", "postprocess"];

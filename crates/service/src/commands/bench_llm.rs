@@ -20,11 +20,11 @@ use serde_json::{Value, json};
 
 use super::bench::quantile;
 use crate::cli::BenchLlmArgs;
-use crate::config::Secret;
 use crate::config::api_keys::{KeyPoolConfig, KeySpec};
-use crate::llm::client::LlmClient;
-use crate::llm::pool::KeyPool;
-use crate::llm::scheduler::{Acquire, Outcome, Scheduler};
+use llm::client::LlmClient;
+use llm::keys::ApiKey;
+use llm::pool::KeyPool;
+use llm::scheduler::{Acquire, Outcome, Scheduler};
 
 /// Arrivals seen by the fake server: key and instant.
 pub type Arrivals = Arc<Mutex<Vec<(String, Instant)>>>;
@@ -69,7 +69,7 @@ fn keys(n: usize, qps: f64, max_in_flight: u32) -> KeyPoolConfig {
         keys: (0..n)
             .map(|i| KeySpec {
                 id: format!("k{i}"),
-                secret: Secret::new(format!("bench-{i}")),
+                api_key: ApiKey::new(format!("bench-{i}")),
                 priority: 1,
                 qps_limit: qps,
                 rpm_limit: None,
@@ -189,7 +189,7 @@ async fn run_async(args: &BenchLlmArgs) -> anyhow::Result<ExitCode> {
     // Overhead: a pool call against the bare client, zero-latency server, same run.
     let (addr, _) = fake_server(Duration::ZERO).await?;
     let url = format!("http://{addr}/v1");
-    let bare = LlmClient::new(&url, Secret::new("bench-0"), timeout, 0)?;
+    let bare = LlmClient::new(&url, ApiKey::new("bench-0"), timeout, 0)?;
     let free = KeyPool::new(&url, &keys(args.keys, 1e6, 1000), timeout, 0)?;
     let (mut bare_t, mut pool_t) = (Vec::new(), Vec::new());
     for i in 0..args.overhead_requests {

@@ -15,14 +15,14 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::camera::decode::VideoDecoder;
-use crate::camera::file::FileSource;
-use crate::camera::hub::CameraHub;
-use crate::camera::sampler::{Decision, EncodedFrame, Sampler};
-use crate::camera::source::SourceError;
-use crate::camera::state::CameraInfo;
 use crate::cli::BenchPipelineArgs;
 use crate::config::Config;
+use camera::decode::VideoDecoder;
+use camera::file::FileSource;
+use camera::hub::CameraHub;
+use camera::sampler::{Decision, EncodedFrame, Sampler};
+use camera::source::SourceError;
+use protocol::api::CameraInfo;
 
 /// CPU seconds (user + system) from a `/proc/.../stat` file; 0 where unavailable.
 fn cpu_seconds(stat: &str) -> f64 {
@@ -136,7 +136,7 @@ pub fn run(config: &Config, args: &BenchPipelineArgs) -> anyhow::Result<ExitCode
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let analyzer = Arc::new(crate::app::analyzer(config)?);
+    let pipeline = crate::app::parts(config)?.pipeline;
     println!(
         "{:>7} {:>12} {:>12} {:>9} {:>10} {:>12} {:>10}",
         "cameras", "analysed/s", "expected/s", "dropped", "decoded/s", "CPU %/cam", "sustained"
@@ -146,10 +146,10 @@ pub fn run(config: &Config, args: &BenchPipelineArgs) -> anyhow::Result<ExitCode
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let hub = CameraHub::new(
-            Arc::clone(&analyzer),
+            Arc::clone(&pipeline),
             interval,
             n.max(1),
-            config.security.clone(),
+            config.security.sources.clone(),
             shutdown.clone(),
             tracker.clone(),
         );

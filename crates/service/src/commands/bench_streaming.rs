@@ -18,30 +18,30 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use protocol::detection::{GroupImage, TrafficGroup};
+use protocol::{DetectionResult, RiskLevel};
 use rdkafka::Message;
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::bench::quantile;
 use super::bench_llm::fake_server;
 use crate::cli::BenchStreamingArgs;
+use crate::config::RiskThresholds;
 use crate::config::api_keys::{KeyPoolConfig, KeySpec};
 use crate::config::kafka::KafkaFile;
-use crate::config::{RiskThresholds, Secret};
-use crate::llm::pool::KeyPool;
-use crate::llm::prompt::PromptConfig;
-use crate::streaming::aggregator::AggregatorHandler;
-use crate::streaming::kafka::{GroupConsumer, Producer, ensure_topics};
-use crate::streaming::messages::{
-    DetectionRecord, GroupBrief, MergedResult, decode, encode_detection,
-};
-use crate::streaming::roles::{TasksHandler, WorkerHandler};
-use crate::streaming::runner::{Handler, RunnerConfig, RunnerParts, run};
-use crate::streaming::shared::Shared;
+use llm::keys::ApiKey;
+use llm::pool::KeyPool;
+use llm::prompt::PromptConfig;
+use streaming::aggregator::AggregatorHandler;
+use streaming::kafka::{GroupConsumer, Producer, ensure_topics};
+use streaming::messages::{DetectionRecord, GroupBrief, MergedResult, decode, encode_detection};
+use streaming::roles::{TasksHandler, WorkerHandler};
+use streaming::runner::{Handler, RunnerConfig, RunnerParts, run};
+use streaming::shared::Shared;
 
 /// Runs the benchmark.
 pub fn run_bench(args: &BenchStreamingArgs) -> anyhow::Result<ExitCode> {
-    crate::llm::client::install_tls();
+    llm::client::install_tls();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -52,7 +52,26 @@ pub fn run_bench(args: &BenchStreamingArgs) -> anyhow::Result<ExitCode> {
 fn record(run: &str, n: usize) -> DetectionRecord {
     // A small JPEG-sized crop (20 kB of base64) per group.
     let crop = "A".repeat(20_000);
-    let image = |id: u64| json!({"groupId": id, "groupIndex": id, "imageBase64": crop});
+    let image = |id: u64| GroupImage {
+        group_index: id as usize,
+        group_id: id,
+        image_base64: crop.clone(),
+        bbox: Default::default(),
+        object_count: 2,
+        classes: vec!["car".into()],
+        image_width: 64,
+        image_height: 64,
+    };
+    let group = |id: u64| TrafficGroup {
+        group_index: id as usize,
+        group_id: id,
+        object_count: 2,
+        bbox: Default::default(),
+        classes: vec!["car".into()],
+        average_confidence: 0.8,
+        risk_level: RiskLevel::None,
+        member_track_ids: vec![],
+    };
     let brief = |id: u64| GroupBrief {
         group_id: id,
         group_index: id as usize,
@@ -65,11 +84,12 @@ fn record(run: &str, n: usize) -> DetectionRecord {
         detection_id,
         camera_id: (n % 50) as i64,
         instance_id: run.to_string(),
-        result: json!({"cameraId": n % 50, "trafficGroups": [
-            {"groupIndex": 1, "groupId": 1, "riskLevel": "none"},
-            {"groupIndex": 2, "groupId": 2, "riskLevel": "none"}],
-            "groupImages": [image(1), image(2)],
-            "dangerousDrivingResults": [], "maxRiskLevel": "none"}),
+        result: DetectionResult {
+            camera_id: (n % 50) as i64,
+            traffic_groups: vec![group(1), group(2)],
+            group_images: vec![image(1), image(2)],
+            ..Default::default()
+        },
         groups: vec![brief(1), brief(2)],
     }
 }
@@ -117,7 +137,7 @@ async fn pipeline(
         keys: (0..10)
             .map(|i| KeySpec {
                 id: format!("k{i}"),
-                secret: Secret::new(format!("bench-{i}")),
+                api_key: ApiKey::new(format!("bench-{i}")),
                 priority: 1,
                 qps_limit: 1000.0,
                 rpm_limit: None,
@@ -159,7 +179,7 @@ async fn pipeline(
             cfg(
                 "llm-worker",
                 vec![t.assessment_tasks.name.clone()],
-                crate::streaming::node::WORKER_CONCURRENCY,
+                streaming::node::WORKER_CONCURRENCY,
             ),
             Arc::new(WorkerHandler {
                 pool: Arc::new(pool),

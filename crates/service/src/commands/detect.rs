@@ -11,7 +11,7 @@ use vision::worker::InferenceWorker;
 use crate::cli::DetectArgs;
 use crate::config::Config;
 use crate::detection::{ImageDetections, detector_options};
-use crate::imageio::read_rgb;
+use imaging::read_rgb;
 
 /// Runs `detect`.
 pub fn run(config: &Config, args: &DetectArgs) -> anyhow::Result<ExitCode> {

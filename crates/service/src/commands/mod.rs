@@ -38,7 +38,7 @@ fn serve(config: &Config) -> anyhow::Result<ExitCode> {
 /// Runs the binary and returns its exit code.
 pub fn main() -> ExitCode {
     // HTTPS (LLM, backend, MJPEG cameras) uses rustls with the ring provider.
-    crate::llm::client::install_tls();
+    llm::client::install_tls();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

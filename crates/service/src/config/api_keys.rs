@@ -9,52 +9,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{ConfigError, Secret};
+use super::ConfigError;
 
-/// Requests per second a key may send when its entry does not say.
-pub const DEFAULT_QPS: f64 = 5.0;
-/// Requests one key may have in flight when its entry does not say.
-pub const DEFAULT_MAX_IN_FLIGHT: u32 = 10;
-
-/// One usable key with its limits.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KeySpec {
-    /// Name in logs and metrics (never the key itself).
-    pub id: String,
-    /// The key.
-    pub secret: Secret,
-    /// Lower numbers are used first.
-    pub priority: u32,
-    /// Requests per second, enforced as an even spacing of `1 / qps_limit`.
-    pub qps_limit: f64,
-    /// Requests in any 60 s window, when limited.
-    pub rpm_limit: Option<u32>,
-    /// Requests in flight at once.
-    pub max_in_flight: u32,
-}
-
-impl KeySpec {
-    /// The single key of `llm.api_key`, with the default limits.
-    pub fn single(secret: Secret) -> Self {
-        Self {
-            id: "default".into(),
-            secret,
-            priority: 1,
-            qps_limit: DEFAULT_QPS,
-            rpm_limit: None,
-            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
-        }
-    }
-}
-
-/// The pool as configured.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct KeyPoolConfig {
-    /// The enabled keys.
-    pub keys: Vec<KeySpec>,
-    /// Requests per second over all keys, when capped.
-    pub qps_limit: Option<f64>,
-}
+pub use llm::keys::{ApiKey, DEFAULT_MAX_IN_FLIGHT, DEFAULT_QPS, KeyPoolConfig, KeySpec};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -159,7 +116,7 @@ pub fn parse(text: &str, env: &HashMap<String, String>) -> Result<KeyPoolConfig,
         }
         keys.push(KeySpec {
             id: e.id,
-            secret: Secret::new(secret),
+            api_key: ApiKey::new(secret),
             priority: e.priority,
             qps_limit: qps_limit.unwrap_or(DEFAULT_QPS),
             rpm_limit: e.rpm_limit,
@@ -188,12 +145,12 @@ mod tests {
         assert_eq!(pool.keys.len(), 2, "the disabled key is left out");
         let (a, b) = (&pool.keys[0], &pool.keys[1]);
         assert_eq!(
-            (a.secret.expose(), a.priority, a.qps_limit),
+            (a.api_key.expose(), a.priority, a.qps_limit),
             ("sk-a", 2, 3.0)
         );
         assert_eq!(a.rpm_limit, Some(100));
         assert_eq!(
-            (b.secret.expose(), b.priority, b.qps_limit),
+            (b.api_key.expose(), b.priority, b.qps_limit),
             ("sk-b", 1, DEFAULT_QPS)
         );
         assert_eq!(b.max_in_flight, DEFAULT_MAX_IN_FLIGHT);

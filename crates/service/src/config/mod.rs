@@ -16,7 +16,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use camera::source::SourcePolicy;
 pub use layers::{Layers, Origin, Overrides, RawValue};
+pub use llm::keys::RiskThresholds;
 
 /// Exit code for configuration errors (`EX_USAGE`).
 pub const EXIT_CONFIG: i32 = 64;
@@ -163,17 +165,6 @@ pub struct TrackingConfig {
     pub max_jump: f32,
 }
 
-/// Confidence thresholds that map an LLM confidence to a level.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RiskThresholds {
-    /// Low from here.
-    pub low: f32,
-    /// Medium from here.
-    pub medium: f32,
-    /// High from here.
-    pub high: f32,
-}
-
 /// The multimodal LLM.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlmConfig {
@@ -248,10 +239,8 @@ pub struct BackendConfig {
 pub struct SecurityConfig {
     /// Bearer token required on `/ws` and `/api/*` when set.
     pub auth_token: Option<Secret>,
-    /// Camera URL schemes allowed.
-    pub allowed_source_schemes: Vec<String>,
-    /// Camera hosts allowed; empty = any.
-    pub allowed_source_hosts: Vec<String>,
+    /// Which camera URLs clients may open.
+    pub sources: SourcePolicy,
 }
 
 /// Frames kept on disk.
@@ -262,7 +251,7 @@ pub struct StorageConfig {
     /// Where they go.
     pub save_dir: PathBuf,
     /// How much of them to keep.
-    pub retention: crate::camera::store::Retention,
+    pub retention: crate::storage::Retention,
 }
 
 /// Logging.
@@ -342,7 +331,13 @@ impl Config {
         if config.llm.pool.keys.is_empty()
             && let Some(key) = config.llm.api_key.clone()
         {
-            config.llm.pool.keys.push(api_keys::KeySpec::single(key));
+            config
+                .llm
+                .pool
+                .keys
+                .push(api_keys::KeySpec::single(api_keys::ApiKey::new(
+                    key.expose(),
+                )));
         }
         Ok((config, layers))
     }

@@ -315,17 +315,19 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
     }
     let security = SecurityConfig {
         auth_token: r.secret("security.auth_token"),
-        allowed_source_schemes: schemes,
-        allowed_source_hosts: r
-            .list("security.allowed_source_hosts")
-            .iter()
-            .map(|h| h.to_ascii_lowercase())
-            .collect(),
+        sources: super::SourcePolicy {
+            allowed_source_schemes: schemes,
+            allowed_source_hosts: r
+                .list("security.allowed_source_hosts")
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+        },
     };
     let storage = StorageConfig {
         save_raw_frames: r.bool("storage.save_raw_frames")?,
         save_dir: PathBuf::from(r.string("storage.save_dir")?),
-        retention: crate::camera::store::Retention {
+        retention: crate::storage::Retention {
             max_age: match r.integer("storage.retention_days", 0, 36_500)? {
                 0 => None,
                 days => Some(Duration::from_secs(days * 24 * 3600)),

@@ -82,16 +82,16 @@ fn defaults_match_the_spec() {
         ("/cameras", "rtspUrl")
     );
     assert_eq!(
-        c.security.allowed_source_schemes,
+        c.security.sources.allowed_source_schemes,
         ["rtsp", "rtsps", "http", "https"]
     );
-    assert!(c.security.allowed_source_hosts.is_empty());
+    assert!(c.security.sources.allowed_source_hosts.is_empty());
     assert_eq!(c.server.ws_heartbeat, Duration::from_secs(30));
     assert!(!c.storage.save_raw_frames);
     assert!(c.server.trusted_proxies.is_empty());
     assert_eq!(
         c.storage.retention,
-        crate::camera::store::Retention {
+        crate::storage::Retention {
             max_age: Some(Duration::from_secs(7 * 24 * 3600)),
             max_bytes: Some(10 << 30),
         }

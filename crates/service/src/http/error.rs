@@ -4,22 +4,17 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use protocol::api::Envelope;
+use serde::Serialize;
 
-/// A success envelope.
-pub fn ok(data: Value) -> Response {
-    let mut body = json!({"code": 200, "msg": "OK"});
-    body["data"] = data;
-    Json(body).into_response()
+/// A success envelope around `data`.
+pub fn ok<T: Serialize>(data: T) -> Response {
+    Json(Envelope::ok(data)).into_response()
 }
 
 /// An error envelope with `status`.
 pub fn error(status: StatusCode, msg: &str) -> Response {
-    (
-        status,
-        Json(json!({"code": status.as_u16(), "msg": msg, "data": null})),
-    )
-        .into_response()
+    (status, Json(Envelope::error(status.as_u16(), msg))).into_response()
 }
 
 /// Fallback for unknown paths.

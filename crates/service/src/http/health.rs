@@ -2,27 +2,32 @@
 
 use axum::extract::State;
 use axum::response::Response;
-use serde_json::json;
+use protocol::api::Health;
 
 use super::AppState;
 use super::error::ok;
 
 /// Liveness and a summary, as SPEC section 3.
 pub async fn health_check(State(state): State<AppState>) -> Response {
-    ok(json!({
-        "status": "UP",
-        "service": "algo",
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptimeSeconds": state.started.elapsed().as_secs(),
-        "activeStreams": state.hub.active(),
-        "llmEnabled": state.llm_enabled,
-        "mode": state.mode,
-        // Messages not delivered to slow WebSocket clients since start (beyond SPEC 3).
-        "wsMessagesDropped": state.stats.ws_dropped.get(),
-    }))
+    ok(Health {
+        status: "UP".into(),
+        service: "algo".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        uptime_seconds: state.started.elapsed().as_secs(),
+        active_streams: state.hub.active(),
+        llm_enabled: state.llm_enabled,
+        mode: state.mode.into(),
+        ws_messages_dropped: state.stats.ws_dropped.get(),
+    })
 }
 
-/// The running cameras with state and counters.
+/// The running cameras with state and counters (and the LLM's, when it is on).
 pub async fn cameras(State(state): State<AppState>) -> Response {
-    ok(json!(state.hub.cameras()))
+    let mut cameras = state.hub.cameras();
+    if let Some(llm) = &state.llm {
+        for camera in &mut cameras {
+            camera.llm = llm.counters(camera.camera_id);
+        }
+    }
+    ok(cameras)
 }

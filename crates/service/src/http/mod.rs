@@ -5,7 +5,6 @@ pub mod auth;
 pub mod error;
 pub mod health;
 pub mod limits;
-pub mod protocol;
 pub mod web;
 pub mod ws;
 
@@ -19,8 +18,10 @@ use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
-use crate::camera::hub::CameraHub;
+use camera::hub::CameraHub;
+
 use crate::config::SecurityConfig;
+use crate::sinks::LlmSink;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -45,6 +46,8 @@ pub struct AppState {
     pub metrics: Arc<prometheus_client::registry::Registry>,
     /// The families the sessions update.
     pub stats: Arc<crate::metrics::Metrics>,
+    /// The LLM beside each camera (its counters show in `/api/cameras`), when on.
+    pub llm: Option<Arc<LlmSink>>,
     /// WebSocket connections at once.
     pub connections: Arc<limits::ConnectionLimiter>,
     /// Messages a WebSocket client may send per second.

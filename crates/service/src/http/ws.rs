@@ -30,10 +30,12 @@ use super::AppState;
 use super::auth;
 use super::error::error;
 use super::limits::{ConnectionPermit, MessageRate, Refusal, client_address};
-use super::protocol::{self, CameraId, ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, ProtocolError};
-use crate::camera::check::probe;
-use crate::camera::hub::{ConnId, Event, Subscription};
-use crate::camera::state::{State as CamState, camera_status};
+use camera::check::probe;
+use camera::hub::{ConnId, Event, Subscription};
+use protocol::client::{MAX_MESSAGE_BYTES, parse};
+use protocol::server::{CameraState, CameraStatus};
+use protocol::{CameraId, ClientMessage, ErrorCode, ProtocolError, ServerMessage};
+
 use crate::metrics::Metrics;
 
 /// Outbound messages queued per client before new ones are dropped. A `detection_result` with
@@ -57,6 +59,21 @@ pub const WRITER_GRACE: Duration = Duration::from_secs(5);
 
 /// The `stream_stopped` reason every watched camera gets when the service shuts down.
 pub const SHUTDOWN_REASON: &str = "Service shutting down";
+
+/// The JSON text of a server message: the one place messages become text.
+pub fn message_text(message: &ServerMessage) -> String {
+    // Plain structs with string keys and no custom serialisers: this cannot fail.
+    serde_json::to_string(message).expect("server messages always serialise")
+}
+
+/// The JSON text of a camera's message, made once for all its watchers.
+fn event_text(event: &Event) -> Arc<str> {
+    Arc::clone(
+        event
+            .text
+            .get_or_init(|| message_text(&event.message).into()),
+    )
+}
 
 /// One message on its way to a client, with the arrival time of the frame it describes.
 #[derive(Debug)]
@@ -139,7 +156,9 @@ async fn refuse_unauthorized(mut socket: WebSocket) {
         ErrorCode::Unauthorized,
         "send the token: Authorization: Bearer <token>, or ?token=<token>",
     );
-    let _ = socket.send(Message::Text(e.to_message().into())).await;
+    let _ = socket
+        .send(Message::Text(message_text(&e.to_message()).into()))
+        .await;
     let _ = socket
         .send(Message::Close(Some(CloseFrame {
             code: close_code::POLICY,
@@ -171,12 +190,12 @@ struct Session {
 
 impl Session {
     /// Queues a reply; [`Session::flush`] hands it to the writer.
-    fn send(&mut self, text: String) {
-        self.replies.push(text);
+    fn send(&mut self, message: &ServerMessage) {
+        self.replies.push(message_text(message));
     }
 
     fn send_error(&mut self, e: &ProtocolError) {
-        self.send(e.to_message());
+        self.send(&e.to_message());
     }
 
     /// Hands the queued replies to the writer, waiting for room: a client's own answers are
@@ -203,7 +222,7 @@ impl Session {
 
     /// Starts forwarding a camera's messages, replacing an earlier forwarder of the same camera.
     fn watch(&mut self, sub: Subscription) {
-        self.send(sub.status);
+        self.send(&sub.status);
         let token = self.ended.child_token();
         if let Some(old) = self.forwarders.insert(sub.camera_id, token.clone()) {
             old.cancel();
@@ -259,7 +278,7 @@ impl Session {
         if text.len() > MAX_MESSAGE_BYTES {
             self.state.stats.limit_hit("message_size");
         }
-        let msg = match protocol::parse(text) {
+        let msg = match parse(text) {
             Ok(msg) => msg,
             Err(e) => {
                 self.state.stats.ws_message("invalid");
@@ -268,7 +287,7 @@ impl Session {
         };
         self.state.stats.ws_message(msg.kind());
         match msg {
-            ClientMessage::Ping => self.send(protocol::pong()),
+            ClientMessage::Ping => self.send(&ServerMessage::pong()),
             ClientMessage::StartStream { camera_id, url } => {
                 match self.state.hub.start(self.conn, camera_id, &url) {
                     Ok(sub) => self.watch(sub),
@@ -282,12 +301,15 @@ impl Session {
                 }
             }
             ClientMessage::StopStream { camera_id } => match self.unwatch(camera_id) {
-                Some(_) => self.send(protocol::stream_stopped(camera_id, "Stopped by client")),
+                Some(_) => self.send(&ServerMessage::stream_stopped(
+                    camera_id,
+                    "Stopped by client",
+                )),
                 None => self.send_error(&unknown(camera_id)),
             },
             ClientMessage::Unsubscribe { camera_id } => match self.unwatch(camera_id) {
                 // The last watcher left: the camera stopped (SPEC 4).
-                Some(true) => self.send(protocol::stream_stopped(
+                Some(true) => self.send(&ServerMessage::stream_stopped(
                     camera_id,
                     "Stopped: no watchers left",
                 )),
@@ -325,7 +347,7 @@ impl Session {
             }
         };
         let out = self.out.clone();
-        let policy = self.state.policy.clone();
+        let policy = self.state.policy.sources.clone();
         let stats = Arc::clone(&self.state.stats);
         let ended = self.ended.clone();
         tokio::spawn(async move {
@@ -333,15 +355,14 @@ impl Session {
                 _ = ended.cancelled() => return,
                 result = probe(&url, &policy, permits) => result,
             };
-            let text = match result {
-                Ok(latency) => camera_status(
-                    camera_id,
-                    CamState::Online,
-                    "camera reachable",
-                    Some(latency.as_millis() as u64),
-                ),
-                Err(e) => camera_status(camera_id, CamState::Offline, &e.to_string(), None),
+            let status = match result {
+                Ok(latency) => CameraStatus {
+                    latency_ms: Some(latency.as_millis() as u64),
+                    ..CameraStatus::new(camera_id, CameraState::Online, "camera reachable")
+                },
+                Err(e) => CameraStatus::new(camera_id, CameraState::Offline, &e.to_string()),
             };
+            let text = message_text(&ServerMessage::CameraStatus(status));
             let sent = tokio::time::timeout(REPLY_TIMEOUT, out.send(Outbound::text(text)));
             if !matches!(sent.await, Ok(Ok(()))) {
                 stats.ws_dropped.inc();
@@ -373,7 +394,7 @@ async fn forward(
         match msg {
             Ok(event) => {
                 let item = Outbound {
-                    msg: Message::Text(event.text.as_ref().into()),
+                    msg: Message::Text(event_text(&event).as_ref().into()),
                     captured: event.captured,
                 };
                 if out.try_send(item).is_err() {
@@ -438,7 +459,7 @@ async fn session(socket: WebSocket, state: AppState, _permit: ConnectionPermit) 
         checks: Arc::new(tokio::sync::Semaphore::new(MAX_CHECKS_PER_SESSION)),
         ended: CancellationToken::new(),
     };
-    s.send(protocol::connection_ack());
+    s.send(&ServerMessage::connection_ack());
     s.flush().await;
     tracing::debug!(conn, "websocket connected");
 
@@ -450,7 +471,7 @@ async fn session(socket: WebSocket, state: AppState, _permit: ConnectionPermit) 
             _ = shutdown.cancelled() => {
                 // Tell the client why its cameras stop (without waiting on a slow one).
                 for &camera_id in s.forwarders.keys() {
-                    let text = protocol::stream_stopped(camera_id, SHUTDOWN_REASON);
+                    let text = message_text(&ServerMessage::stream_stopped(camera_id, SHUTDOWN_REASON));
                     let _ = s.out.try_send(Outbound::text(text));
                 }
                 break;

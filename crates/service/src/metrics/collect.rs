@@ -11,11 +11,11 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 
 use super::family::{counter, counters, gauge, gauges};
-use crate::camera::hub::CameraHub;
-use crate::camera::state::State;
 use crate::metrics::KafkaMetrics;
-use crate::streaming::detector::DetectorStats;
-use crate::streaming::node::NodeStats;
+use camera::hub::CameraHub;
+use protocol::server::CameraState;
+use streaming::node::NodeStats;
+use streaming::publisher::DetectorStats;
 
 /// `active_cameras` and `camera_online{camera_id}` from the hub.
 #[derive(Debug)]
@@ -38,7 +38,7 @@ impl Collector for CameraCollector {
             "camera_online",
             "1 while the camera's frames arrive, 0 while connecting, reconnecting or stopped",
             cameras.iter().map(|c| {
-                let up = i64::from(c.state == State::Online);
+                let up = i64::from(c.state == CameraState::Online);
                 ([("camera_id", c.camera_id)], up)
             }),
         )

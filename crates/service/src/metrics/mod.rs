@@ -8,7 +8,7 @@
 
 pub mod collect;
 mod family;
-pub mod llm;
+pub mod key_pool;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +20,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::http::protocol::CameraId;
+use protocol::CameraId;
+pub use streaming::counters::{KafkaMetrics, LagLabel, TopicLabel};
 
 /// A camera's families.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -86,22 +87,6 @@ pub struct LimitLabel {
     pub limit: &'static str,
 }
 
-/// Kafka traffic by topic.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TopicLabel {
-    /// Topic name (from `config/kafka.yaml`).
-    pub topic: String,
-}
-
-/// Consumer lag by topic and consumer group.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, PartialOrd, Ord)]
-pub struct LagLabel {
-    /// Topic name.
-    pub topic: String,
-    /// Consumer group.
-    pub group: String,
-}
-
 /// What `system_info` says.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InfoLabel {
@@ -153,67 +138,6 @@ pub fn risk_type_label(name: &str) -> &'static str {
         .find(|t| **t == norm)
         .copied()
         .unwrap_or("other")
-}
-
-/// The Kafka families, shared by every producer and consumer of the process.
-#[derive(Debug, Default)]
-pub struct KafkaMetrics {
-    /// Messages the broker acknowledged.
-    pub sent: Family<TopicLabel, Counter>,
-    /// Messages that could not be sent.
-    pub send_errors: Family<TopicLabel, Counter>,
-    /// Messages consumed.
-    pub received: Family<TopicLabel, Counter>,
-    /// Messages behind the end of each topic, per consumer group (from librdkafka's statistics);
-    /// shown by [`collect::StreamingCollector`] so the family shows before any consumer runs.
-    lag: std::sync::Mutex<std::collections::BTreeMap<LagLabel, i64>>,
-}
-
-impl KafkaMetrics {
-    /// Shows the topic families at zero for `topics`, before any message.
-    pub fn show_topics<'a>(&self, topics: impl IntoIterator<Item = &'a str>) {
-        for topic in topics {
-            let label = TopicLabel {
-                topic: topic.to_string(),
-            };
-            let _ = self.sent.get_or_create(&label);
-            let _ = self.send_errors.get_or_create(&label);
-            let _ = self.received.get_or_create(&label);
-        }
-    }
-
-    /// Records a consumer group's lag on a topic.
-    pub fn set_lag(&self, label: LagLabel, lag: i64) {
-        self.lag
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(label, lag);
-    }
-
-    /// Every recorded lag.
-    pub fn lags(&self) -> Vec<(LagLabel, i64)> {
-        let lags = self.lag.lock().unwrap_or_else(|e| e.into_inner());
-        lags.iter().map(|(k, v)| (k.clone(), *v)).collect()
-    }
-
-    /// Counts a message sent to `topic`, or an error.
-    pub fn on_send(&self, topic: &str, ok: bool) {
-        let family = if ok { &self.sent } else { &self.send_errors };
-        family
-            .get_or_create(&TopicLabel {
-                topic: topic.to_string(),
-            })
-            .inc();
-    }
-
-    /// Counts a message read from `topic`.
-    pub fn on_receive(&self, topic: &str) {
-        self.received
-            .get_or_create(&TopicLabel {
-                topic: topic.to_string(),
-            })
-            .inc();
-    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -335,14 +259,6 @@ pub struct CameraMetrics {
 }
 
 impl CameraMetrics {
-    /// Counts an error at `stage`.
-    pub fn error(&self, stage: &'static str) {
-        self.all
-            .pipeline_errors
-            .get_or_create(&StageLabel { stage })
-            .inc();
-    }
-
     /// Counts one analysed frame: its detection time, objects and groups.
     pub fn analysed<'a>(
         &self,
@@ -478,6 +394,13 @@ impl Metrics {
             all: Arc::clone(self),
             created: Arc::default(),
         }
+    }
+
+    /// Counts an error at `stage` (`pipeline_errors_total`).
+    pub fn error(&self, stage: &'static str) {
+        self.pipeline_errors
+            .get_or_create(&StageLabel { stage })
+            .inc();
     }
 
     /// Counts a request refused for its token.
@@ -639,20 +562,20 @@ impl Metrics {
 #[derive(Debug, Default)]
 pub struct Sources {
     /// The key pool, when the LLM is on.
-    pub pool: Option<Arc<crate::llm::pool::KeyPool>>,
+    pub pool: Option<Arc<llm::pool::KeyPool>>,
     /// The cameras.
-    pub hub: Option<Arc<crate::camera::hub::CameraHub>>,
+    pub hub: Option<Arc<camera::hub::CameraHub>>,
     /// The streaming loops, in streaming mode.
-    pub node: Option<Arc<crate::streaming::node::NodeStats>>,
+    pub node: Option<Arc<streaming::node::NodeStats>>,
     /// The detector role's queue to the broker.
-    pub publisher: Option<Arc<crate::streaming::detector::DetectorStats>>,
+    pub publisher: Option<Arc<streaming::publisher::DetectorStats>>,
 }
 
 /// The registry behind `/metrics`.
 pub fn registry(metrics: &Metrics, sources: Sources) -> Registry {
     let mut r = Registry::default();
     metrics.register(&mut r);
-    r.register_collector(Box::new(llm::LlmCollector::new(sources.pool)));
+    r.register_collector(Box::new(key_pool::LlmCollector::new(sources.pool)));
     r.register_collector(Box::new(collect::CameraCollector { hub: sources.hub }));
     r.register_collector(Box::new(collect::StreamingCollector {
         node: sources.node,

@@ -32,7 +32,20 @@ const HISTORY_TTL: f64 = 30.0;
 const MINUTE: f64 = 60.0;
 
 /// A risk level (SPEC sections 4 and 5), ordered from none to high.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum RiskLevel {
     /// Nothing.
     #[default]

@@ -1,0 +1,348 @@
+//! The camera hub: cameras belong to the service, not to a socket. A camera runs while at least
+//! one connection that started or subscribed to it is open; the last one leaving stops it.
+//! Starting a running id with a new URL restarts it for all its watchers. The number of cameras
+//! is capped by `stream.max_concurrent_streams`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use protocol::api::CameraInfo;
+use protocol::server::CameraStatus;
+use protocol::{CameraId, ErrorCode, ProtocolError, ServerMessage};
+
+use crate::pipeline::{CameraTask, Pipeline, run};
+use crate::sink::CameraEvent;
+use crate::source::{SourceError, SourcePolicy, check_policy, guards_resolution, redact};
+
+/// Identifies one client connection.
+pub type ConnId = u64;
+
+/// The watcher that holds declared cameras: the service itself (client ids start at 1).
+pub const SERVICE: ConnId = 0;
+
+/// Messages buffered per camera for slow watchers before they start losing (and counting) them.
+const EVENT_CAPACITY: usize = 16;
+
+/// One message to a camera's watchers.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The message.
+    pub message: Arc<ServerMessage>,
+    /// When the frame a `detection_result` describes arrived (for end-to-end latency).
+    pub captured: Option<Instant>,
+    /// The message's JSON text, made once by the first writer that sends it and shared by the
+    /// others (a result with its frame is large, and it goes to every watcher).
+    pub text: Arc<OnceLock<Arc<str>>>,
+}
+
+impl Event {
+    /// A message about no particular frame.
+    pub fn new(message: ServerMessage) -> Self {
+        Self {
+            message: Arc::new(message),
+            captured: None,
+            text: Arc::default(),
+        }
+    }
+}
+
+struct Camera {
+    url: String,
+    info: Arc<Mutex<CameraInfo>>,
+    events: broadcast::Sender<Event>,
+    cancel: CancellationToken,
+    watchers: HashSet<ConnId>,
+    /// Set by the task when it ended on its own (a file played out, analysis impossible).
+    ended: Arc<AtomicBool>,
+    id: CameraId,
+}
+
+impl Camera {
+    fn ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
+    }
+}
+
+/// A watcher's handle on a camera.
+#[derive(Debug)]
+pub struct Subscription {
+    /// Camera id.
+    pub camera_id: CameraId,
+    /// The camera's messages from now on.
+    pub events: broadcast::Receiver<Event>,
+    /// The current `camera_status` message, to send first.
+    pub status: ServerMessage,
+}
+
+/// All running cameras.
+pub struct CameraHub {
+    cameras: Mutex<HashMap<CameraId, Camera>>,
+    pipeline: Arc<Pipeline>,
+    interval: Duration,
+    max_cameras: usize,
+    policy: SourcePolicy,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl std::fmt::Debug for CameraHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CameraHub")
+            .field("max_cameras", &self.max_cameras)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CameraHub {
+    /// A hub whose camera tasks are children of `shutdown` and tracked by `tracker`.
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        interval: Duration,
+        max_cameras: usize,
+        policy: SourcePolicy,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Self {
+        Self {
+            cameras: Mutex::new(HashMap::new()),
+            pipeline,
+            interval,
+            max_cameras,
+            policy,
+            shutdown,
+            tracker,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CameraId, Camera>> {
+        self.cameras.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts camera `id` on `url` (or restarts it when the URL changed) and adds `conn` as a
+    /// watcher.
+    pub fn start(
+        &self,
+        conn: ConnId,
+        id: CameraId,
+        url: &str,
+    ) -> Result<Subscription, ProtocolError> {
+        let parsed = check_policy(url, &self.policy).map_err(|e| {
+            let code = match e {
+                SourceError::NotAllowed(_) => ErrorCode::SourceNotAllowed,
+                _ => ErrorCode::InvalidField,
+            };
+            ProtocolError::new(code, e.to_string()).for_camera(id)
+        })?;
+        let guard = guards_resolution(&parsed, &self.policy);
+        let mut cameras = self.lock();
+        if let Some(cam) = cameras.get_mut(&id) {
+            if cam.url != url && cam.watchers.contains(&SERVICE) {
+                return Err(ProtocolError::new(
+                    ErrorCode::InvalidField,
+                    format!("camera {id} is declared in the configuration; subscribe to it"),
+                )
+                .for_camera(id));
+            }
+            if cam.url != url || cam.ended() {
+                // Same id, new URL, or a camera whose source ended: (re)start it for everyone
+                // watching.
+                cam.cancel.cancel();
+                cam.url = url.to_string();
+                cam.cancel = self.shutdown.child_token();
+                cam.ended = Arc::default();
+                // A fresh state: the old task may still write its final state into its own.
+                let pinned = cam.info.lock().unwrap_or_else(|e| e.into_inner()).pinned;
+                let mut info = CameraInfo::new(id, redact(url));
+                info.pinned = pinned;
+                cam.info = Arc::new(Mutex::new(info));
+                self.spawn(id, parsed, guard, cam);
+            }
+            cam.watchers.insert(conn);
+            return Ok(Self::subscription(id, cam));
+        }
+        // Client cameras whose source ended give their places up (their watchers were told).
+        cameras.retain(|_, cam| {
+            let gone = cam.ended() && !cam.watchers.contains(&SERVICE);
+            if gone {
+                self.pipeline.event(cam.id, CameraEvent::Removed);
+            }
+            !gone
+        });
+        if cameras.len() >= self.max_cameras {
+            return Err(ProtocolError::new(
+                ErrorCode::TooManyStreams,
+                format!(
+                    "{} cameras already running (stream.max_concurrent_streams)",
+                    cameras.len()
+                ),
+            )
+            .for_camera(id));
+        }
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let mut cam = Camera {
+            url: url.to_string(),
+            info: Arc::new(Mutex::new(CameraInfo::new(id, redact(url)))),
+            events,
+            cancel: self.shutdown.child_token(),
+            watchers: HashSet::from([conn]),
+            ended: Arc::default(),
+            id,
+        };
+        self.pipeline.event(id, CameraEvent::Added);
+        self.spawn(id, parsed, guard, &mut cam);
+        let sub = Self::subscription(id, &cam);
+        cameras.insert(id, cam);
+        Ok(sub)
+    }
+
+    /// Starts a camera declared by the operator; it runs until shutdown. The source policy is
+    /// for client requests and does not apply here.
+    pub fn pin(&self, id: CameraId, url: &str) -> Result<(), String> {
+        let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+        let mut cameras = self.lock();
+        if let Some(cam) = cameras.get_mut(&id) {
+            if cam.url == url {
+                cam.watchers.insert(SERVICE);
+                cam.info.lock().unwrap_or_else(|e| e.into_inner()).pinned = true;
+                return Ok(());
+            }
+            return Err(format!("camera {id} is already running another source"));
+        }
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let mut info = CameraInfo::new(id, redact(url));
+        info.pinned = true;
+        let mut cam = Camera {
+            url: url.to_string(),
+            info: Arc::new(Mutex::new(info)),
+            events,
+            cancel: self.shutdown.child_token(),
+            watchers: HashSet::from([SERVICE]),
+            ended: Arc::default(),
+            id,
+        };
+        self.pipeline.event(id, CameraEvent::Added);
+        self.spawn(id, parsed, false, &mut cam);
+        cameras.insert(id, cam);
+        Ok(())
+    }
+
+    /// Releases a declared camera: it stops unless clients still watch it.
+    pub fn unpin(&self, id: CameraId) {
+        let _ = self.leave(SERVICE, id);
+    }
+
+    /// Starts the camera's task; `guard`: its host name must not resolve to a link-local or
+    /// metadata address.
+    fn spawn(&self, id: CameraId, url: url::Url, guard: bool, cam: &mut Camera) {
+        tracing::info!(camera = id, url = %redact(url.as_str()), "camera started");
+        let task = CameraTask {
+            id,
+            url,
+            guard_resolution: guard,
+            interval: self.interval,
+            info: Arc::clone(&cam.info),
+            events: cam.events.clone(),
+            cancel: cam.cancel.clone(),
+            ended: Arc::clone(&cam.ended),
+            pipeline: Arc::clone(&self.pipeline),
+        };
+        self.tracker.spawn(run(task));
+    }
+
+    fn subscription(id: CameraId, cam: &Camera) -> Subscription {
+        let status = {
+            let info = cam.info.lock().unwrap_or_else(|e| e.into_inner());
+            ServerMessage::CameraStatus(CameraStatus::new(id, info.state, &info.message))
+        };
+        Subscription {
+            camera_id: id,
+            events: cam.events.subscribe(),
+            status,
+        }
+    }
+
+    /// Adds `conn` as a watcher of a running camera.
+    pub fn subscribe(&self, conn: ConnId, id: CameraId) -> Result<Subscription, ProtocolError> {
+        let mut cameras = self.lock();
+        let cam = cameras.get_mut(&id).ok_or_else(|| {
+            ProtocolError::new(
+                ErrorCode::UnknownCamera,
+                format!("camera {id} is not running"),
+            )
+            .for_camera(id)
+        })?;
+        cam.watchers.insert(conn);
+        Ok(Self::subscription(id, cam))
+    }
+
+    /// Removes `conn` from camera `id`; stops the camera when nobody is left. Returns `None`
+    /// when `conn` was not watching it, else whether the camera stopped.
+    pub fn leave(&self, conn: ConnId, id: CameraId) -> Option<bool> {
+        let mut cameras = self.lock();
+        let cam = cameras.get_mut(&id)?;
+        let was_watching = cam.watchers.remove(&conn);
+        let stopped = cam.watchers.is_empty();
+        if stopped {
+            cam.cancel.cancel();
+            cameras.remove(&id);
+            self.pipeline.event(id, CameraEvent::Removed);
+            tracing::info!(camera = id, "last watcher left; camera stopped");
+        }
+        was_watching.then_some(stopped)
+    }
+
+    /// Removes `conn` from every camera (the connection closed).
+    pub fn leave_all(&self, conn: ConnId) {
+        let ids: Vec<CameraId> = self.lock().keys().copied().collect();
+        for id in ids {
+            let _ = self.leave(conn, id);
+        }
+    }
+
+    /// Every camera's state, by id.
+    pub fn cameras(&self) -> Vec<CameraInfo> {
+        let cameras = self.lock();
+        let mut list: Vec<CameraInfo> = cameras
+            .values()
+            .map(|c| {
+                let mut info = c.info.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                info.watchers = c.watchers.iter().filter(|w| **w != SERVICE).count();
+                info
+            })
+            .collect();
+        list.sort_by_key(|c| c.camera_id);
+        list
+    }
+
+    /// Sends `message` to the watchers of camera `id`; false when the camera is not running
+    /// here.
+    pub fn deliver(&self, id: CameraId, message: ServerMessage) -> bool {
+        match self.lock().get(&id) {
+            Some(cam) => {
+                let _ = cam.events.send(Event::new(message));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Number of running cameras.
+    pub fn active(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Stops every camera (shutdown).
+    pub fn stop_all(&self) {
+        let mut cameras = self.lock();
+        for (id, cam) in cameras.drain() {
+            cam.cancel.cancel();
+            self.pipeline.event(id, CameraEvent::Removed);
+        }
+    }
+}

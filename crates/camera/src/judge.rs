@@ -1,0 +1,102 @@
+//! The step shared by the live pipeline and `analyze`: one frame's detections through the
+//! camera's scene (tracks, groups, rules), then its evidence (each group's crop, the frame as
+//! JPEG) and its `detection_result`.
+
+use std::time::Instant;
+
+use imaging::{EncodeError, GroupCrop, JPEG_QUALITY, RgbFrame, crop_jpeg, encode_jpeg};
+use protocol::{CameraId, DetectionResult, RiskLevel};
+use vision::Detection;
+use vision::scene::{Scene, SceneFrame};
+
+use crate::result::{FrameResult, ModelFacts, detection_result};
+
+/// One decoded frame to judge.
+#[derive(Debug)]
+pub struct FrameInput<'a> {
+    /// Camera id.
+    pub camera_id: CameraId,
+    /// The decoded frame.
+    pub frame: &'a RgbFrame,
+    /// Stream time of the frame, seconds.
+    pub stream_time: f64,
+    /// The frame's detections.
+    pub detections: &'a [Detection],
+    /// When work on the frame started (for `processTime`).
+    pub started: Instant,
+    /// Whether to inline the frame itself as JPEG.
+    pub with_frame: bool,
+}
+
+/// A judged frame.
+#[derive(Debug)]
+pub struct Judged {
+    /// The frame's `detection_result`, from the rules.
+    pub result: DetectionResult,
+    /// What the scene said.
+    pub scene: SceneFrame,
+    /// Each group's crop (`None`: empty region).
+    pub crops: Vec<Option<GroupCrop>>,
+    /// The frame as JPEG, when it was inlined.
+    pub jpeg: Option<Vec<u8>>,
+    /// When the frame was judged (the result's `timestamp`).
+    pub timestamp: chrono::DateTime<chrono::Utc>,
+}
+
+/// Whether `result` raises a `high` alert on this very frame (not carried over): the alert
+/// pause then applies to the camera's next sample.
+pub fn fresh_high(result: &DetectionResult) -> bool {
+    result
+        .dangerous_driving_results
+        .iter()
+        .any(|a| a.risk_level == RiskLevel::High && !a.is_stale)
+}
+
+/// Runs the scene on a frame's detections, encodes the evidence and builds the result.
+pub fn judge_frame(
+    scene: &mut Scene,
+    facts: &ModelFacts,
+    input: &FrameInput<'_>,
+) -> Result<Judged, EncodeError> {
+    let frame = input.frame;
+    let judged = scene.update(
+        input.stream_time,
+        frame.width,
+        frame.height,
+        input.detections,
+    );
+    let process_time = input.started.elapsed().as_secs_f64();
+    let crops = judged
+        .groups
+        .iter()
+        .map(|g| crop_jpeg(frame, g.crop))
+        .collect::<Result<Vec<_>, _>>()?;
+    let jpeg = if input.with_frame {
+        Some(encode_jpeg(frame, JPEG_QUALITY)?)
+    } else {
+        None
+    };
+    let timestamp = chrono::Utc::now();
+    let result = detection_result(
+        &FrameResult {
+            camera_id: input.camera_id,
+            timestamp,
+            jpeg: jpeg.as_deref(),
+            stream_time: input.stream_time,
+            width: frame.width,
+            height: frame.height,
+            detections: input.detections,
+            scene: &judged,
+            crops: &crops,
+            process_time,
+        },
+        facts,
+    );
+    Ok(Judged {
+        result,
+        scene: judged,
+        crops,
+        jpeg,
+        timestamp,
+    })
+}

@@ -1,0 +1,497 @@
+//! One camera's pipeline. An async task owns the source: [`run`] is a retry loop (capped
+//! exponential backoff with jitter) around `run_once`, which connects, watches for a stalled
+//! stream and feeds packets to the [`Sampler`]. Decode jobs go through a channel of capacity 1
+//! (latest sample only; a busy analysis drops and counts) to the camera's analysis thread, which
+//! decodes, runs detection on the shared inference thread, judges the frame with the camera's
+//! [`Scene`] (tracks, groups, rules), encodes the evidence, hands the frame to every
+//! [`FrameSink`] and broadcasts the `detection_result`. A fresh `high` alert asks the source side
+//! to hold the next sample back by the alert pause. Every wait races the camera's cancellation
+//! token.
+
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+use vision::scene::{Scene, SceneConfig};
+use vision::worker::InferenceWorker;
+
+use protocol::api::CameraInfo;
+use protocol::server::{CameraState as State, CameraStatus};
+use protocol::{CameraId, ServerMessage};
+use vision::scene::is_vehicle;
+
+use crate::decode::VideoDecoder;
+use crate::hub::Event;
+use crate::judge::{FrameInput, fresh_high, judge_frame};
+use crate::result::ModelFacts;
+use crate::sampler::{Decision, DecodeJob, Sampler};
+use crate::sink::{CameraEvent, FrameReport, FrameSink, Stage};
+use crate::source::{Source, SourceError};
+
+/// No frame for this long means the stream is dead, even with the socket open.
+pub const WATCHDOG: Duration = Duration::from_secs(10);
+/// First reconnect delay.
+pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Longest reconnect delay.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// What every camera's pipeline shares: the inference thread, the facts put in each result, how
+/// each camera's scene is set up, and the sinks every analysed frame goes to.
+pub struct Pipeline {
+    /// The inference thread.
+    pub worker: InferenceWorker,
+    /// Model facts for `detection_result`.
+    pub facts: ModelFacts,
+    /// Tracker, grouping and rules of every camera's scene.
+    pub scene: SceneConfig,
+    /// After a fresh `high` alert, the next sample waits this long.
+    pub alert_pause: Duration,
+    /// Where analysed frames and camera events go, in this order (a sink sees what the ones
+    /// before it added to the result).
+    pub sinks: Vec<Arc<dyn FrameSink>>,
+}
+
+impl Pipeline {
+    /// Tells every sink about `event` of camera `id`.
+    pub fn event(&self, id: CameraId, event: CameraEvent) {
+        for sink in &self.sinks {
+            sink.event(id, event);
+        }
+    }
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("facts", &self.facts)
+            .field("sinks", &self.sinks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A sampled decode job, when its last frame arrived, and the connection it came from.
+type Sampled = (DecodeJob, Instant, u64);
+
+/// The alert pause handed from the analysis thread to the source side. Stream time restarts
+/// with every connection, so a pause is kept with the connection whose stream time it names
+/// and ignored by any other.
+#[derive(Debug, Default)]
+pub struct AlertPause(Mutex<Option<(u64, Duration)>>);
+
+impl AlertPause {
+    /// Asks connection `connection` to take no sample before its stream time `until`.
+    pub fn request(&self, connection: u64, until: Duration) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((connection, until));
+    }
+
+    /// The pause asked of `connection`, once; a pause of an earlier connection is dropped.
+    pub fn take(&self, connection: u64) -> Option<Duration> {
+        let taken = self.0.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+        (taken.0 == connection).then_some(taken.1)
+    }
+}
+
+/// Everything one camera task needs.
+#[derive(Clone)]
+pub struct CameraTask {
+    /// Camera id.
+    pub id: CameraId,
+    /// Source URL (policy-checked).
+    pub url: Url,
+    /// Whether the URL's host name must not resolve to a link-local or metadata address
+    /// (a client's camera on an unlisted host; see `source::guards_resolution`).
+    pub guard_resolution: bool,
+    /// Time between analysed frames.
+    pub interval: Duration,
+    /// Shared state for `/api/cameras`.
+    pub info: Arc<Mutex<CameraInfo>>,
+    /// Messages to the camera's watchers.
+    pub events: broadcast::Sender<Event>,
+    /// Stops this camera.
+    pub cancel: CancellationToken,
+    /// What every camera shares.
+    pub pipeline: Arc<Pipeline>,
+    /// Set when the task ends on its own (not cancelled): the hub may restart or drop it.
+    pub ended: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CameraTask {
+    fn event(&self, event: CameraEvent) {
+        self.pipeline.event(self.id, event);
+    }
+
+    fn update(&self, f: impl FnOnce(&mut CameraInfo)) {
+        let mut info = self.info.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut info);
+    }
+
+    /// Moves to `state` and tells the watchers, unless nothing changed.
+    fn set_state(&self, state: State, message: &str) {
+        let msg = {
+            let mut info = self.info.lock().unwrap_or_else(|e| e.into_inner());
+            if info.state == state && info.message == message {
+                return;
+            }
+            info.state = state;
+            info.message = message.to_string();
+            ServerMessage::CameraStatus(CameraStatus::new(self.id, state, message))
+        };
+        tracing::info!(
+            camera = self.id,
+            state = state.as_str(),
+            reason = message,
+            "camera state"
+        );
+        let _ = self.events.send(Event::new(msg));
+    }
+}
+
+/// Capped exponential backoff with up to 20% jitter.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { next: BACKOFF_MIN }
+    }
+}
+
+impl Backoff {
+    /// The delay to wait now; doubles the next one up to [`BACKOFF_MAX`].
+    pub fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        base + base.mul_f64(f64::from(nanos % 1000) / 1000.0 * 0.2)
+    }
+
+    /// Back to the shortest delay (after a healthy connection).
+    pub fn reset(&mut self) {
+        self.next = BACKOFF_MIN;
+    }
+}
+
+/// Runs the camera until its token is cancelled, reconnecting forever, unless its source ends
+/// (a file without `loop`) or its analysis cannot run: then it goes `offline` and tells its
+/// watchers with a `stream_stopped`.
+pub async fn run(task: CameraTask) {
+    let (job_tx, job_rx) = mpsc::sync_channel::<Sampled>(1);
+    let pause = Arc::new(AlertPause::default());
+    let analysis = {
+        let task = task.clone();
+        let pause = Arc::clone(&pause);
+        std::thread::Builder::new()
+            .name(format!("camera-{}", task.id))
+            .spawn(move || analysis_loop(&task, &job_rx, &pause))
+    };
+    let analysis = match analysis {
+        Ok(handle) => handle,
+        Err(e) => {
+            task.set_state(
+                State::Offline,
+                &format!("cannot start analysis thread: {e}"),
+            );
+            return;
+        }
+    };
+    task.set_state(State::Connecting, "connecting");
+    let mut backoff = Backoff::default();
+    let mut connection = 0;
+    let mut ending = None;
+    loop {
+        if analysis.is_finished() {
+            ending = Some(Ending::AnalysisStopped(analysis_stopped().to_string()));
+            break;
+        }
+        connection += 1;
+        let (err, finite) = tokio::select! {
+            biased;
+            _ = task.cancel.cancelled() => break,
+            ended = run_once(&task, &job_tx, &pause, connection, &mut backoff) => ended,
+        };
+        if task.cancel.is_cancelled() {
+            break;
+        }
+        if err == analysis_stopped() || analysis.is_finished() {
+            ending = Some(Ending::AnalysisStopped(err.to_string()));
+            break;
+        }
+        if finite && err == SourceError::Ended {
+            // A file without `loop` is done: do not reconnect.
+            ending = Some(Ending::SourceEnded);
+            break;
+        }
+        tracing::warn!(camera = task.id, error = %err, "camera source failed");
+        task.event(CameraEvent::Failed(Stage::Source));
+        task.event(CameraEvent::Reconnecting);
+        task.update(|i| {
+            i.reconnects += 1;
+            i.last_error = Some(err.to_string());
+        });
+        task.set_state(State::Reconnecting, &err.to_string());
+        tokio::select! {
+            biased;
+            _ = task.cancel.cancelled() => break,
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
+    drop(job_tx);
+    let outcome = tokio::task::spawn_blocking(move || analysis.join()).await;
+    let ending = match ending {
+        Some(ending) if !task.cancel.is_cancelled() => ending,
+        _ => {
+            // Stopped by the hub (last watcher gone, restart with a new URL, shutdown): nobody
+            // should hear an `offline` from this task, which a restarted camera would
+            // contradict.
+            task.update(|i| {
+                i.state = State::Offline;
+                i.message = "stopped".into();
+            });
+            return;
+        }
+    };
+    let reason = match ending {
+        Ending::SourceEnded => "Source ended".to_string(),
+        Ending::AnalysisStopped(err) => {
+            let reason = match outcome {
+                Ok(Ok(Err(reason))) => reason,
+                _ => err,
+            };
+            tracing::error!(camera = task.id, %reason, "camera analysis stopped");
+            task.event(CameraEvent::Failed(Stage::Analysis));
+            task.update(|i| i.last_error = Some(reason.clone()));
+            format!("analysis stopped: {reason}")
+        }
+    };
+    task.set_state(State::Offline, &reason);
+    // From here on the hub may give the place up or start the camera again: the watchers
+    // hear nothing more from this task after the `stream_stopped`.
+    task.ended.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = task
+        .events
+        .send(Event::new(ServerMessage::stream_stopped(task.id, &reason)));
+}
+
+/// Why a camera's task ended on its own.
+#[derive(Debug)]
+enum Ending {
+    /// A file without `loop` played out.
+    SourceEnded,
+    /// The analysis thread ended (with the source side's view of it).
+    AnalysisStopped(String),
+}
+
+/// Connects and streams until something fails; returns why, and whether the source was finite.
+async fn run_once(
+    task: &CameraTask,
+    jobs: &SyncSender<Sampled>,
+    pause: &AlertPause,
+    connection: u64,
+    backoff: &mut Backoff,
+) -> (SourceError, bool) {
+    let mut source = match Source::open(&task.url, task.guard_resolution).await {
+        Ok(s) => s,
+        Err(e) => return (e, false),
+    };
+    let finite = source.is_finite();
+    (
+        stream(task, &mut source, jobs, pause, connection, backoff).await,
+        finite,
+    )
+}
+
+/// Feeds an open source's frames to the sampler until it fails.
+async fn stream(
+    task: &CameraTask,
+    source: &mut Source,
+    jobs: &SyncSender<Sampled>,
+    pause: &AlertPause,
+    connection: u64,
+    backoff: &mut Backoff,
+) -> SourceError {
+    let mut sampler = Sampler::new(task.interval);
+    let mut online = false;
+    loop {
+        let frame = match tokio::time::timeout(WATCHDOG, source.next_frame()).await {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(e)) => return e,
+            Err(_) => return SourceError::Timeout("waiting for video (no frame for 10 s)"),
+        };
+        if !online {
+            online = true;
+            backoff.reset();
+            task.set_state(State::Online, "streaming");
+        }
+        task.update(|i| i.frames_received += 1);
+        task.event(CameraEvent::FramesReceived(1));
+        if let Some(until) = pause.take(connection) {
+            sampler.pause_until(until);
+        }
+        match sampler.push(frame) {
+            Decision::Wait => {}
+            Decision::Decode(job) => match jobs.try_send((job, Instant::now(), connection)) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => dropped(task, 1),
+                Err(TrySendError::Disconnected(_)) => return analysis_stopped(),
+            },
+            Decision::Overflow(n) => dropped(task, n as u64),
+        }
+    }
+}
+
+/// What the source side sees when the analysis thread has ended on its own.
+fn analysis_stopped() -> SourceError {
+    SourceError::Stream("analysis thread stopped".into())
+}
+
+fn dropped(task: &CameraTask, n: u64) {
+    task.update(|i| i.frames_dropped += n);
+    task.event(CameraEvent::FramesDropped(n));
+}
+
+/// The camera's analysis thread: decode, detect, judge, hand to the sinks, broadcast. Ends when
+/// its channel closes, or with the reason the camera cannot be analysed at all.
+fn analysis_loop(
+    task: &CameraTask,
+    jobs: &Receiver<Sampled>,
+    pause: &AlertPause,
+) -> Result<(), String> {
+    let mut decoder =
+        VideoDecoder::new().map_err(|e| format!("cannot start the video decoder: {e}"))?;
+    let pipeline = &task.pipeline;
+    let mut scene = Scene::new(pipeline.scene);
+    let mut last_decoded = 0;
+    for (job, captured, connection) in jobs {
+        if task.cancel.is_cancelled() {
+            break;
+        }
+        let started = Instant::now();
+        let stream_time = job.frames.last().map_or(0.0, |f| f.pts.as_secs_f64());
+        let frame = match decoder.decode(&job) {
+            Ok(Some(frame)) => Arc::new(frame),
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(camera = task.id, error = %e, "decode failed");
+                task.event(CameraEvent::Failed(Stage::Decode));
+                task.update(|i| i.last_error = Some(e.to_string()));
+                continue;
+            }
+        };
+        let decoded = decoder.frames_decoded();
+        task.event(CameraEvent::FramesDecoded(decoded - last_decoded));
+        last_decoded = decoded;
+        task.update(|i| i.frames_decoded = decoded);
+        let shared = Arc::clone(&frame);
+        let detect_started = Instant::now();
+        let detections = match pipeline.worker.run(move |d| d.detect(shared.view())) {
+            Ok(Ok(out)) => out.detections,
+            Ok(Err(e)) => {
+                tracing::warn!(camera = task.id, error = %e, "detection failed");
+                task.event(CameraEvent::Failed(Stage::Detect));
+                continue;
+            }
+            Err(e) => {
+                task.event(CameraEvent::Failed(Stage::Inference));
+                return Err(format!("inference unavailable: {e}"));
+            }
+        };
+        let detect_time = detect_started.elapsed();
+        // Stopped or restarted on another URL while the detector ran (the longest wait): the
+        // frame belongs to a source nobody watches any more; judging it could call the LLM.
+        if task.cancel.is_cancelled() {
+            break;
+        }
+        let input = FrameInput {
+            camera_id: task.id,
+            frame: &frame,
+            stream_time,
+            detections: &detections,
+            started,
+            with_frame: true,
+        };
+        let mut judged = match judge_frame(&mut scene, &pipeline.facts, &input) {
+            Ok(judged) => judged,
+            Err(e) => {
+                tracing::warn!(camera = task.id, error = %e, "JPEG encode failed");
+                task.event(CameraEvent::Failed(Stage::Encode));
+                continue;
+            }
+        };
+        let report = FrameReport {
+            camera_id: task.id,
+            frame: &frame,
+            jpeg: judged.jpeg.as_deref(),
+            stream_time,
+            timestamp: judged.timestamp,
+            detections: &detections,
+            scene: &judged.scene,
+            crops: &judged.crops,
+            detect_time,
+        };
+        for sink in &pipeline.sinks {
+            if let Err(e) = sink.frame(&report, &mut judged.result) {
+                task.update(|i| i.last_error = Some(e.0));
+            }
+        }
+        if fresh_high(&judged.result) {
+            let until = Duration::from_secs_f64(stream_time) + pipeline.alert_pause;
+            pause.request(connection, until);
+        }
+        let vehicles = detections.iter().filter(|d| is_vehicle(&d.label)).count() as u64;
+        let persons = detections.iter().filter(|d| d.label == "person").count() as u64;
+        task.update(|i| {
+            i.frames_analysed += 1;
+            i.vehicle_detections += vehicles;
+            i.person_detections += persons;
+            i.traffic_stats = judged.scene.stats.into();
+        });
+        // And once more for the rest of the frame's work.
+        if task.cancel.is_cancelled() {
+            break;
+        }
+        let message = ServerMessage::DetectionResult(Box::new(judged.result));
+        let _ = task.events.send(Event {
+            captured: Some(captured),
+            ..Event::new(message)
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alert_pause_applies_only_to_the_connection_it_was_asked_of() {
+        let pause = AlertPause::default();
+        pause.request(1, Duration::from_secs(40));
+        assert_eq!(pause.take(1), Some(Duration::from_secs(40)));
+        assert_eq!(pause.take(1), None, "taken once");
+        // Asked during connection 1, seen after a reconnect: stream time restarted at zero,
+        // so 40 s would silence the new connection for 40 s. It is dropped.
+        pause.request(1, Duration::from_secs(40));
+        assert_eq!(pause.take(2), None);
+        assert_eq!(pause.take(1), None, "dropped, not kept for later");
+    }
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_bounded_jitter() {
+        let mut b = Backoff::default();
+        let delays: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
+        for (d, base) in delays.iter().zip([1u64, 2, 4, 8, 16, 30, 30, 30]) {
+            let base = Duration::from_secs(base);
+            assert!(*d >= base && *d <= base.mul_f64(1.2), "{d:?} vs {base:?}");
+        }
+        b.reset();
+        assert!(b.next_delay() < Duration::from_millis(1300));
+    }
+}

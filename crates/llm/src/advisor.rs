@@ -1,0 +1,229 @@
+//! The LLM beside one camera's pipeline. The analysis thread offers each judged frame with
+//! [`Advisor::offer`]; a request goes out only when none is in flight and the cooldown since
+//! the last one has passed (failed calls count), on the async runtime, so the frame loop never
+//! waits. The answer is kept and shown with the camera's next results for the alert hold
+//! ([`Advisor::current`]), attached to groups by `groupId` ([`annotate`]).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use imaging::GroupCrop;
+use protocol::api::LlmCounters;
+use protocol::detection::{AlertSource, DangerAlert};
+use protocol::{DetectionResult, RiskLevel};
+use vision::Detection;
+use vision::scene::SceneFrame;
+
+use crate::keys::RiskThresholds;
+use crate::parse::{Answer, Finding, parse_answer};
+use crate::pool::KeyPool;
+use crate::prompt::{PromptConfig, build_request};
+
+/// What every camera's advisor shares.
+#[derive(Debug)]
+pub struct AdvisorLink {
+    /// The key pool every call goes through.
+    pub pool: Arc<KeyPool>,
+    /// How requests are built.
+    pub prompt: PromptConfig,
+    /// Confidence -> level where the model's level is unusable.
+    pub thresholds: RiskThresholds,
+    /// Least time between two requests of one camera.
+    pub cooldown: Duration,
+    /// How long an answer is shown after it arrived.
+    pub hold: Duration,
+    /// The runtime requests run on.
+    pub runtime: tokio::runtime::Handle,
+}
+
+/// An answer with what it refers to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// The parsed answer.
+    pub answer: Answer,
+    /// `groupId` of the request's group `k` at `k - 1`.
+    pub group_ids: Vec<u64>,
+    /// The model's text as received.
+    pub raw_text: String,
+    /// The model that answered.
+    pub model: String,
+    /// Call latency.
+    pub latency: Duration,
+    /// Wall-clock time of the frame the request showed.
+    pub asked_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    in_flight: bool,
+    next_allowed: Option<Instant>,
+    latest: Option<(Verdict, Instant)>,
+    shown: bool,
+    counters: LlmCounters,
+}
+
+/// One camera's LLM.
+#[derive(Debug, Clone)]
+pub struct Advisor {
+    link: Arc<AdvisorLink>,
+    state: Arc<Mutex<State>>,
+}
+
+impl Advisor {
+    /// An LLM for one camera.
+    pub fn new(link: Arc<AdvisorLink>) -> Self {
+        Self {
+            link,
+            state: Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> LlmCounters {
+        self.lock().counters
+    }
+
+    /// Offers a judged frame; sends a request if one is due. Never waits for the call.
+    pub fn offer(
+        &self,
+        dets: &[Detection],
+        scene: &SceneFrame,
+        crops: &[Option<GroupCrop>],
+        at: chrono::DateTime<chrono::Utc>,
+    ) {
+        let now = Instant::now();
+        {
+            let s = self.lock();
+            // One call at a time, the cooldown, and every answer shown before the next call
+            // (so a quick second answer never hides the first).
+            let unshown = s.latest.is_some() && !s.shown;
+            if s.in_flight
+                || unshown
+                || s.next_allowed.is_some_and(|t| now < t)
+                || scene.groups.is_empty()
+            {
+                return;
+            }
+        }
+        let request = match build_request(&self.link.prompt, dets, scene, crops) {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot prepare the LLM images");
+                return;
+            }
+        };
+        {
+            let mut s = self.lock();
+            s.in_flight = true;
+            s.next_allowed = Some(now + self.link.cooldown);
+            s.counters.requests += 1;
+        }
+        let this = self.clone();
+        self.link.runtime.spawn(async move {
+            let result = this.link.pool.complete(&request.body).await;
+            let mut s = this.lock();
+            s.in_flight = false;
+            match result {
+                Ok(done) => match parse_answer(&done.text, &this.link.thresholds) {
+                    Ok(answer) => {
+                        this.link.pool.stats.record("success");
+                        s.counters.answers += 1;
+                        s.latest = Some((
+                            Verdict {
+                                answer,
+                                group_ids: request.group_ids,
+                                raw_text: done.text,
+                                model: done.model,
+                                latency: done.latency,
+                                asked_at: at,
+                            },
+                            Instant::now(),
+                        ));
+                        s.shown = false;
+                    }
+                    Err(e) => {
+                        this.link.pool.stats.record("parse_error");
+                        s.counters.parse_errors += 1;
+                        tracing::warn!(error = %e, "LLM answer unreadable");
+                    }
+                },
+                Err(e) => {
+                    s.counters.failures += 1;
+                    tracing::warn!(error = %e, kind = e.kind(), "LLM call failed");
+                }
+            }
+        });
+    }
+
+    /// The answer to show with the next result, if one arrived within the hold (or has not been
+    /// shown yet), and whether this is its first showing.
+    pub fn current(&self) -> Option<(Verdict, bool)> {
+        let mut s = self.lock();
+        let (verdict, arrived) = s.latest.as_ref()?;
+        if s.shown && arrived.elapsed() > self.link.hold {
+            s.latest = None;
+            return None;
+        }
+        let verdict = verdict.clone();
+        let fresh = !s.shown;
+        s.shown = true;
+        Some((verdict, fresh))
+    }
+}
+
+/// Attaches an answer's findings with a level to `result`, each on the group it names (by
+/// `groupId`, when that group is in this frame): an alert with `source: "llm"`, the group's
+/// `riskLevel` raised to it, `maxRiskLevel` and `hasDangerousDriving` updated, and the answer's
+/// latency, model and text. `fresh`: first showing of the answer (else its alerts are stale).
+/// Returns the findings attached.
+pub fn annotate(result: &mut DetectionResult, verdict: &Verdict, fresh: bool) -> Vec<Finding> {
+    let started_at = verdict
+        .asked_at
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut attached = Vec::new();
+    for f in verdict
+        .answer
+        .results
+        .iter()
+        .filter(|f| f.level > RiskLevel::None)
+    {
+        let id = verdict
+            .group_ids
+            .get(f.group_index.wrapping_sub(1))
+            .copied();
+        let group = id.and_then(|id| result.traffic_groups.iter_mut().find(|g| g.group_id == id));
+        let index = group.map(|g| {
+            g.risk_level = g.risk_level.max(f.level);
+            g.group_index
+        });
+        result.dangerous_driving_results.push(DangerAlert {
+            kind: f
+                .risk_types
+                .first()
+                .map_or("llm_assessment", String::as_str)
+                .to_string(),
+            description: f.description.clone(),
+            risk_level: f.level,
+            confidence: f.confidence,
+            group_index: index,
+            group_id: id,
+            risk_types: f.risk_types.clone(),
+            trigger_object_ids: f.trigger_object_ids.clone(),
+            source: AlertSource::Llm,
+            started_at: started_at.clone(),
+            is_stale: !fresh,
+        });
+        result.max_risk_level = result.max_risk_level.max(f.level);
+        result.has_dangerous_driving = true;
+        attached.push(f.clone());
+    }
+    result.llm_latency = Some(verdict.latency.as_secs_f64());
+    result.llm_model = Some(verdict.model.clone());
+    result.llm_raw_text = Some(verdict.raw_text.clone());
+    attached
+}

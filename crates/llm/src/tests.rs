@@ -1,0 +1,188 @@
+//! Tests of the request builder on a hand-made scene.
+
+use vision::scene::rules::{RuleHit, RuleKind};
+use vision::scene::{Alert, Group, Motion, RiskLevel, SceneFrame};
+use vision::{BBox, Detection};
+
+use super::prompt::*;
+use imaging::{GroupCrop, RgbFrame, crop_jpeg, decode_rgb};
+
+fn det(label: &str, x: f32) -> Detection {
+    Detection {
+        label: label.into(),
+        class_id: usize::from(label != "person") * 2,
+        confidence: 0.8,
+        bbox: BBox::new(x, 100.0, x + 50.0, 150.0),
+    }
+}
+
+fn group(index: usize, id: u64, members: Vec<usize>, level: RiskLevel) -> Group {
+    Group {
+        index,
+        id,
+        track_ids: members.iter().map(|&m| m as u64 + 1).collect(),
+        members,
+        bbox: BBox::new(0.0, 100.0, 400.0, 150.0),
+        crop: BBox::new(0.0, 90.0, 410.0, 160.0),
+        classes: vec!["car".into()],
+        average_confidence: 0.8,
+        level,
+    }
+}
+
+/// Six groups of two; group id 5 has a high tailgating alert, id 3 is the largest.
+fn scene() -> (Vec<Detection>, SceneFrame) {
+    let dets: Vec<Detection> = (0..14)
+        .map(|i| det(if i == 1 { "person" } else { "car" }, 60.0 * i as f32))
+        .collect();
+    let mut groups: Vec<Group> = (0..6)
+        .map(|g| group(g + 1, g as u64 + 1, vec![2 * g, 2 * g + 1], RiskLevel::None))
+        .collect();
+    groups[2].members.extend([12, 13]);
+    groups[4].level = RiskLevel::High;
+    let alert = Alert {
+        hit: RuleHit {
+            kind: RuleKind::Tailgating,
+            level: RiskLevel::High,
+            confidence: 0.9,
+            track_ids: vec![9, 10],
+            description: "car #9 follows car #10 0.3 s behind".into(),
+        },
+        started_at: 0.0,
+        stale: false,
+        group: Some((5, 5)),
+    };
+    let mut motion = vec![None; 14];
+    motion[8] = Some(Motion {
+        velocity: (150.0, 0.0),
+        speed: 3.0,
+        heading_degrees: 0.0,
+    });
+    motion[9] = Some(Motion {
+        velocity: (0.0, 1.0),
+        speed: 0.02,
+        heading_degrees: 90.0,
+    });
+    let scene = SceneFrame {
+        track_ids: (0..14).map(|i| Some(i as u64 + 1)).collect(),
+        motion,
+        groups,
+        alerts: vec![alert],
+        max_level: RiskLevel::High,
+        ..Default::default()
+    };
+    (dets, scene)
+}
+
+#[test]
+fn flagged_groups_go_first_then_the_largest_at_most_four() {
+    let (_, scene) = scene();
+    assert_eq!(select_groups(&scene), vec![4, 2, 0, 1]);
+}
+
+#[test]
+fn a_group_summary_carries_the_tracker_and_the_rules() {
+    let (dets, scene) = scene();
+    let text = group_summary(1, &scene.groups[4], &dets, &scene);
+    assert!(
+        text.starts_with("Group 1 (id 5): 2 objects (2 car)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Closest pair 60 px apart (1.2 box heights)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("car #9: moving 3.0 heights/s heading 0 deg"),
+        "{text}"
+    );
+    assert!(text.contains("car #10: standing still"), "{text}");
+    assert!(
+        text.contains("Rules fired: tailgating (high): car #9 follows car #10"),
+        "{text}"
+    );
+    let text = group_summary(2, &scene.groups[0], &dets, &scene);
+    assert!(
+        text.contains("(1 car, 1 person)") && text.contains("motion unknown"),
+        "{text}"
+    );
+    assert!(text.ends_with("No rule fired."), "{text}");
+}
+
+#[test]
+fn an_image_over_the_token_budget_is_scaled_down() {
+    let frame = RgbFrame {
+        width: 1280,
+        height: 1280,
+        data: vec![90; 1280 * 1280 * 3],
+    };
+    let crop = crop_jpeg(&frame, BBox::new(0.0, 0.0, 1280.0, 1280.0))
+        .unwrap()
+        .unwrap();
+    // 1280 tokens of 28x28 px: 1,003,520 px, so 1001 x 1001.
+    let fitted = decode_rgb(&fit_image(&crop, 1280 * PIXELS_PER_TOKEN).unwrap()).unwrap();
+    assert_eq!((fitted.width, fitted.height), (1001, 1001));
+    let small = GroupCrop {
+        jpeg: crop.jpeg.clone(),
+        width: 1280,
+        height: 1280,
+    };
+    assert_eq!(
+        fit_image(&small, 2_000_000).unwrap(),
+        crop.jpeg,
+        "under budget: unchanged"
+    );
+}
+
+#[test]
+fn the_request_has_the_instructions_the_texts_and_four_images() {
+    let (dets, scene) = scene();
+    let frame = RgbFrame {
+        width: 640,
+        height: 360,
+        data: vec![128; 640 * 360 * 3],
+    };
+    let crops: Vec<Option<GroupCrop>> = scene
+        .groups
+        .iter()
+        .map(|g| crop_jpeg(&frame, g.crop).unwrap())
+        .collect();
+    let cfg = PromptConfig {
+        model: "qwen-vl-plus".into(),
+        max_image_tokens: 1280,
+        max_answer_tokens: 800,
+    };
+    let r = build_request(&cfg, &dets, &scene, &crops).unwrap().unwrap();
+    assert_eq!(r.group_ids, vec![5, 3, 1, 2]);
+    let body = &r.body;
+    assert_eq!(body["model"], "qwen-vl-plus");
+    assert_eq!(body["messages"][0]["role"], "system");
+    let system = body["messages"][0]["content"].as_str().unwrap();
+    assert!(
+        system.contains("When unsure, choose the lower level")
+            && system.contains("\"triggerObjectIds\"")
+    );
+    let content = body["messages"][1]["content"].as_array().unwrap();
+    assert_eq!(content.len(), 5);
+    let text = content[0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("4 group image(s) follow, in order. The rules flagged danger"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Group 1 (id 5): 2 objects") && text.contains("Group 4 (id 2): 2 objects"),
+        "{text}"
+    );
+    for part in &content[1..] {
+        assert_eq!(part["type"], "image_url");
+        assert!(
+            part["image_url"]["url"]
+                .as_str()
+                .unwrap()
+                .starts_with("data:image/jpeg;base64,/9j/")
+        );
+    }
+    // No group, no request.
+    let empty = SceneFrame::default();
+    assert!(build_request(&cfg, &[], &empty, &[]).unwrap().is_none());
+}

@@ -1,0 +1,368 @@
+//! Analysed frames kept on disk for review (`storage.save_raw_frames`): each camera's frames go to
+//! `save_dir/CAMERA/YYYY-MM-DD/HHMMSS.mmm.jpg` (UTC), written by the camera's analysis thread.
+//! A write that fails (disk full, a path that is not a directory) is counted and reported, never
+//! fatal: the camera keeps streaming and the next frame tries again. [`FrameStore::prune`] keeps
+//! the store within its [`Retention`] (age and total size), oldest frames first; it only ever
+//! deletes files named the way the store names them.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use protocol::CameraId;
+
+/// Where analysed frames are saved.
+#[derive(Debug, Clone)]
+pub struct FrameStore {
+    dir: PathBuf,
+}
+
+impl FrameStore {
+    /// A store under `dir` (created on the first save).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The file a frame of `camera` taken at `at` goes to.
+    pub fn path(&self, camera: CameraId, at: DateTime<Utc>) -> PathBuf {
+        self.dir
+            .join(camera.to_string())
+            .join(at.format("%Y-%m-%d").to_string())
+            .join(format!("{}.jpg", at.format("%H%M%S%.3f")))
+    }
+
+    /// Writes `jpeg` as the frame of `camera` taken at `at`; a partial file is removed.
+    pub fn save(
+        &self,
+        camera: CameraId,
+        at: DateTime<Utc>,
+        jpeg: &[u8],
+    ) -> std::io::Result<PathBuf> {
+        let path = self.path(camera, at);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        if let Err(e) = write_whole(&path, jpeg) {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        Ok(path)
+    }
+}
+
+/// How much of the saved frames to keep (`storage.retention_days`, `storage.max_size_mb`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Frames older than this are deleted; `None` keeps them whatever their age.
+    pub max_age: Option<Duration>,
+    /// Above this many bytes the oldest frames are deleted; `None`: no cap.
+    pub max_bytes: Option<u64>,
+}
+
+/// One saved frame found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFrame {
+    /// Its file.
+    pub path: PathBuf,
+    /// When it was taken (from its day directory and file name).
+    pub at: DateTime<Utc>,
+    /// Its size.
+    pub bytes: u64,
+}
+
+/// What a prune did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Frames deleted.
+    pub deleted: u64,
+    /// Bytes of saved frames left.
+    pub kept_bytes: u64,
+}
+
+/// The frames to delete so that what is left is within `retention` at `now`: every frame older
+/// than the age limit, then the oldest until the total fits the size cap. Pure.
+pub fn to_delete(
+    mut frames: Vec<StoredFrame>,
+    retention: Retention,
+    now: DateTime<Utc>,
+) -> (Vec<StoredFrame>, u64) {
+    frames.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.path.cmp(&b.path)));
+    let mut total: u64 = frames.iter().map(|f| f.bytes).sum();
+    let oldest_kept = retention
+        .max_age
+        .and_then(|age| chrono::Duration::from_std(age).ok())
+        .map(|age| now - age);
+    let mut delete = 0;
+    for f in &frames {
+        let too_old = oldest_kept.is_some_and(|t| f.at < t);
+        let too_big = retention.max_bytes.is_some_and(|max| total > max);
+        if !too_old && !too_big {
+            break;
+        }
+        total -= f.bytes;
+        delete += 1;
+    }
+    frames.truncate(delete);
+    (frames, total)
+}
+
+impl FrameStore {
+    /// Every frame under the store that is named the way [`FrameStore::path`] names frames.
+    pub fn scan(&self) -> Vec<StoredFrame> {
+        let mut frames = Vec::new();
+        for camera in read_dirs(&self.dir) {
+            let is_camera = camera
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.parse::<CameraId>().is_ok());
+            if !is_camera {
+                continue;
+            }
+            for day_dir in read_dirs(&camera) {
+                let Some(day) = day_dir
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| NaiveDate::parse_from_str(n, "%Y-%m-%d").ok())
+                else {
+                    continue;
+                };
+                let Ok(entries) = std::fs::read_dir(&day_dir) else {
+                    continue;
+                };
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    let time = path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .and_then(|n| n.strip_suffix(".jpg"))
+                        .and_then(|t| NaiveTime::parse_from_str(t, "%H%M%S%.3f").ok());
+                    let (Some(time), Ok(meta)) = (time, entry.metadata()) else {
+                        continue;
+                    };
+                    if meta.is_file() {
+                        frames.push(StoredFrame {
+                            path,
+                            at: day.and_time(time).and_utc(),
+                            bytes: meta.len(),
+                        });
+                    }
+                }
+            }
+        }
+        frames
+    }
+
+    /// Deletes what `retention` does not keep at `now`, and day directories left empty.
+    pub fn prune(&self, retention: Retention, now: DateTime<Utc>) -> Pruned {
+        let (delete, mut kept_bytes) = to_delete(self.scan(), retention, now);
+        let mut deleted = 0;
+        let mut days = std::collections::BTreeSet::new();
+        for f in delete {
+            if std::fs::remove_file(&f.path).is_ok() {
+                deleted += 1;
+            } else {
+                kept_bytes += f.bytes;
+            }
+            if let Some(day) = f.path.parent() {
+                days.insert(day.to_path_buf());
+            }
+        }
+        for day in days {
+            // Fails, as it should, while the directory still holds frames.
+            let _ = std::fs::remove_dir(day);
+        }
+        Pruned {
+            deleted,
+            kept_bytes,
+        }
+    }
+}
+
+/// How often [`keep_within`] prunes.
+pub const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Prunes `store` at start-up and every [`PRUNE_INTERVAL`] until shutdown, counting what it
+/// deletes (`saved_frames_deleted_total`) and what is left (`saved_frames_bytes`).
+pub async fn keep_within(
+    store: FrameStore,
+    retention: Retention,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(PRUNE_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let s = store.clone();
+        let Ok(pruned) = tokio::task::spawn_blocking(move || s.prune(retention, Utc::now())).await
+        else {
+            continue;
+        };
+        metrics.saved_frames_deleted.inc_by(pruned.deleted);
+        metrics
+            .saved_frames_bytes
+            .set(i64::try_from(pruned.kept_bytes).unwrap_or(i64::MAX));
+        if pruned.deleted > 0 {
+            tracing::info!(
+                deleted = pruned.deleted,
+                kept_mib = pruned.kept_bytes >> 20,
+                "saved frames pruned"
+            );
+        }
+    }
+}
+
+/// The subdirectories of `dir` (none when it cannot be read).
+fn read_dirs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn write_whole(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(data)?;
+    file.sync_data()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn frames_go_under_camera_and_day_and_failures_are_errors() {
+        let dir = std::env::temp_dir().join(format!("store-test-{}", std::process::id()));
+        let store = FrameStore::new(&dir);
+        let at = Utc.with_ymd_and_hms(2026, 11, 28, 9, 5, 7).unwrap();
+        let path = store.save(3, at, b"\xff\xd8jpeg").unwrap();
+        assert_eq!(path, dir.join("3/2026-11-28/090507.000.jpg"));
+        assert_eq!(std::fs::read(&path).unwrap(), b"\xff\xd8jpeg");
+        // A save directory that is a file: an error, not a panic.
+        let blocked = FrameStore::new(path.clone());
+        assert!(blocked.save(3, at, b"x").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn frame(at: DateTime<Utc>, bytes: u64) -> StoredFrame {
+        StoredFrame {
+            path: PathBuf::from(format!("{}.jpg", at.timestamp_millis())),
+            at,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn the_oldest_frames_go_first_by_age_then_by_size() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap();
+        let hours = |h: i64| now - chrono::Duration::hours(h);
+        let frames = vec![
+            frame(hours(1), 100),
+            frame(hours(50), 100),
+            frame(hours(30), 100),
+        ];
+        let day = Some(Duration::from_secs(24 * 3600));
+        let keep_all = Retention {
+            max_age: None,
+            max_bytes: None,
+        };
+        assert_eq!(to_delete(frames.clone(), keep_all, now), (vec![], 300));
+        // By age: the two frames older than a day, oldest first.
+        let by_age = Retention {
+            max_age: day,
+            max_bytes: None,
+        };
+        let (gone, left) = to_delete(frames.clone(), by_age, now);
+        assert_eq!(gone, vec![frame(hours(50), 100), frame(hours(30), 100)]);
+        assert_eq!(left, 100);
+        // By size: down to 150 bytes takes the two oldest; exactly at the cap is kept.
+        let by_size = |max| Retention {
+            max_age: None,
+            max_bytes: Some(max),
+        };
+        let (gone, left) = to_delete(frames.clone(), by_size(150), now);
+        assert_eq!(gone.len(), 2);
+        assert_eq!(left, 100);
+        assert_eq!(to_delete(frames.clone(), by_size(300), now).0, vec![]);
+        // Both: age first, then size (nothing left when the cap is 0).
+        let both = Retention {
+            max_age: day,
+            max_bytes: Some(0),
+        };
+        assert_eq!(
+            to_delete(frames, both, now),
+            (
+                vec![
+                    frame(hours(50), 100),
+                    frame(hours(30), 100),
+                    frame(hours(1), 100)
+                ],
+                0
+            )
+        );
+    }
+
+    #[test]
+    fn pruning_deletes_only_the_stores_own_old_frames() {
+        let dir = std::env::temp_dir().join(format!("store-prune-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = FrameStore::new(&dir);
+        let now = Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap();
+        let old = now - chrono::Duration::days(3);
+        for (camera, at) in [
+            (1, old),
+            (1, now),
+            (2, old),
+            (2, now - chrono::Duration::hours(1)),
+        ] {
+            store.save(camera, at, &[0u8; 1000]).unwrap();
+        }
+        // Things the store did not write stay, whatever their age.
+        let foreign = [
+            dir.join("notes.txt"),
+            dir.join("1").join("2026-11-25").join("keep.jpg"),
+            dir.join("cam").join("2026-11-25").join("000000.000.jpg"),
+        ];
+        for f in &foreign {
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, b"x").unwrap();
+        }
+        assert_eq!(store.scan().len(), 4);
+        let retention = Retention {
+            max_age: Some(Duration::from_secs(24 * 3600)),
+            max_bytes: Some(1500),
+        };
+        let pruned = store.prune(retention, now);
+        assert_eq!(
+            pruned,
+            Pruned {
+                deleted: 3,
+                kept_bytes: 1000
+            }
+        );
+        let left = store.scan();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].path, store.path(1, now));
+        // Camera 2's old day directory is gone; camera 1's holds a foreign file and stays.
+        assert!(!dir.join("2").join("2026-11-25").exists());
+        for f in &foreign {
+            assert!(f.exists(), "{f:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

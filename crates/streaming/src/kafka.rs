@@ -1,0 +1,245 @@
+//! The broker client of streaming mode, over librdkafka (`rdkafka`, built from source): topics
+//! created at start-up when missing, a producer whose sends complete only once the broker has
+//! the message (so offsets are committed after the output exists), and consumers in consumer
+//! groups with manual commits. Messages are keyed by camera id so one camera's messages stay in
+//! order on one partition.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::counters::{KafkaMetrics, LagLabel};
+use crate::settings::TopicSpec;
+
+/// How long a send may wait in the producer's queue for the broker.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A broker error, with what we were doing.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct BrokerError {
+    /// What failed.
+    pub what: String,
+    /// The client's error.
+    #[source]
+    pub source: KafkaError,
+}
+
+fn err(what: impl Into<String>) -> impl FnOnce(KafkaError) -> BrokerError {
+    let what = what.into();
+    move |source| BrokerError { what, source }
+}
+
+fn client_config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("client.id", "traffic-algo")
+        .set("socket.keepalive.enable", "true")
+        .set("log_level", "4");
+    c
+}
+
+/// Creates the topics that do not exist yet; existing ones are left as they are.
+/// Returns the names it created.
+pub async fn ensure_topics(
+    bootstrap: &str,
+    topics: &[&TopicSpec],
+) -> Result<Vec<String>, BrokerError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap)
+        .create()
+        .map_err(err("cannot create the Kafka admin client"))?;
+    let retention: Vec<String> = topics.iter().map(|t| t.retention_ms.to_string()).collect();
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .zip(&retention)
+        .map(|(t, r)| {
+            NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(1)).set("retention.ms", r)
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(15)));
+    let results = admin
+        .create_topics(&new, &opts)
+        .await
+        .map_err(err("cannot create topics"))?;
+    let mut created = Vec::new();
+    for r in results {
+        match r {
+            Ok(name) => created.push(name),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(BrokerError {
+                    what: format!("cannot create topic {name}"),
+                    source: KafkaError::AdminOp(code),
+                });
+            }
+        }
+    }
+    Ok(created)
+}
+
+/// Sends messages and waits for the broker to have them.
+#[derive(Clone)]
+pub struct Producer {
+    inner: FutureProducer,
+    metrics: Arc<KafkaMetrics>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer").finish_non_exhaustive()
+    }
+}
+
+impl Producer {
+    /// A producer for `bootstrap`: acks from all in-sync replicas; not idempotent (Tansu lacks
+    /// producer ids), consumers drop duplicates by `messageId` instead.
+    pub fn new(bootstrap: &str) -> Result<Self, BrokerError> {
+        Self::with_metrics(bootstrap, Arc::default())
+    }
+
+    /// [`Producer::new`], counting sends and errors in `metrics`.
+    pub fn with_metrics(bootstrap: &str, metrics: Arc<KafkaMetrics>) -> Result<Self, BrokerError> {
+        let inner = client_config(bootstrap)
+            .set("acks", "all")
+            .set("enable.idempotence", "false")
+            .set("linger.ms", "5")
+            .set("message.max.bytes", "1048576")
+            .set("message.timeout.ms", "30000")
+            .create()
+            .map_err(err("cannot create the Kafka producer"))?;
+        Ok(Self { inner, metrics })
+    }
+
+    /// Where this producer counts its sends (consumers of the same process count there too).
+    pub fn metrics(&self) -> Arc<KafkaMetrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Sends `payload` to `topic` keyed by `key`; returns once the broker has it, with the
+    /// partition and offset.
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+    ) -> Result<(i32, i64), BrokerError> {
+        let record = FutureRecord::to(topic).key(key).payload(payload);
+        let sent = self.inner.send(record, SEND_TIMEOUT).await;
+        self.metrics.on_send(topic, sent.is_ok());
+        match sent {
+            Ok(d) => Ok((d.partition, d.offset)),
+            Err((source, _)) => Err(BrokerError {
+                what: format!("cannot send to {topic}"),
+                source,
+            }),
+        }
+    }
+}
+
+/// Keeps `kafka_consumer_lag` from librdkafka's statistics (every [`STATS_INTERVAL_MS`]).
+pub struct LagContext {
+    group: String,
+    metrics: Arc<KafkaMetrics>,
+}
+
+/// How often librdkafka reports statistics (the consumer lag among them).
+pub const STATS_INTERVAL_MS: u32 = 5000;
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in &statistics.topics {
+            // Partition -1 is librdkafka's internal "unassigned" queue; a lag of -1 is unknown.
+            let known: Vec<i64> = t
+                .partitions
+                .values()
+                .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+                .map(|p| p.consumer_lag)
+                .collect();
+            if known.is_empty() {
+                continue;
+            }
+            let label = LagLabel {
+                topic: topic.clone(),
+                group: self.group.clone(),
+            };
+            self.metrics.set_lag(label, known.iter().sum());
+        }
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
+/// A consumer in a consumer group, committing by hand.
+pub struct GroupConsumer {
+    /// The client.
+    pub inner: StreamConsumer<LagContext>,
+    metrics: Arc<KafkaMetrics>,
+}
+
+impl std::fmt::Debug for GroupConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupConsumer").finish_non_exhaustive()
+    }
+}
+
+impl GroupConsumer {
+    /// Joins `group` reading `topics` from the earliest uncommitted message.
+    pub fn new(bootstrap: &str, group: &str, topics: &[&str]) -> Result<Self, BrokerError> {
+        Self::with_metrics(bootstrap, group, topics, Arc::default())
+    }
+
+    /// [`GroupConsumer::new`], counting messages and lag in `metrics`.
+    pub fn with_metrics(
+        bootstrap: &str,
+        group: &str,
+        topics: &[&str],
+        metrics: Arc<KafkaMetrics>,
+    ) -> Result<Self, BrokerError> {
+        let context = LagContext {
+            group: group.to_string(),
+            metrics: Arc::clone(&metrics),
+        };
+        let inner: StreamConsumer<LagContext> = client_config(bootstrap)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("max.poll.interval.ms", "300000")
+            .set("statistics.interval.ms", STATS_INTERVAL_MS.to_string())
+            .create_with_context(context)
+            .map_err(err("cannot create the Kafka consumer"))?;
+        inner
+            .subscribe(topics)
+            .map_err(err(format!("cannot subscribe to {}", topics.join(", "))))?;
+        Ok(Self { inner, metrics })
+    }
+
+    /// The next message (counted in `kafka_messages_received_total`).
+    pub async fn recv(&self) -> Result<BorrowedMessage<'_>, KafkaError> {
+        let msg = self.inner.recv().await?;
+        self.metrics.on_receive(msg.topic());
+        Ok(msg)
+    }
+
+    /// Commits `position` (the next offset to read) of a partition.
+    pub fn commit(&self, topic: &str, partition: i32, position: i64) -> Result<(), BrokerError> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, partition, Offset::Offset(position))
+            .map_err(err("bad offset"))?;
+        self.inner
+            .commit(&list, CommitMode::Async)
+            .map_err(err(format!("cannot commit {topic}/{partition}")))
+    }
+}

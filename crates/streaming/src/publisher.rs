@@ -1,0 +1,212 @@
+//! The detector role's two ends. [`DetectionPublisher`] is a frame sink, called on a camera's
+//! analysis thread: it gives the frame's `detection_result` a `detectionId` and, when the frame
+//! has groups, queues a [`DetectionRecord`] (the result without the frame, plus a summary of each
+//! group worth asking about) for `detection-results` without ever waiting (a full queue drops
+//! and counts). [`forward_merged`] reads `merged-results` and hands those for this instance to
+//! the WebSocket watchers of their camera as a second `detection_result` of the same frame.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use camera::hub::CameraHub;
+use camera::sink::{FrameReport, FrameSink, SinkError};
+use llm::prompt::{group_summary, select_groups};
+use protocol::{CameraId, DetectionResult, RiskLevel, ServerMessage};
+use rdkafka::Message;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::kafka::{GroupConsumer, Producer};
+use crate::messages::{DetectionRecord, GroupBrief, MergedResult, decode, encode_detection};
+
+/// Records queued for the broker before new ones are dropped.
+pub const PUBLISH_QUEUE: usize = 64;
+/// Merged-result ids remembered to drop the second of a complete/partial pair.
+const SEEN_MERGED: usize = 4096;
+
+/// Counters of the detector role.
+#[derive(Debug, Default)]
+pub struct DetectorStats {
+    /// Records sent to the broker.
+    pub published: AtomicU64,
+    /// Records dropped (queue full, too large, or the broker refused them).
+    pub dropped: AtomicU64,
+    /// Merged results delivered to this instance's watchers.
+    pub merged_delivered: AtomicU64,
+}
+
+type Queued = (CameraId, Vec<u8>);
+
+/// Queues analysed frames for `detection-results`.
+#[derive(Debug)]
+pub struct DetectionPublisher {
+    instance_id: String,
+    epoch: i64,
+    seq: AtomicU64,
+    tx: mpsc::Sender<Queued>,
+    rx: Mutex<Option<mpsc::Receiver<Queued>>>,
+    /// Counters.
+    pub stats: Arc<DetectorStats>,
+}
+
+impl DetectionPublisher {
+    /// A publisher for this instance.
+    pub fn new(instance_id: &str) -> Self {
+        let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
+        Self {
+            instance_id: instance_id.to_string(),
+            epoch: chrono::Utc::now().timestamp_millis(),
+            seq: AtomicU64::new(0),
+            tx,
+            rx: Mutex::new(Some(rx)),
+            stats: Arc::default(),
+        }
+    }
+
+    /// Takes the queue's receiving end (once).
+    pub fn take_receiver(&self) -> Option<mpsc::Receiver<Queued>> {
+        self.rx.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+impl FrameSink for DetectionPublisher {
+    /// Gives the result a `detectionId` and queues the frame's record when it has groups.
+    fn frame(
+        &self,
+        report: &FrameReport<'_>,
+        result: &mut DetectionResult,
+    ) -> Result<(), SinkError> {
+        let camera_id = report.camera_id;
+        let scene = report.scene;
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let detection_id = format!("{camera_id}-{}-{}-{seq}", self.instance_id, self.epoch);
+        result.detection_id = Some(detection_id.clone());
+        if scene.groups.is_empty() {
+            return Ok(());
+        }
+        // The record carries the result without its frame.
+        let frame = result.frame.take();
+        let without_frame = result.clone();
+        result.frame = frame;
+        let groups = select_groups(scene)
+            .into_iter()
+            .map(|i| {
+                let g = &scene.groups[i];
+                GroupBrief {
+                    group_id: g.id,
+                    group_index: g.index,
+                    summary: group_summary(1, g, report.detections, scene),
+                    flagged: g.level > RiskLevel::None,
+                }
+            })
+            .collect();
+        let record = DetectionRecord {
+            message_id: format!("det:{detection_id}"),
+            detection_id,
+            camera_id,
+            instance_id: self.instance_id.clone(),
+            result: without_frame,
+            groups,
+        };
+        let queued = encode_detection(&record)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                self.tx
+                    .try_send((camera_id, bytes))
+                    .map_err(|_| "publish queue full".to_string())
+            });
+        if let Err(why) = queued {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(camera = camera_id, reason = %why, "detection not published");
+        }
+        Ok(())
+    }
+}
+
+/// Sends queued records to `topic` until `shutdown`, retrying a failed send a few times.
+pub async fn run_publisher(
+    mut rx: mpsc::Receiver<Queued>,
+    producer: Producer,
+    topic: String,
+    stats: Arc<DetectorStats>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (camera, bytes) = tokio::select! {
+            next = rx.recv() => match next {
+                Some(q) => q,
+                None => return,
+            },
+            () = shutdown.cancelled() => return,
+        };
+        let key = camera.to_string();
+        let mut sent = false;
+        for attempt in 0..3u32 {
+            match producer.send(&topic, &key, &bytes).await {
+                Ok(_) => {
+                    sent = true;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(camera, error = %e, attempt, "detection send failed");
+                    tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+                }
+            }
+        }
+        let counter = if sent {
+            &stats.published
+        } else {
+            &stats.dropped
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Delivers this instance's merged results to their cameras' watchers until `shutdown`.
+pub async fn forward_merged(
+    consumer: GroupConsumer,
+    topic: String,
+    instance_id: String,
+    hub: Arc<CameraHub>,
+    stats: Arc<DetectorStats>,
+    shutdown: CancellationToken,
+) {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut order: VecDeque<String> = VecDeque::new();
+    loop {
+        let received = tokio::select! {
+            r = consumer.recv() => r,
+            () = shutdown.cancelled() => return,
+        };
+        let msg = match received {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "merged results: receive failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let (partition, offset) = (msg.partition(), msg.offset());
+        if let Ok(merged) = decode::<MergedResult>(msg.payload().unwrap_or_default())
+            && merged.instance_id == instance_id
+            && seen.insert(merged.message_id.clone())
+        {
+            order.push_back(merged.message_id.clone());
+            if order.len() > SEEN_MERGED
+                && let Some(old) = order.pop_front()
+            {
+                seen.remove(&old);
+            }
+            let message = ServerMessage::DetectionResult(Box::new(merged.data));
+            if hub.deliver(merged.camera_id, message) {
+                stats.merged_delivered.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        drop(msg);
+        if let Err(e) = consumer.commit(&topic, partition, offset + 1) {
+            tracing::debug!(error = %e, "merged results: commit failed");
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! What streaming mode is configured with: this process's roles, and the topic file (SPEC 6,
+//! `config/kafka.yaml`): names, partitions and retention of SPEC's three topics, the
+//! merged-results topic that carries results back to the instance serving the camera, and the
+//! dead-letter topic, the consumer group prefix and how often a message may fail before it is
+//! dead-lettered. Every field of the file is optional; the service reads and checks it.
+
+use std::time::Duration;
+
+use llm::keys::RiskThresholds;
+use llm::prompt::PromptConfig;
+use serde::Deserialize;
+
+/// What a process does in streaming mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Runs cameras and publishes `detection-results`.
+    Detector,
+    /// Turns detections into `assessment-tasks`.
+    Tasks,
+    /// Answers tasks through the LLM key pool.
+    LlmWorker,
+    /// Merges answers per detection and sends them to the camera's instance.
+    Aggregator,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 4] = [
+        Self::Detector,
+        Self::Tasks,
+        Self::LlmWorker,
+        Self::Aggregator,
+    ];
+
+    /// The role's name in configuration and group ids.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Detector => "detector",
+            Self::Tasks => "tasks",
+            Self::LlmWorker => "llm-worker",
+            Self::Aggregator => "aggregator",
+        }
+    }
+}
+
+/// Parses a comma list of roles (no duplicates, at least one).
+pub fn parse_roles(text: &str) -> Result<Vec<Role>, String> {
+    let mut roles = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let role = Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == name)
+            .ok_or_else(|| {
+                format!("unknown role `{name}`: use detector, tasks, llm-worker, aggregator")
+            })?;
+        if !roles.contains(&role) {
+            roles.push(role);
+        }
+    }
+    if roles.is_empty() {
+        return Err("name at least one role".into());
+    }
+    roles.sort();
+    Ok(roles)
+}
+
+/// One topic as created at start-up when missing.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSpec {
+    /// Topic name.
+    pub name: String,
+    /// Partitions (messages are keyed by camera id, so a camera stays on one partition).
+    #[serde(default = "partitions_default")]
+    pub partitions: i32,
+    /// `retention.ms`.
+    #[serde(default = "retention_default")]
+    pub retention_ms: i64,
+}
+
+fn partitions_default() -> i32 {
+    6
+}
+
+fn retention_default() -> i64 {
+    3_600_000
+}
+
+impl TopicSpec {
+    fn named(name: &str, partitions: i32, retention_ms: i64) -> Self {
+        Self {
+            name: name.into(),
+            partitions,
+            retention_ms,
+        }
+    }
+}
+
+/// The topics; any left out keep their defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Topics {
+    /// Analysed frames with their groups (detector -> tasks, aggregator).
+    pub detection_results: TopicSpec,
+    /// One LLM task per group (tasks -> llm-worker).
+    pub assessment_tasks: TopicSpec,
+    /// LLM answers per task (llm-worker -> aggregator).
+    pub risk_assessment_results: TopicSpec,
+    /// Merged results on their way to the instance that serves the camera (aggregator ->
+    /// every instance, each reading only its own).
+    pub merged_results: TopicSpec,
+    /// Messages that failed `max_attempts` times.
+    pub dead_letter: TopicSpec,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self {
+            detection_results: TopicSpec::named("detection-results", 6, 3_600_000),
+            assessment_tasks: TopicSpec::named("assessment-tasks", 6, 3_600_000),
+            risk_assessment_results: TopicSpec::named("risk-assessment-results", 6, 3_600_000),
+            merged_results: TopicSpec::named("merged-results", 6, 3_600_000),
+            dead_letter: TopicSpec::named("traffic-dead-letter", 1, 7 * 86_400_000),
+        }
+    }
+}
+
+impl Topics {
+    /// All of them, in creation order.
+    pub fn all(&self) -> [&TopicSpec; 5] {
+        [
+            &self.detection_results,
+            &self.assessment_tasks,
+            &self.risk_assessment_results,
+            &self.merged_results,
+            &self.dead_letter,
+        ]
+    }
+}
+
+/// The topic file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaFile {
+    /// Topics.
+    pub topics: Topics,
+    /// Consumer groups are `{group_prefix}-{role}`.
+    pub group_prefix: String,
+    /// Attempts at one message before it goes to the dead-letter topic.
+    pub max_attempts: u32,
+}
+
+impl Default for KafkaFile {
+    fn default() -> Self {
+        Self {
+            topics: Topics::default(),
+            group_prefix: "traffic-algo".into(),
+            max_attempts: 3,
+        }
+    }
+}
+
+/// Everything this process's streaming roles need.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    /// Broker addresses.
+    pub bootstrap_servers: String,
+    /// A detection whose answers do not all arrive in this time is published partial.
+    pub aggregation_timeout: Duration,
+    /// The roles this process plays.
+    pub roles: Vec<Role>,
+    /// This instance's id (merged results come back to it).
+    pub instance_id: String,
+    /// The topic file.
+    pub file: KafkaFile,
+    /// The shared Redis (`redis.url`), required.
+    pub redis_url: Option<String>,
+    /// How LLM requests are built (llm-worker role).
+    pub prompt: PromptConfig,
+    /// Confidence -> level where the model's level is unusable (llm-worker role).
+    pub thresholds: RiskThresholds,
+}
