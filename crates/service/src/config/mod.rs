@@ -9,6 +9,7 @@ pub mod cameras;
 pub mod kafka;
 pub mod layers;
 pub mod parse;
+pub mod reference;
 pub mod settings;
 
 use std::collections::HashMap;

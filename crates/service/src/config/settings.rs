@@ -75,7 +75,7 @@ pub const SETTINGS: &[Setting] = &[
         "server.cors_origins",
         &["ALGO_CORS_ORIGINS"],
         "*",
-        "allowed CORS origins, comma list",
+        "allowed CORS origins, comma list; `*` = any",
     ),
     plain(
         "server.ws_heartbeat_seconds",
@@ -93,20 +93,23 @@ pub const SETTINGS: &[Setting] = &[
         "server.max_ws_connections_per_ip",
         &["ALGO_MAX_WS_CONNECTIONS_PER_IP"],
         "32",
-        "WebSocket connections at once from one address; more are refused with 429",
+        "WebSocket connections at once from one address; more are refused with 429 (behind a \
+         reverse proxy, see `server.trusted_proxies`)",
     ),
     plain(
         "server.ws_messages_per_second",
         &["ALGO_WS_MESSAGES_PER_SECOND"],
         "20",
-        "messages a WebSocket client may send per second (bursts of twice that)",
+        "messages a WebSocket client may send per second (bursts of twice that); beyond, `error` \
+         `rate_limited` and the messages are dropped",
     ),
     plain(
         "server.trusted_proxies",
         &["ALGO_TRUSTED_PROXIES"],
         "",
-        "reverse proxies (addresses or CIDR ranges, comma list) whose X-Forwarded-For names the \
-         client for the per-address limit; empty = none",
+        "reverse proxies (addresses or CIDR ranges, comma list) whose `X-Forwarded-For` names \
+         the client for the per-address limit; empty = none, and every client behind a proxy \
+         counts as the proxy",
     ),
     plain(
         "stream.frame_interval",
@@ -118,31 +121,32 @@ pub const SETTINGS: &[Setting] = &[
         "stream.alert_pause_seconds",
         &["ALGO_ALERT_PAUSE_SECONDS"],
         "3.0",
-        "after a high risk, the next analysed frame of that camera waits this long",
+        "after a `high` risk, the next analysed frame of that camera waits this long",
     ),
     plain(
         "stream.max_concurrent_streams",
         &["ALGO_MAX_CONCURRENT_STREAMS"],
         "16",
-        "cameras at once",
+        "cameras at once; beyond, `start_stream` gets `error` `too_many_streams`",
     ),
     plain(
         "cameras.file",
         &["ALGO_CAMERAS_FILE"],
         "cameras.yaml",
-        "cameras started with the service: `cameras: [{id, url, enabled}]`; missing = none",
+        "cameras started with the service: `cameras: [{id, url, enabled}]`; missing file = none",
     ),
     plain(
         "classes.include",
         &["ALGO_ALLOWED_CLASSES"],
         "person,bicycle,car,motorcycle,bus,truck,traffic light,stop sign",
-        "classes kept, comma list; `traffic_light` and `traffic light` both accepted",
+        "classes kept, comma list (or a YAML list); `traffic_light` and `traffic light` both \
+         accepted",
     ),
     plain(
         "model.name",
         &["ALGO_YOLO_MODEL_NAME"],
         "yolov8n.onnx",
-        "ONNX model: a file name in model.weights_dir or a path",
+        "ONNX model: a file name in `model.weights_dir`, or a path",
     ),
     plain(
         "model.weights_dir",
@@ -178,7 +182,7 @@ pub const SETTINGS: &[Setting] = &[
         "model.device",
         &["ALGO_YOLO_DEVICE"],
         "cpu",
-        "inference device; only cpu in this build",
+        "inference device; anything but `cpu` is a clear error (CPU-only build)",
     ),
     plain(
         "model.threads",
@@ -190,13 +194,13 @@ pub const SETTINGS: &[Setting] = &[
         "tracking.enabled",
         &["ALGO_TRACKING_ENABLED"],
         "true",
-        "track objects across frames",
+        "track objects across frames; off: no track ids, histories or rules (groups still)",
     ),
     plain(
         "tracking.tracker",
         &["ALGO_TRACKER_TYPE"],
         "bytetrack",
-        "tracker algorithm",
+        "tracker algorithm (`bytetrack`)",
     ),
     plain(
         "tracking.track_thresh",
@@ -214,13 +218,14 @@ pub const SETTINGS: &[Setting] = &[
         "tracking.track_buffer",
         &["ALGO_TRACK_BUFFER"],
         "90",
-        "frames (at tracking.frame_rate) a lost track is remembered: 90 at 30 = 3 s",
+        "frames (at `tracking.frame_rate`) a lost track is remembered: `track_buffer / \
+         frame_rate` s, 90 at 30 = 3 s (at least one analysed frame)",
     ),
     plain(
         "tracking.frame_rate",
         &["ALGO_TRACK_FRAME_RATE"],
         "30",
-        "frame rate that ByteTrack's motion noise and track_buffer are expressed in",
+        "frame rate that ByteTrack's motion noise and `track_buffer` are expressed in",
     ),
     plain(
         "tracking.max_jump",
@@ -274,7 +279,8 @@ pub const SETTINGS: &[Setting] = &[
         "rules.illegal_stop.dwell_seconds",
         &[],
         "60",
-        "seconds a vehicle that arrived moving may stand outside a queue",
+        "seconds a vehicle that arrived moving may stand outside a queue (low; 3x as long: \
+         medium)",
     ),
     plain(
         "rules.congestion.min_vehicles",
@@ -304,13 +310,14 @@ pub const SETTINGS: &[Setting] = &[
         "llm.enabled",
         &["ALGO_LLM_ENABLED"],
         "true",
-        "use the multimodal LLM (off without a key)",
+        "use the multimodal LLM; used only when an API key is set (`llm.api_key` or the pool \
+         file)",
     ),
     plain(
         "llm.base_url",
         &["ALGO_LLM_BASE_URL"],
         "https://dashscope.aliyuncs.com/compatible-mode/v1",
-        "OpenAI-compatible API base URL",
+        "base URL of any OpenAI-compatible server (default: DashScope compatible-mode v1)",
     ),
     plain(
         "llm.model",
@@ -322,7 +329,7 @@ pub const SETTINGS: &[Setting] = &[
         "llm.timeout",
         &["ALGO_LLM_TIMEOUT"],
         "30",
-        "seconds per request",
+        "seconds per request; also the longest a request waits for a key (then `no_key`)",
     ),
     plain(
         "llm.max_retry",
@@ -340,37 +347,41 @@ pub const SETTINGS: &[Setting] = &[
         "llm.max_image_tokens",
         &["ALGO_LLM_MAX_IMAGE_TOKENS"],
         "1280",
-        "vision tokens (28 x 28 px each) one group image may use; larger crops are scaled down",
+        "vision tokens (28 x 28 px each, as qwen-vl-plus counts them) one group image may use; \
+         larger crops are scaled down",
     ),
     plain(
         "llm.api_keys_file",
         &["ALGO_API_KEYS_FILE"],
         "config/api_keys.yaml",
-        "the API-key pool: `keys: [{id, api_key | api_key_env, priority, qps_limit, rpm_limit, max_in_flight}]`; missing = the single key",
+        "the API-key pool: `keys: [{id, api_key | api_key_env, priority, qps_limit, rpm_limit, \
+         max_in_flight, enabled}]` (example: `config/api_keys.example.yaml`); missing file = \
+         the single key",
     ),
     plain(
         "llm.risk_threshold.low",
         &[],
         "0.45",
-        "confidence from which a result is low risk",
+        "confidence from which an LLM finding is low risk, when the model's level is missing or \
+         invalid",
     ),
     plain(
         "llm.risk_threshold.medium",
         &[],
         "0.65",
-        "confidence from which a result is medium",
+        "confidence from which an LLM finding is medium (not below `llm.risk_threshold.low`)",
     ),
     plain(
         "llm.risk_threshold.high",
         &[],
         "0.80",
-        "confidence from which a result is high",
+        "confidence from which an LLM finding is high (not below `llm.risk_threshold.medium`)",
     ),
     secret(
         "llm.api_key",
         &["ALGO_LLM_API_KEY", "DASHSCOPE_API_KEY"],
         "ALGO_LLM_API_KEY_FILE",
-        "one LLM API key; a pool comes from config/api_keys.yaml",
+        "one LLM API key, used when there is no pool file (`llm.api_keys_file`)",
     ),
     plain(
         "kafka.enabled",
@@ -394,37 +405,41 @@ pub const SETTINGS: &[Setting] = &[
         "kafka.config_file",
         &["ALGO_KAFKA_CONFIG_FILE"],
         "config/kafka.yaml",
-        "topics (names, partitions, retention), consumer group prefix, attempts before dead-lettering",
+        "topics (names, partitions, retention), consumer group prefix, attempts before \
+         dead-lettering; missing file = defaults",
     ),
     plain(
         "kafka.roles",
         &["ALGO_STREAMING_ROLES"],
         "detector,tasks,llm-worker,aggregator",
-        "what this process does in streaming mode, comma list",
+        "what this process does in streaming mode, comma list; also `--roles`",
     ),
     plain(
         "kafka.instance_id",
         &["ALGO_INSTANCE_ID"],
         "",
-        "this process's name in streaming mode (results for its cameras come back to it); empty = host-pid",
+        "this process's name in streaming mode (merged results of its cameras come back to it); \
+         empty = `host-pid`",
     ),
     secret(
         "redis.url",
         &["ALGO_REDIS_URL"],
         "ALGO_REDIS_URL_FILE",
-        "shared cache in streaming mode",
+        "Redis, the shared state of streaming mode: `redis://`, `rediss://` or `unix://`; \
+         required in streaming mode",
     ),
     plain(
         "backend.base_url",
         &["ALGO_BACKEND_BASE_URL"],
         "http://localhost:9090/api",
-        "the Spring Boot backend; used only when set (camera list, statistics reports)",
+        "the Spring Boot backend (camera list, statistics reports); the link is on only when this \
+         is set",
     ),
     plain(
         "backend.cameras_path",
         &["ALGO_BACKEND_CAMERAS_PATH"],
         "/cameras",
-        "GET path of the camera list, under backend.base_url",
+        "GET path of the camera list, under `backend.base_url`",
     ),
     plain(
         "backend.stats_path",
@@ -448,37 +463,38 @@ pub const SETTINGS: &[Setting] = &[
         "backend.camera_id_field",
         &["ALGO_BACKEND_CAMERA_ID_FIELD"],
         "id",
-        "camera id field",
+        "field of a camera-list entry holding its id",
     ),
     plain(
         "backend.camera_url_field",
         &["ALGO_BACKEND_CAMERA_URL_FIELD"],
         "rtspUrl",
-        "camera stream URL field",
+        "field of a camera-list entry holding its stream URL",
     ),
     plain(
         "backend.camera_enabled_field",
         &["ALGO_BACKEND_CAMERA_ENABLED_FIELD"],
         "enabled",
-        "camera enabled field (absent = enabled)",
+        "field of a camera-list entry saying whether it is enabled (absent = enabled)",
     ),
     plain(
         "backend.jwt_header",
         &["ALGO_JWT_HEADER"],
         "Authorization",
-        "header carrying the token",
+        "header carrying `Bearer <backend.jwt_token>`",
     ),
     secret(
         "backend.jwt_token",
         &["ALGO_JWT_TOKEN"],
         "ALGO_JWT_TOKEN_FILE",
-        "token for the backend",
+        "token sent to the backend in `backend.jwt_header`",
     ),
     secret(
         "security.auth_token",
         &["ALGO_AUTH_TOKEN"],
         "ALGO_AUTH_TOKEN_FILE",
-        "when set, /ws and /api/* (health excepted) need this bearer token",
+        "when set, `/ws` and `/api/*` (health check excepted) need this bearer token \
+         (`Authorization: Bearer` or `?token=`)",
     ),
     plain(
         "security.allowed_source_schemes",
@@ -496,7 +512,10 @@ pub const SETTINGS: &[Setting] = &[
         "storage.save_raw_frames",
         &["ALGO_SAVE_RAW_FRAMES"],
         "false",
-        "keep analysed frames on disk for review",
+        "keep every analysed frame on disk for review, as \
+         `DIR/CAMERA/YYYY-MM-DD/HHMMSS.mmm.jpg` (UTC, about 100 KB each: some 5 GB a day per \
+         camera at 1.8 s); a failing write is counted (`pipeline_errors_total{stage=\"save\"}`), \
+         shown as the camera's `lastError`, logged once, and never stops the camera",
     ),
     plain(
         "storage.save_dir",
@@ -508,21 +527,29 @@ pub const SETTINGS: &[Setting] = &[
         "storage.retention_days",
         &["ALGO_SAVE_RETENTION_DAYS"],
         "7",
-        "saved frames older than this many days are deleted; 0 keeps them",
+        "saved frames older than this many days are deleted, at start-up and every minute; 0 \
+         keeps them. Only files named the way the store names them are touched; deletions \
+         are counted in `saved_frames_deleted_total`",
     ),
     plain(
         "storage.max_size_mb",
         &["ALGO_SAVE_MAX_MB"],
         "10240",
-        "above this many MiB of saved frames the oldest are deleted; 0 = no cap",
+        "above this many MiB of saved frames the oldest are deleted (after the age limit, at \
+         start-up and every minute); 0 = no cap; the total is in `saved_frames_bytes`",
     ),
     plain(
         "log.level",
         &["ALGO_LOG_LEVEL"],
         "info",
-        "trace, debug, info, warn, error or a filter",
+        "trace, debug, info, warn, error or a `tracing` filter (`debug,ort=warn`)",
     ),
-    plain("log.format", &["ALGO_LOG_FORMAT"], "text", "text or json"),
+    plain(
+        "log.format",
+        &["ALGO_LOG_FORMAT"],
+        "text",
+        "`text` or `json` (one object per line, for log shippers)",
+    ),
 ];
 
 /// The setting with canonical key `key`.
