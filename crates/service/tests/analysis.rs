@@ -16,6 +16,7 @@ use camera::pipeline::Pipeline;
 use serde_json::Value;
 use service::config::Config;
 use service::config::layers::Overrides;
+use support::looping;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -39,10 +40,6 @@ fn hub(config: &Config, pipeline: &Arc<Pipeline>) -> CameraHub {
         CancellationToken::new(),
         TaskTracker::new(),
     )
-}
-
-fn looping(file: &str) -> String {
-    format!("file://{}?loop=1", support::media(file).display())
 }
 
 /// The next message of a subscription, as JSON.

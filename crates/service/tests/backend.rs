@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use support::{Service, http, media};
+use support::{Service, http, looping, serve};
 
 /// A received statistics post: the Authorization header and the body.
 type Post = (Option<String>, Value);
@@ -46,16 +46,11 @@ async fn serve_backend(b: Backend) -> String {
         .route("/api/cameras", get(cameras))
         .route("/api/traffic/statistics", post(stats))
         .with_state(b);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}/api")
+    format!("http://{}/api", serve(app).await)
 }
 
 fn camera_ids(service: &Service) -> Vec<i64> {
-    let (_, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
-    let v: Value = serde_json::from_str(&body).unwrap();
-    v["data"]
+    service.cameras()["data"]
         .as_array()
         .unwrap()
         .iter()
@@ -74,7 +69,7 @@ async fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> bool)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cameras_follow_the_backend_list_and_statistics_are_posted() {
     let backend = Backend::default();
-    let url = format!("file://{}?loop=1", media("road-cars-h264.mp4").display());
+    let url = looping("road-cars-h264.mp4");
     *backend.cameras.lock().unwrap() = json!([
         {"id": 21, "rtspUrl": url, "enabled": true},
         {"id": 22, "rtspUrl": url, "enabled": false}

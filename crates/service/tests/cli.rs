@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::{run, traffic_algo};
+use support::{dir_with, run, traffic_algo};
 
 #[test]
 fn bad_configuration_exits_64_with_one_line() {
@@ -42,12 +42,7 @@ fn bad_configuration_exits_64_with_one_line() {
 
 #[test]
 fn yaml_errors_exit_64_before_anything_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("model_config.yaml"),
-        "model:\n  confidenc: 0.5\n",
-    )
-    .unwrap();
+    let dir = dir_with("model_config.yaml", "model:\n  confidenc: 0.5\n");
     let out = run(traffic_algo(dir.path()).arg("check-config"));
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("model.confidenc"));
@@ -56,12 +51,7 @@ fn yaml_errors_exit_64_before_anything_runs() {
 
 #[test]
 fn check_config_shows_origins_and_redacts_secrets() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("model_config.yaml"),
-        "model:\n  iou_threshold: 0.6\n",
-    )
-    .unwrap();
+    let dir = dir_with("model_config.yaml", "model:\n  iou_threshold: 0.6\n");
     let out = run(traffic_algo(dir.path())
         .args(["check-config", "--confidence", "0.5"])
         .env("DASHSCOPE_API_KEY", "sk-very-secret")

@@ -18,12 +18,10 @@ use serde_json::Value;
 use support::fake_llm::{FakeLlm, Reply};
 use support::services::free_port;
 use support::ws::{Client, start};
-use support::{RtspServer, Service, http, media, metric_samples};
+use support::{RtspServer, SECS, http, media, metric_samples};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
-
-const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 /// Everything the client heard, with when.
 type Heard = Arc<Mutex<Vec<(Instant, Value)>>>;
@@ -183,17 +181,17 @@ async fn faults_are_reported_and_the_healthy_camera_keeps_its_pace() {
     ));
     let disk = FullDisk::new();
     let llm = FakeLlm::start(vec![Reply::Text("{}".into(), SECS(600))]).await;
-    let base = llm.base_url();
     let save_dir = disk.dir.to_str().unwrap().to_string();
-    let service = Service::start(&[
-        ("ALGO_LLM_API_KEY", "sk-test"),
-        ("ALGO_LLM_BASE_URL", &base),
-        ("ALGO_LLM_TIMEOUT", "2"),
-        ("ALGO_LLM_MAX_RETRY", "0"),
-        ("ALGO_LLM_COOLDOWN_SECONDS", "1"),
-        ("ALGO_SAVE_RAW_FRAMES", "true"),
-        ("ALGO_SAVE_DIR", &save_dir),
-    ]);
+    let service = llm.service(
+        "sk-test",
+        &[
+            ("ALGO_LLM_TIMEOUT", "2"),
+            ("ALGO_LLM_MAX_RETRY", "0"),
+            ("ALGO_LLM_COOLDOWN_SECONDS", "1"),
+            ("ALGO_SAVE_RAW_FRAMES", "true"),
+            ("ALGO_SAVE_DIR", &save_dir),
+        ],
+    );
 
     let mut c = Client::connect(&service).await;
     c.send(start(1, &healthy.url(0))).await;
@@ -330,8 +328,7 @@ async fn faults_are_reported_and_the_healthy_camera_keeps_its_pace() {
         "{text}"
     );
     assert_eq!(value("camera_online{camera_id=\"1\"}"), 1.0);
-    let (_, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
-    let cams: Value = serde_json::from_str(&body).unwrap();
+    let cams = service.cameras();
     let cam1 = cams["data"]
         .as_array()
         .unwrap()

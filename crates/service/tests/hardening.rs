@@ -11,17 +11,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::ws::{Client, Ws, connect_from, connect_from_with, start};
-use support::{RtspServer, Service, http, media, metric_samples};
+use support::live_camera::LiveCamera;
+use support::ws::{Client, Ws, check, connect_from, connect_from_with, start};
+use support::{SECS, Service, http};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-const SECS: fn(u64) -> Duration = Duration::from_secs;
-
-fn metric(service: &Service, series: &str) -> f64 {
-    let (_, _, text) = http(&service.addr, "GET", "/metrics", &[]);
-    metric_samples(&text).get(series).copied().unwrap_or(0.0)
-}
 
 /// The HTTP status a refused handshake got.
 fn refused_status(e: &tokio_tungstenite::tungstenite::Error) -> u16 {
@@ -89,14 +83,8 @@ async fn the_token_guards_the_api_and_the_websocket_and_is_never_logged() {
     let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     assert_eq!(first_json(&mut ws).await["type"], "connection_ack");
 
-    assert_eq!(
-        metric(&service, "auth_failures_total{endpoint=\"api\"}"),
-        2.0
-    );
-    assert_eq!(
-        metric(&service, "auth_failures_total{endpoint=\"ws\"}"),
-        1.0
-    );
+    assert_eq!(service.metric("auth_failures_total{endpoint=\"api\"}"), 2.0);
+    assert_eq!(service.metric("auth_failures_total{endpoint=\"ws\"}"), 1.0);
     let (_, _, metrics) = http(&service.addr, "GET", "/metrics", &[]);
     assert!(!metrics.contains(token));
     assert!(!service.log().contains(token), "{}", service.log());
@@ -128,13 +116,8 @@ async fn connections_are_limited_per_address_and_in_total() {
             }
         }
     }
-    assert!(
-        metric(
-            &service,
-            "client_limit_hits_total{limit=\"connections_per_ip\"}"
-        ) >= 1.0
-    );
-    assert!(metric(&service, "client_limit_hits_total{limit=\"connections\"}") >= 1.0);
+    assert!(service.metric("client_limit_hits_total{limit=\"connections_per_ip\"}") >= 1.0);
+    assert!(service.metric("client_limit_hits_total{limit=\"connections\"}") >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,17 +187,16 @@ async fn messages_beyond_the_rate_are_refused_with_an_error() {
     c.send(json!({"type": "ping"})).await;
     assert_eq!(c.recv(SECS(5)).await["type"], "pong");
     assert_eq!(
-        metric(&service, "client_limit_hits_total{limit=\"message_rate\"}"),
+        service.metric("client_limit_hits_total{limit=\"message_rate\"}"),
         1.0
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_clients_get_errors_or_are_dropped_while_results_keep_flowing() {
-    let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
-    let service = Service::start(&[("ALGO_WS_MESSAGES_PER_SECOND", "200")]);
-    let mut good = Client::connect(&service).await;
-    good.send(start(1, &rtsp.url(0))).await;
+    let cam = LiveCamera::start(1, Service::start(&[("ALGO_WS_MESSAGES_PER_SECOND", "200")])).await;
+    let service = &cam.service;
+    let mut good = cam.client;
     good.recv_type("detection_result", SECS(15)).await;
 
     // Result timing of the good client, watched in the background.
@@ -240,7 +222,7 @@ async fn hostile_clients_get_errors_or_are_dropped_while_results_keep_flowing() 
     }
 
     // 1,000 bad messages, paced within the rate: each gets its error, the socket stays.
-    let mut bad = Client::connect(&service).await;
+    let mut bad = Client::connect(service).await;
     let kinds = [
         json!("not an object").to_string(),
         "{not json".to_string(),
@@ -273,7 +255,7 @@ async fn hostile_clients_get_errors_or_are_dropped_while_results_keep_flowing() 
     assert_eq!(bad.recv_type("pong", SECS(5)).await["type"], "pong");
 
     // A flood: dropped (its `rate_limited` error may itself be lost in the flood of pongs).
-    let mut flood = Client::connect(&service).await;
+    let mut flood = Client::connect(service).await;
     let ping = Message::Text(json!({"type": "ping"}).to_string().into());
     let mut sent = 0;
     let dropped = loop {
@@ -301,12 +283,12 @@ async fn hostile_clients_get_errors_or_are_dropped_while_results_keep_flowing() 
         .collect();
     assert!(times.len() >= 6, "{} results in 14 s", times.len());
     assert!(gaps.iter().all(|g| *g < 2.7), "results delayed: {gaps:?}");
-    assert!(metric(&service, "client_limit_hits_total{limit=\"message_rate\"}") >= 1.0);
-    assert!(metric(&service, "client_limit_hits_total{limit=\"flood\"}") >= 1.0);
-    assert!(metric(&service, "client_limit_hits_total{limit=\"message_size\"}") >= 1.0);
+    assert!(service.metric("client_limit_hits_total{limit=\"message_rate\"}") >= 1.0);
+    assert!(service.metric("client_limit_hits_total{limit=\"flood\"}") >= 1.0);
+    assert!(service.metric("client_limit_hits_total{limit=\"message_size\"}") >= 1.0);
     // Four kinds in five do not parse; the fifth is a stop_stream of a camera never started.
-    assert!(metric(&service, "ws_messages_received_total{type=\"invalid\"}") >= 800.0);
-    assert!(metric(&service, "ws_messages_received_total{type=\"stop_stream\"}") >= 200.0);
+    assert!(service.metric("ws_messages_received_total{type=\"invalid\"}") >= 800.0);
+    assert!(service.metric("ws_messages_received_total{type=\"stop_stream\"}") >= 200.0);
     drop(idle);
 }
 
@@ -326,7 +308,7 @@ async fn camera_passwords_never_leave_the_service_and_metadata_hosts_are_refused
     ))
     .await;
     seen.push(c.recv_state("reconnecting", SECS(10)).await.to_string());
-    c.send(json!({"type": "check_camera", "data": {"cameraId": 6, "rtspUrl": "rtsp://admin:Pa55word-xyz@127.0.0.1:9/s"}}))
+    c.send(check(6, "rtsp://admin:Pa55word-xyz@127.0.0.1:9/s"))
         .await;
     seen.push(c.recv_type("camera_status", SECS(10)).await.to_string());
     seen.push(http(&service.addr, "GET", "/api/cameras", &[]).2);
@@ -352,10 +334,6 @@ async fn camera_passwords_never_leave_the_service_and_metadata_hosts_are_refused
     let e = c.recv_type("error", SECS(5)).await;
     assert_eq!(e["data"]["code"], "source_not_allowed", "{e}");
     assert_eq!(e["data"]["cameraId"], 7);
-}
-
-fn check(camera_id: i64, url: &str) -> Value {
-    json!({"type": "check_camera", "data": {"cameraId": camera_id, "rtspUrl": url}})
 }
 
 /// Reads until the peer closes; false when it is still open after `within`.
@@ -397,7 +375,7 @@ async fn camera_checks_are_capped_per_connection_and_end_with_it() {
         let socket = tokio::time::timeout(SECS(3), accepted.recv()).await;
         sockets.push(socket.expect("the admitted checks connect").unwrap());
     }
-    assert!(metric(&service, "client_limit_hits_total{limit=\"camera_checks\"}") >= 1.0);
+    assert!(service.metric("client_limit_hits_total{limit=\"camera_checks\"}") >= 1.0);
     for _ in 0..4 {
         let v = c.recv_type("camera_status", SECS(8)).await;
         assert_eq!(v["data"]["status"], 0, "{v}");
@@ -413,72 +391,5 @@ async fn camera_checks_are_capped_per_connection_and_end_with_it() {
     assert!(
         closes_within(&mut fourth, SECS(3)).await,
         "the check outlived its connection"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_with_cameras_and_clients_running_exits_cleanly() {
-    let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
-    let mut service = Service::start_logging(&[]);
-    let mut a = Client::connect(&service).await;
-    let mut b = Client::connect(&service).await;
-    a.send(start(1, &rtsp.url(0))).await;
-    a.recv_type("detection_result", SECS(15)).await;
-    b.send(json!({"type": "check_camera", "data": {"cameraId": 2, "rtspUrl": rtsp.url(0)}}))
-        .await;
-
-    let signalled = Instant::now();
-    let pid = service.pid().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let code = loop {
-        if let Some(status) = service.child_mut().try_wait().unwrap() {
-            break status.code();
-        }
-        assert!(
-            signalled.elapsed() < SECS(10),
-            "still running 10 s after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(code, Some(0));
-    // The clients saw their connections end, the watcher of camera 1 told why first.
-    let mut stopped = Vec::new();
-    for c in [&mut a, &mut b] {
-        let mut heard = Vec::new();
-        let ended = tokio::time::timeout(SECS(5), async {
-            while let Some(Ok(msg)) = c.ws.next().await {
-                match msg {
-                    Message::Close(_) => break,
-                    Message::Text(t) => heard.push(serde_json::from_str::<Value>(&t).unwrap()),
-                    _ => {}
-                }
-            }
-        })
-        .await;
-        assert!(ended.is_ok(), "a client's connection did not end");
-        stopped.push(
-            heard
-                .into_iter()
-                .filter(|v| v["type"] == "stream_stopped")
-                .collect::<Vec<_>>(),
-        );
-    }
-    assert_eq!(stopped[0].len(), 1, "{:?}", stopped[0]);
-    assert_eq!(
-        stopped[0][0]["data"],
-        json!({"cameraId": 1, "reason": "Service shutting down"})
-    );
-    assert!(stopped[1].is_empty(), "{:?}", stopped[1]);
-    let log = service.log();
-    assert!(log.contains("stopped"), "{log}");
-    assert!(
-        !log.contains("did not stop"),
-        "a task was left behind: {log}"
     );
 }

@@ -124,19 +124,19 @@ async fn two_hundred_clients_get_every_result_in_order_and_memory_stays_flat() {
                     }
                     panic!("client {i}: connection ended: {msg:?}");
                 };
-                // Keys are sorted: `type` comes last, `cameraId` first and `timestamp` near the
-                // end of `data`, after the frame.
+                // The service writes fields in their declared order: `type` first, then `data`
+                // with `cameraId` and `timestamp` before the frame.
                 let text = text.as_str();
-                if text.ends_with("\"type\":\"error\"}") {
+                if text.starts_with("{\"type\":\"error\"") {
                     errors.push(text.to_string());
                 }
                 if !recording.load(Ordering::Relaxed)
-                    || !text.ends_with("\"type\":\"detection_result\"}")
+                    || !text.starts_with("{\"type\":\"detection_result\"")
                 {
                     continue;
                 }
                 let camera: i64 = field(text, "cameraId").unwrap().parse().unwrap();
-                let at = text.rfind("\"timestamp\":").unwrap();
+                let at = text.find("\"timestamp\":").unwrap();
                 let stamp = field(&text[at..], "timestamp").unwrap().to_string();
                 seen.entry(camera)
                     .or_default()

@@ -7,16 +7,15 @@
 mod support;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{Value, json};
 use support::fake_llm::{FakeLlm, Reply};
-use support::ws::{Client, start};
+use support::live_camera::LiveCamera;
+use support::ws::{Client, start, stop};
 use support::{
-    RtspServer, Service, http, media, metric_samples, promtool, promtool_check, repo_root,
+    RtspServer, SECS, Service, http, metric_samples, promtool, promtool_check, repo_root,
 };
-
-const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 /// Families that must show on every scrape.
 const EXPOSED: [&str; 44] = [
@@ -120,14 +119,14 @@ fn scrape(service: &Service) -> String {
 async fn every_metric_family_is_exposed_and_moves_during_a_run() {
     let answer = r#"{"hasDangerousDriving": true, "maxRiskLevel": "high", "results": [{"groupIndex": 1, "description": "a car cuts in", "riskLevel": "high", "confidence": 0.9, "riskTypes": ["Cut-in", "https://not.a.label/"], "dangerObjectCount": 2, "triggerObjectIds": [1]}]}"#;
     let llm = FakeLlm::start(vec![Reply::text(answer)]).await;
-    let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
-    let base = llm.base_url();
-    let service = Service::start(&[
-        ("ALGO_LLM_API_KEY", "sk-secret-never-shown"),
-        ("ALGO_LLM_BASE_URL", &base),
-        ("ALGO_LLM_COOLDOWN_SECONDS", "1"),
-        ("ALGO_ALERT_PAUSE_SECONDS", "0"),
-    ]);
+    let rtsp = RtspServer::vtest();
+    let service = llm.service(
+        "sk-secret-never-shown",
+        &[
+            ("ALGO_LLM_COOLDOWN_SECONDS", "1"),
+            ("ALGO_ALERT_PAUSE_SECONDS", "0"),
+        ],
+    );
     let before = metric_samples(&scrape(&service));
     let mut c = Client::connect(&service).await;
     c.send(start(1, &rtsp.url(0))).await;
@@ -199,8 +198,7 @@ async fn every_metric_family_is_exposed_and_moves_during_a_run() {
 
     // A stopped camera's series leave /metrics (clients choose ids: start/stop loops must not
     // grow it); the running camera's stay.
-    c.send(json!({"type": "stop_stream", "data": {"cameraId": 1}}))
-        .await;
+    c.send(stop(1)).await;
     c.recv_type("stream_stopped", SECS(5)).await;
     let text = scrape(&service);
     assert!(!text.contains("camera_id=\"1\""), "{text}");
@@ -212,16 +210,14 @@ async fn every_metric_family_is_exposed_and_moves_during_a_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_say_each_camera_state_change_once() {
-    let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
     let service = Service::start_logging(&[("ALGO_LOG_FORMAT", "json")]);
-    let mut c = Client::connect(&service).await;
-    c.send(start(4, &rtsp.url(0))).await;
+    let mut cam = LiveCamera::start(4, service).await;
+    let c = &mut cam.client;
     c.recv_type("detection_result", SECS(15)).await;
     c.recv_type("detection_result", SECS(5)).await;
-    c.send(json!({"type": "stop_stream", "data": {"cameraId": 4}}))
-        .await;
+    c.send(stop(4)).await;
     c.recv_type("stream_stopped", SECS(5)).await;
-    let log = service.log();
+    let log = cam.service.log();
     let lines: Vec<Value> = log
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
@@ -316,7 +312,7 @@ fn drive_page_at(service: &Service, fragment: &str, camera: &str, screenshot: &s
 
 #[test]
 fn the_live_page_shows_a_camera_started_from_its_form() {
-    let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
+    let rtsp = RtspServer::vtest();
     let service = Service::start(&[]);
     let (status, head, body) = http(&service.addr, "GET", "/", &[]);
     assert_eq!(status, 200);
@@ -333,16 +329,12 @@ fn the_live_page_shows_a_camera_started_from_its_form() {
         (Some(7), Some(true))
     );
     // The page's Stop button stopped the camera in the service.
-    let (_, _, body) = http(&service.addr, "GET", "/api/cameras", &[]);
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap()["data"],
-        json!([])
-    );
+    assert_eq!(service.cameras()["data"], json!([]));
 }
 
 #[test]
 fn the_live_page_watches_a_declared_camera_by_itself() {
-    let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
+    let rtsp = RtspServer::vtest();
     let declared = format!("1={}", rtsp.url(0));
     let service = Service::start_with(&["--camera", &declared], &[]);
     let seen = drive_page(&service, "--declared", "live-page-declared.png");
@@ -426,7 +418,7 @@ fn deploy_files_pass_promtool_and_name_real_metric_families() {
 
 #[test]
 fn the_live_page_takes_its_token_from_its_url() {
-    let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
+    let rtsp = RtspServer::vtest();
     let declared = format!("1={}", rtsp.url(0));
     let service = Service::start_with(
         &["--camera", &declared],

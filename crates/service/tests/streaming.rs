@@ -12,8 +12,10 @@ use rdkafka::consumer::Consumer;
 use serde_json::json;
 use service::config::kafka::KafkaFile;
 use streaming::kafka::{GroupConsumer, Producer, ensure_topics};
-use streaming::messages::{DetectionRecord, GroupBrief, decode, encode_detection};
-use support::services::Broker;
+use streaming::messages::{
+    AssessmentOutcome, DetectionRecord, FindingRecord, GroupBrief, decode, encode, encode_detection,
+};
+use support::services::{Broker, Streaming};
 
 /// A result of camera `camera` with a small crop for each of `groups`.
 fn result_with_crops(camera: i64, groups: &[u64]) -> protocol::DetectionResult {
@@ -138,30 +140,43 @@ fn two_group_record(n: u64) -> DetectionRecord {
     }
 }
 
+/// The answer to group `group` of `two_group_record(n)`, with `finding`.
+fn answer(n: u64, group: u64, finding: FindingRecord) -> AssessmentOutcome {
+    AssessmentOutcome {
+        message_id: format!("result:9-x-{n}/{group}"),
+        task_id: format!("9-x-{n}/{group}"),
+        detection_id: format!("9-x-{n}"),
+        camera_id: 9,
+        instance_id: "x".into(),
+        group_id: group,
+        ok: true,
+        finding: Some(finding),
+        raw_text: "{}".into(),
+        model: "qwen-vl-plus".into(),
+        latency_seconds: 1.3,
+        error: None,
+    }
+}
+
 #[tokio::test]
 async fn tasks_and_llm_worker_roles_answer_every_group_once_and_dead_letter_garbage() {
-    use streaming::messages::AssessmentOutcome;
     use support::fake_llm::{FakeLlm, Reply};
-    use support::services::Redis;
 
-    let broker = Broker::start();
-    let redis = Redis::start();
+    let streaming = Streaming::start("t");
     let answer = r#"{"hasDangerousDriving": true, "maxRiskLevel": "high", "results": [{"groupIndex": 1, "description": "too close", "riskLevel": "high", "confidence": 0.9, "riskTypes": ["tailgating"], "dangerObjectCount": 2, "triggerObjectIds": [4]}]}"#;
     let llm = FakeLlm::start(vec![Reply::Text(answer.into(), Duration::from_millis(200))]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = format!("t{}", std::process::id());
-    let kafka_file = dir.path().join("kafka.yaml");
-    std::fs::write(&kafka_file, format!("group_prefix: {prefix}\n")).unwrap();
-    let (bootstrap, redis_url, base) = (broker.bootstrap(), redis.url(), llm.base_url());
-    let _service = support::Service::start(&[
-        ("ALGO_ENABLE_KAFKA_STREAMING", "true"),
-        ("ALGO_KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
-        ("ALGO_KAFKA_CONFIG_FILE", kafka_file.to_str().unwrap()),
-        ("ALGO_STREAMING_ROLES", "tasks,llm-worker,aggregator"),
-        ("ALGO_REDIS_URL", &redis_url),
-        ("ALGO_LLM_API_KEY", "sk-stream"),
-        ("ALGO_LLM_BASE_URL", &base),
-    ]);
+    let (bootstrap, prefix, base) = (
+        streaming.broker.bootstrap(),
+        &streaming.prefix,
+        llm.base_url(),
+    );
+    let _service = streaming.service(
+        "tasks,llm-worker,aggregator",
+        &[
+            ("ALGO_LLM_API_KEY", "sk-stream"),
+            ("ALGO_LLM_BASE_URL", &base),
+        ],
+    );
 
     // The service creates the topics; wait for them, then feed it.
     let topics = KafkaFile::default().topics;
@@ -277,46 +292,26 @@ async fn tasks_and_llm_worker_roles_answer_every_group_once_and_dead_letter_garb
 #[tokio::test]
 async fn the_aggregator_merges_answers_in_any_order_and_publishes_partial_after_the_timeout() {
     use redis::AsyncCommands;
-    use streaming::messages::{AssessmentOutcome, FindingRecord, encode};
-    use support::services::Redis;
 
-    let broker = Broker::start();
-    let redis = Redis::start();
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = format!("a{}", std::process::id());
-    let kafka_file = dir.path().join("kafka.yaml");
-    std::fs::write(&kafka_file, format!("group_prefix: {prefix}\n")).unwrap();
-    let (bootstrap, redis_url) = (broker.bootstrap(), redis.url());
-    let _service = support::Service::start(&[
-        ("ALGO_ENABLE_KAFKA_STREAMING", "true"),
-        ("ALGO_KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
-        ("ALGO_KAFKA_CONFIG_FILE", kafka_file.to_str().unwrap()),
-        ("ALGO_STREAMING_ROLES", "aggregator"),
-        ("ALGO_REDIS_URL", &redis_url),
-        ("ALGO_AGGREGATION_TIMEOUT_SECONDS", "2"),
-    ]);
+    let streaming = Streaming::start("a");
+    let (bootstrap, redis_url, prefix) = (
+        streaming.broker.bootstrap(),
+        streaming.redis.url(),
+        &streaming.prefix,
+    );
+    let _service = streaming.service("aggregator", &[("ALGO_AGGREGATION_TIMEOUT_SECONDS", "2")]);
     let topics = KafkaFile::default().topics;
     topics_ready(&bootstrap, &topics).await;
     let producer = Producer::new(&bootstrap).unwrap();
-    let outcome = |n: u64, group: u64| AssessmentOutcome {
-        message_id: format!("result:9-x-{n}/{group}"),
-        task_id: format!("9-x-{n}/{group}"),
-        detection_id: format!("9-x-{n}"),
-        camera_id: 9,
-        instance_id: "x".into(),
-        group_id: group,
-        ok: true,
-        finding: Some(FindingRecord {
+    let outcome = |n: u64, group: u64| {
+        let finding = FindingRecord {
             description: "close".into(),
             risk_level: protocol::RiskLevel::High,
             confidence: 0.9,
             risk_types: vec!["tailgating".into()],
             trigger_object_ids: vec![1],
-        }),
-        raw_text: "{}".into(),
-        model: "qwen-vl-plus".into(),
-        latency_seconds: 1.3,
-        error: None,
+        };
+        answer(n, group, finding)
     };
     let (detections, results) = (
         topics.detection_results.name.as_str(),
@@ -410,53 +405,34 @@ async fn three_processes_give_every_detection_its_merged_result_even_when_a_work
     use futures_util::StreamExt;
     use std::collections::HashMap;
     use support::fake_llm::{FakeLlm, Reply};
-    use support::services::Redis;
-    use support::{RtspServer, Service, media};
+    use support::{RtspServer, Service};
     use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-    let broker = Broker::start();
-    let redis = Redis::start();
-    let rtsp = RtspServer::start(&[media("vtest-h264.mp4")]);
+    let streaming = Streaming::start("e");
+    let rtsp = RtspServer::vtest();
     let answer = r#"{"hasDangerousDriving": true, "maxRiskLevel": "medium", "results": [{"groupIndex": 1, "description": "people close to the kerb", "riskLevel": "medium", "confidence": 0.7, "riskTypes": ["pedestrian_risk"], "dangerObjectCount": 2, "triggerObjectIds": []}]}"#;
     let llm = FakeLlm::start(vec![Reply::Text(
         answer.into(),
         Duration::from_millis(1300),
     )])
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = format!("e{}", std::process::id());
-    let kafka_file = dir.path().join("kafka.yaml");
-    std::fs::write(&kafka_file, format!("group_prefix: {prefix}\n")).unwrap();
-    let (bootstrap, redis_url, base) = (broker.bootstrap(), redis.url(), llm.base_url());
-    let file = kafka_file.to_str().unwrap().to_string();
-    let common = |roles: &'static str, instance: &'static str, key: &'static str| {
-        vec![
-            ("ALGO_ENABLE_KAFKA_STREAMING", "true".to_string()),
-            ("ALGO_KAFKA_BOOTSTRAP_SERVERS", bootstrap.clone()),
-            ("ALGO_KAFKA_CONFIG_FILE", file.clone()),
-            ("ALGO_REDIS_URL", redis_url.clone()),
-            ("ALGO_LLM_API_KEY", key.to_string()),
-            ("ALGO_LLM_BASE_URL", base.clone()),
-            ("ALGO_STREAMING_ROLES", roles.to_string()),
-            ("ALGO_INSTANCE_ID", instance.to_string()),
-            ("ALGO_AGGREGATION_TIMEOUT_SECONDS", "20".to_string()),
-        ]
+    let base = llm.base_url();
+    let start = |roles: &str, instance: &str, key: &str| {
+        streaming.service(
+            roles,
+            &[
+                ("ALGO_LLM_API_KEY", key),
+                ("ALGO_LLM_BASE_URL", &base),
+                ("ALGO_INSTANCE_ID", instance),
+                ("ALGO_AGGREGATION_TIMEOUT_SECONDS", "20"),
+            ],
+        )
     };
-    let start = |env: Vec<(&'static str, String)>| {
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        Service::start(&env)
-    };
-    let front = start(common("detector,tasks,aggregator", "front", "sk-front"));
+    let front = start("detector,tasks,aggregator", "front", "sk-front");
     // Each worker has its own key, so the fake LLM tells who does the work.
     let mut workers: HashMap<&str, Service> = HashMap::from([
-        (
-            "Bearer sk-a",
-            start(common("llm-worker", "worker-a", "sk-a")),
-        ),
-        (
-            "Bearer sk-b",
-            start(common("llm-worker", "worker-b", "sk-b")),
-        ),
+        ("Bearer sk-a", start("llm-worker", "worker-a", "sk-a")),
+        ("Bearer sk-b", start("llm-worker", "worker-b", "sk-b")),
     ]);
 
     let (mut ws, _) = tokio_tungstenite::connect_async(front.ws_url())
@@ -591,24 +567,9 @@ async fn three_processes_give_every_detection_its_merged_result_even_when_a_work
 
 #[tokio::test]
 async fn the_aggregator_rides_out_a_redis_restart_without_dead_letters() {
-    use streaming::messages::{AssessmentOutcome, FindingRecord, encode};
-    use support::services::Redis;
-
-    let broker = Broker::start();
-    let mut redis = Redis::start();
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = format!("r{}", std::process::id());
-    let kafka_file = dir.path().join("kafka.yaml");
-    std::fs::write(&kafka_file, format!("group_prefix: {prefix}\n")).unwrap();
-    let (bootstrap, redis_url) = (broker.bootstrap(), redis.url());
-    let _service = support::Service::start(&[
-        ("ALGO_ENABLE_KAFKA_STREAMING", "true"),
-        ("ALGO_KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
-        ("ALGO_KAFKA_CONFIG_FILE", kafka_file.to_str().unwrap()),
-        ("ALGO_STREAMING_ROLES", "aggregator"),
-        ("ALGO_REDIS_URL", &redis_url),
-        ("ALGO_AGGREGATION_TIMEOUT_SECONDS", "30"),
-    ]);
+    let mut streaming = Streaming::start("r");
+    let (bootstrap, prefix) = (streaming.broker.bootstrap(), streaming.prefix.clone());
+    let _service = streaming.service("aggregator", &[("ALGO_AGGREGATION_TIMEOUT_SECONDS", "30")]);
     let topics = KafkaFile::default().topics;
     topics_ready(&bootstrap, &topics).await;
     let producer = Producer::new(&bootstrap).unwrap();
@@ -621,26 +582,14 @@ async fn the_aggregator_rides_out_a_redis_restart_without_dead_letters() {
             let record = encode_detection(&two_group_record(n)).unwrap();
             producer.send(&detections, "9", &record).await.unwrap();
             for group in [1, 2] {
-                let outcome = AssessmentOutcome {
-                    message_id: format!("result:9-x-{n}/{group}"),
-                    task_id: format!("9-x-{n}/{group}"),
-                    detection_id: format!("9-x-{n}"),
-                    camera_id: 9,
-                    instance_id: "x".into(),
-                    group_id: group,
-                    ok: true,
-                    finding: Some(FindingRecord {
-                        description: "close".into(),
-                        risk_level: protocol::RiskLevel::Medium,
-                        confidence: 0.7,
-                        risk_types: vec![],
-                        trigger_object_ids: vec![],
-                    }),
-                    raw_text: "{}".into(),
-                    model: "m".into(),
-                    latency_seconds: 1.0,
-                    error: None,
+                let finding = FindingRecord {
+                    description: "close".into(),
+                    risk_level: protocol::RiskLevel::Medium,
+                    confidence: 0.7,
+                    risk_types: vec![],
+                    trigger_object_ids: vec![],
                 };
+                let outcome = answer(n, group, finding);
                 producer
                     .send(&results, "9", &encode(&outcome).unwrap())
                     .await
@@ -673,10 +622,10 @@ async fn the_aggregator_rides_out_a_redis_restart_without_dead_letters() {
     assert_eq!(next().await["detectionId"], "9-x-0");
 
     // Redis goes away while detection 1 arrives, and comes back empty.
-    redis.stop();
+    streaming.redis.stop();
     feed(1).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    redis.restart();
+    streaming.redis.restart();
     let merged = next().await;
     assert_eq!(
         (merged["detectionId"].clone(), merged["partial"].clone()),

