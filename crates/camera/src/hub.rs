@@ -5,8 +5,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -16,6 +16,7 @@ use protocol::api::CameraInfo;
 use protocol::server::CameraStatus;
 use protocol::{CameraId, ErrorCode, ProtocolError, ServerMessage};
 
+use crate::broadcast::Broadcast;
 use crate::pipeline::{CameraTask, Pipeline, run};
 use crate::sink::CameraEvent;
 use crate::source::{SourceError, SourcePolicy, check_policy, guards_resolution, redact};
@@ -29,33 +30,10 @@ pub const SERVICE: ConnId = 0;
 /// Messages buffered per camera for slow watchers before they start losing (and counting) them.
 const EVENT_CAPACITY: usize = 16;
 
-/// One message to a camera's watchers.
-#[derive(Debug, Clone)]
-pub struct Event {
-    /// The message.
-    pub message: Arc<ServerMessage>,
-    /// When the frame a `detection_result` describes arrived (for end-to-end latency).
-    pub captured: Option<Instant>,
-    /// The message's JSON text, made once by the first writer that sends it and shared by the
-    /// others (a result with its frame is large, and it goes to every watcher).
-    pub text: Arc<OnceLock<Arc<str>>>,
-}
-
-impl Event {
-    /// A message about no particular frame.
-    pub fn new(message: ServerMessage) -> Self {
-        Self {
-            message: Arc::new(message),
-            captured: None,
-            text: Arc::default(),
-        }
-    }
-}
-
 struct Camera {
     url: String,
     info: Arc<Mutex<CameraInfo>>,
-    events: broadcast::Sender<Event>,
+    events: broadcast::Sender<Broadcast>,
     cancel: CancellationToken,
     watchers: HashSet<ConnId>,
     /// Set by the task when it ended on its own (a file played out, analysis impossible).
@@ -75,7 +53,7 @@ pub struct Subscription {
     /// Camera id.
     pub camera_id: CameraId,
     /// The camera's messages from now on.
-    pub events: broadcast::Receiver<Event>,
+    pub events: broadcast::Receiver<Broadcast>,
     /// The current `camera_status` message, to send first.
     pub status: ServerMessage,
 }
@@ -325,7 +303,7 @@ impl CameraHub {
     pub fn deliver(&self, id: CameraId, message: ServerMessage) -> bool {
         match self.lock().get(&id) {
             Some(cam) => {
-                let _ = cam.events.send(Event::new(message));
+                let _ = cam.events.send(Broadcast::new(message));
                 true
             }
             None => false,

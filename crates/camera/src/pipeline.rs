@@ -23,8 +23,8 @@ use protocol::server::{CameraState as State, CameraStatus};
 use protocol::{CameraId, ServerMessage};
 use vision::scene::is_vehicle;
 
+use crate::broadcast::Broadcast;
 use crate::decode::VideoDecoder;
-use crate::hub::Event;
 use crate::judge::{FrameInput, fresh_high, judge_frame};
 use crate::result::ModelFacts;
 use crate::sampler::{Decision, DecodeJob, Sampler};
@@ -109,7 +109,7 @@ pub struct CameraTask {
     /// Shared state for `/api/cameras`.
     pub info: Arc<Mutex<CameraInfo>>,
     /// Messages to the camera's watchers.
-    pub events: broadcast::Sender<Event>,
+    pub events: broadcast::Sender<Broadcast>,
     /// Stops this camera.
     pub cancel: CancellationToken,
     /// What every camera shares.
@@ -145,7 +145,7 @@ impl CameraTask {
             reason = message,
             "camera state"
         );
-        let _ = self.events.send(Event::new(msg));
+        let _ = self.events.send(Broadcast::new(msg));
     }
 }
 
@@ -277,7 +277,9 @@ pub async fn run(task: CameraTask) {
     task.ended.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = task
         .events
-        .send(Event::new(ServerMessage::stream_stopped(task.id, &reason)));
+        .send(Broadcast::new(ServerMessage::stream_stopped(
+            task.id, &reason,
+        )));
 }
 
 /// Why a camera's task ended on its own.
@@ -458,9 +460,9 @@ fn analysis_loop(
             break;
         }
         let message = ServerMessage::DetectionResult(Box::new(judged.result));
-        let _ = task.events.send(Event {
+        let _ = task.events.send(Broadcast {
             captured: Some(captured),
-            ..Event::new(message)
+            ..Broadcast::new(message)
         });
     }
     Ok(())

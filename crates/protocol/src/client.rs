@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::CameraId;
-use crate::server::{ErrorMessage, ServerMessage};
+use crate::server::{ErrorCode, ErrorMessage, ServerMessage};
 
 /// Largest accepted client message (1 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
@@ -59,47 +59,6 @@ impl ClientMessage {
             Self::CheckCamera { .. } => "check_camera",
             Self::Subscribe { .. } => "subscribe",
             Self::Unsubscribe { .. } => "unsubscribe",
-        }
-    }
-}
-
-/// The error codes of SPEC section 4.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// Not JSON, not an object, binary, or too large.
-    InvalidJson,
-    /// `type` names no known message.
-    UnknownType,
-    /// A required field is absent.
-    MissingField,
-    /// A field has the wrong type or value.
-    InvalidField,
-    /// The URL's scheme or host is not allowed.
-    SourceNotAllowed,
-    /// `max_concurrent_streams` cameras already run.
-    TooManyStreams,
-    /// No such camera.
-    UnknownCamera,
-    /// Missing or wrong token.
-    Unauthorized,
-    /// More messages than `server.ws_messages_per_second` allows (beyond SPEC 4's list).
-    RateLimited,
-}
-
-impl ErrorCode {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InvalidJson => "invalid_json",
-            Self::UnknownType => "unknown_type",
-            Self::MissingField => "missing_field",
-            Self::InvalidField => "invalid_field",
-            Self::SourceNotAllowed => "source_not_allowed",
-            Self::TooManyStreams => "too_many_streams",
-            Self::UnknownCamera => "unknown_camera",
-            Self::Unauthorized => "unauthorized",
-            Self::RateLimited => "rate_limited",
         }
     }
 }

@@ -5,8 +5,9 @@
 //! values; only the service's HTTP layer turns them into text.
 //!
 //! Layout:
-//! - [`client`]: messages a WebSocket client sends, their parser and the `error` codes.
-//! - [`server`]: messages the service sends over `/ws` (`camera_status`, `stream_stopped`, ...).
+//! - [`client`]: messages a WebSocket client sends and their parser.
+//! - [`server`]: messages the service sends over `/ws` (`camera_status`, `stream_stopped`,
+//!   `error` with its codes, ...).
 //! - [`detection`]: `detection_result`, the analysis of one frame.
 //! - [`api`]: HTTP bodies: the `{code, msg, data}` envelope, health, the camera list.
 
@@ -15,9 +16,9 @@ pub mod client;
 pub mod detection;
 pub mod server;
 
-pub use client::{ClientMessage, ErrorCode, ProtocolError};
+pub use client::{ClientMessage, ProtocolError};
 pub use detection::DetectionResult;
-pub use server::ServerMessage;
+pub use server::{ErrorCode, ServerMessage};
 pub use vision::scene::RiskLevel;
 
 /// A camera id as clients send it (SPEC section 4: a non-negative integer).

@@ -5,7 +5,6 @@
 use serde::{Deserialize, Serialize};
 
 use crate::CameraId;
-use crate::client::ErrorCode;
 use crate::detection::DetectionResult;
 
 /// A message from the service to a WebSocket client.
@@ -135,6 +134,47 @@ pub struct StreamStopped {
     pub camera_id: CameraId,
     /// Stopped by client, source ended, too many failures, shutdown.
     pub reason: String,
+}
+
+/// The error codes of SPEC section 4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, not an object, binary, or too large.
+    InvalidJson,
+    /// `type` names no known message.
+    UnknownType,
+    /// A required field is absent.
+    MissingField,
+    /// A field has the wrong type or value.
+    InvalidField,
+    /// The URL's scheme or host is not allowed.
+    SourceNotAllowed,
+    /// `max_concurrent_streams` cameras already run.
+    TooManyStreams,
+    /// No such camera.
+    UnknownCamera,
+    /// Missing or wrong token.
+    Unauthorized,
+    /// More messages than `server.ws_messages_per_second` allows (beyond SPEC 4's list).
+    RateLimited,
+}
+
+impl ErrorCode {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidJson => "invalid_json",
+            Self::UnknownType => "unknown_type",
+            Self::MissingField => "missing_field",
+            Self::InvalidField => "invalid_field",
+            Self::SourceNotAllowed => "source_not_allowed",
+            Self::TooManyStreams => "too_many_streams",
+            Self::UnknownCamera => "unknown_camera",
+            Self::Unauthorized => "unauthorized",
+            Self::RateLimited => "rate_limited",
+        }
+    }
 }
 
 /// `error.data`.

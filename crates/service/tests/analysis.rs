@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use camera::hub::{CameraHub, Event};
+use camera::broadcast::Broadcast;
+use camera::hub::CameraHub;
 use camera::pipeline::Pipeline;
 use serde_json::Value;
 use service::config::Config;
@@ -43,7 +44,7 @@ fn hub(config: &Config, pipeline: &Arc<Pipeline>) -> CameraHub {
 }
 
 /// The next message of a subscription, as JSON.
-async fn next(events: &mut broadcast::Receiver<Event>, deadline: Instant) -> Value {
+async fn next(events: &mut broadcast::Receiver<Broadcast>, deadline: Instant) -> Value {
     let event = tokio::time::timeout(
         deadline.saturating_duration_since(Instant::now()),
         events.recv(),

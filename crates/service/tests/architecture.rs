@@ -94,6 +94,10 @@ fn references(code: &str, here: &[String]) -> Vec<Vec<String>> {
     let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     let mut i = 0;
     while i < bytes.len() {
+        if !code.is_char_boundary(i) {
+            i += 1;
+            continue;
+        }
         let rest = &code[i..];
         let start_ok = i == 0 || !ident(bytes[i - 1]);
         let prefix = ["crate::", "super::", "self::"]

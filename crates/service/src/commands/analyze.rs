@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use camera::decode::VideoDecoder;
-use camera::file::FileSource;
 use camera::judge::{FrameInput, fresh_high, judge_frame};
 use camera::sampler::{Decision, Sampler};
 use camera::source::SourceError;
+use camera::source::file::FileSource;
 use protocol::ServerMessage;
 use vision::Detector;
 use vision::scene::Scene;

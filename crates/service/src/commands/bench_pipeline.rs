@@ -18,10 +18,10 @@ use tokio_util::task::TaskTracker;
 use crate::cli::BenchPipelineArgs;
 use crate::config::Config;
 use camera::decode::VideoDecoder;
-use camera::file::FileSource;
 use camera::hub::CameraHub;
 use camera::sampler::{Decision, EncodedFrame, Sampler};
 use camera::source::SourceError;
+use camera::source::file::FileSource;
 use protocol::api::CameraInfo;
 
 /// CPU seconds (user + system) from a `/proc/.../stat` file; 0 where unavailable.

@@ -30,8 +30,9 @@ use super::AppState;
 use super::auth;
 use super::error::error;
 use super::limits::{ConnectionPermit, MessageRate, Refusal, client_address};
+use camera::broadcast::Broadcast;
 use camera::check::probe;
-use camera::hub::{ConnId, Event, Subscription};
+use camera::hub::{ConnId, Subscription};
 use protocol::client::{MAX_MESSAGE_BYTES, parse};
 use protocol::server::{CameraState, CameraStatus};
 use protocol::{CameraId, ClientMessage, ErrorCode, ProtocolError, ServerMessage};
@@ -67,7 +68,7 @@ pub fn message_text(message: &ServerMessage) -> String {
 }
 
 /// The JSON text of a camera's message, made once for all its watchers.
-fn event_text(event: &Event) -> Arc<str> {
+fn event_text(event: &Broadcast) -> Arc<str> {
     Arc::clone(
         event
             .text
@@ -181,7 +182,7 @@ struct Session {
     replies: Vec<String>,
     /// Cameras to forward once the replies before them are out (so that a camera's
     /// `camera_status` answer comes before its first broadcast message).
-    to_forward: Vec<(broadcast::Receiver<Event>, CancellationToken)>,
+    to_forward: Vec<(broadcast::Receiver<Broadcast>, CancellationToken)>,
     /// This session's running `check_camera` probes.
     checks: Arc<tokio::sync::Semaphore>,
     /// Cancelled when the session ends: its probes and forwarders (child tokens) stop.
@@ -381,7 +382,7 @@ fn unknown(camera_id: CameraId) -> ProtocolError {
 
 /// Copies one camera's broadcast into a client's queue until cancelled.
 async fn forward(
-    mut events: broadcast::Receiver<Event>,
+    mut events: broadcast::Receiver<Broadcast>,
     out: mpsc::Sender<Outbound>,
     cancel: CancellationToken,
     stats: Arc<Metrics>,

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use mp4::{MediaType, Mp4Reader, TrackType};
 
-use super::sampler::EncodedFrame;
-use super::source::SourceError;
+use super::error::SourceError;
+use crate::sampler::EncodedFrame;
 
 const START_CODE: [u8; 4] = [0, 0, 0, 1];
 

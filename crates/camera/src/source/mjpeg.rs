@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::sampler::EncodedFrame;
-use super::source::{CONNECT_TIMEOUT, SourceError};
+use super::error::{SourceError, brief};
+use super::policy::{CONNECT_TIMEOUT, resolve_guarded};
+use crate::sampler::EncodedFrame;
 
 /// Largest accepted picture.
 pub const MAX_PART_BYTES: usize = 16 << 20;
@@ -158,17 +159,17 @@ impl MjpegSource {
             .redirect(reqwest::redirect::Policy::none());
         if let (true, Some(host), Some(port)) = (guard, url.host_str(), url.port_or_known_default())
         {
-            let addrs = super::source::resolve_guarded(host, port).await?;
+            let addrs = resolve_guarded(host, port).await?;
             builder = builder.resolve_to_addrs(host, &addrs);
         }
         let client = builder
             .build()
-            .map_err(|e| SourceError::Connect(super::source::brief(e)))?;
+            .map_err(|e| SourceError::Connect(brief(e)))?;
         let response = tokio::time::timeout(CONNECT_TIMEOUT, client.get(url.clone()).send())
             .await
             .map_err(|_| SourceError::Timeout("connecting"))?
             .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| SourceError::Connect(super::source::brief(e.without_url())))?;
+            .map_err(|e| SourceError::Connect(brief(e.without_url())))?;
         if response.status().is_redirection() {
             return Err(SourceError::Connect(format!(
                 "HTTP {}: redirects are not followed; give the address it points to",
@@ -210,7 +211,7 @@ impl MjpegSource {
                 .response
                 .chunk()
                 .await
-                .map_err(|e| SourceError::Stream(super::source::brief(e.without_url())))?
+                .map_err(|e| SourceError::Stream(brief(e.without_url())))?
                 .ok_or(SourceError::Ended)?;
             self.pending.extend(self.parser.push(&chunk)?);
         }

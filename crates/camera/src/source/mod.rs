@@ -1,0 +1,237 @@
+//! Where frames come from: RTSP/RTSPS cameras through `retina` (TCP interleaved by default, UDP
+//! on request with `?transport=udp`), HTTP MJPEG cameras ([`mjpeg`]) and MP4 files ([`file`],
+//! `file:///path.mp4`, played in real time, looping with `?loop=1`), all as H.264 in Annex B
+//! form (or JPEG pictures) ready for the decoder; the URL [`policy`] that decides which sources
+//! may be opened at all; [`error`]s and [`redact`]ion of secrets in URLs.
+
+pub mod error;
+pub mod file;
+pub mod mjpeg;
+pub mod policy;
+pub mod redact;
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use retina::client::{
+    Credentials, Demuxed, PlayOptions, Session, SessionOptions, SetupOptions, Transport,
+};
+use retina::codec::{CodecItem, FrameFormat};
+use url::Url;
+
+pub use error::{MAX_ERROR_CHARS, SourceError, brief};
+use file::FileSource;
+use mjpeg::MjpegSource;
+pub use policy::{
+    CONNECT_TIMEOUT, SourcePolicy, check_policy, guards_resolution, is_metadata_or_link_local,
+    resolve_guarded,
+};
+pub use redact::redact;
+
+use crate::sampler::EncodedFrame;
+
+/// An open source of either kind.
+#[derive(Debug)]
+pub enum Source {
+    /// An RTSP camera.
+    Rtsp(RtspSource),
+    /// A file played as a camera (boxed: its MP4 index is large).
+    File(Box<PacedFile>),
+    /// An HTTP MJPEG camera.
+    Mjpeg(Box<MjpegSource>),
+}
+
+impl Source {
+    /// Opens `url` (already policy-checked); with `guard` (see [`guards_resolution`]) its host
+    /// name must not resolve to a link-local or metadata address.
+    pub async fn open(url: &Url, guard: bool) -> Result<Self, SourceError> {
+        match url.scheme() {
+            "file" => Ok(Self::File(Box::new(PacedFile::open(url)?))),
+            "http" | "https" => Ok(Self::Mjpeg(Box::new(MjpegSource::open(url, guard).await?))),
+            _ => Ok(Self::Rtsp(RtspSource::open(url, guard).await?)),
+        }
+    }
+
+    /// The next frame.
+    pub async fn next_frame(&mut self) -> Result<EncodedFrame, SourceError> {
+        match self {
+            Self::Rtsp(s) => s.next_frame().await,
+            Self::File(f) => f.next_frame().await,
+            Self::Mjpeg(m) => m.next_frame().await,
+        }
+    }
+
+    /// Whether the source ends for good when it ends (a file without `loop`).
+    pub fn is_finite(&self) -> bool {
+        matches!(self, Self::File(f) if !f.looping)
+    }
+}
+
+/// A file played at its own frame rate, optionally looping.
+#[derive(Debug)]
+pub struct PacedFile {
+    file: FileSource,
+    looping: bool,
+    started: tokio::time::Instant,
+    /// Stream time added to the file's timestamps (grows with each loop).
+    offset: Duration,
+    last_pts: Duration,
+}
+
+impl PacedFile {
+    fn open(url: &Url) -> Result<Self, SourceError> {
+        let path = url
+            .to_file_path()
+            .map_err(|()| SourceError::InvalidUrl(format!("`{url}` is not a local file path")))?;
+        let looping = url
+            .query_pairs()
+            .any(|(k, v)| k == "loop" && (v == "1" || v == "true"));
+        Ok(Self {
+            file: FileSource::open(&path)?,
+            looping,
+            started: tokio::time::Instant::now(),
+            offset: Duration::ZERO,
+            last_pts: Duration::ZERO,
+        })
+    }
+
+    async fn next_frame(&mut self) -> Result<EncodedFrame, SourceError> {
+        let mut frame = match self.file.next_frame() {
+            Err(SourceError::Ended) if self.looping => {
+                // One frame's worth after the last frame, so time keeps increasing.
+                self.offset = self.last_pts + Duration::from_millis(40);
+                self.file.rewind();
+                self.file.next_frame()?
+            }
+            other => other?,
+        };
+        frame.pts += self.offset;
+        self.last_pts = frame.pts;
+        tokio::time::sleep_until(self.started + frame.pts).await;
+        Ok(frame)
+    }
+}
+
+/// An open H.264 stream.
+pub struct RtspSource {
+    demuxed: Pin<Box<Demuxed>>,
+    stream: usize,
+    /// Coded picture size announced by the camera, when known.
+    pub dimensions: Option<(u32, u32)>,
+}
+
+impl std::fmt::Debug for RtspSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RtspSource")
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn step<T, E: std::fmt::Display>(
+    what: &'static str,
+    fut: impl Future<Output = Result<T, E>>,
+) -> Result<T, SourceError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(SourceError::Connect(format!("{what}: {}", brief(e)))),
+        Err(_) => Err(SourceError::Timeout(what)),
+    }
+}
+
+impl RtspSource {
+    /// Connects: DESCRIBE, SETUP of the first H.264 video stream, PLAY. With `guard`, the host
+    /// name is resolved and checked first (retina resolves it again to connect: a name that
+    /// changes its answer within that instant is not caught).
+    pub async fn open(url: &Url, guard: bool) -> Result<Self, SourceError> {
+        let default_port = match url.scheme() {
+            "rtsp" => 554,
+            "rtsps" => 322,
+            other => return Err(SourceError::Unsupported(format!("`{other}` streams"))),
+        };
+        if let (true, Some(host)) = (guard, url.host_str()) {
+            resolve_guarded(host, url.port().unwrap_or(default_port)).await?;
+        }
+        let mut clean = url.clone();
+        let creds = (!url.username().is_empty()).then(|| Credentials {
+            username: url.username().to_string(),
+            password: url.password().unwrap_or("").to_string(),
+        });
+        let _ = clean.set_username("");
+        let _ = clean.set_password(None);
+        let udp = url
+            .query_pairs()
+            .any(|(k, v)| k == "transport" && v == "udp");
+        // `transport` is ours, not the camera's: keep every other query parameter.
+        let others: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| k != "transport")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        clean.set_query(None);
+        if !others.is_empty() {
+            clean.query_pairs_mut().extend_pairs(others);
+        }
+        let options = SessionOptions::default()
+            .creds(creds)
+            .user_agent(format!("traffic-algo/{}", env!("CARGO_PKG_VERSION")));
+        let mut session = step("DESCRIBE", Session::describe(clean, options)).await?;
+        let stream = session
+            .streams()
+            .iter()
+            .position(|s| s.media() == "video" && s.encoding_name().eq_ignore_ascii_case("h264"))
+            .ok_or_else(|| {
+                let found: Vec<String> = session
+                    .streams()
+                    .iter()
+                    .map(|s| format!("{}/{}", s.media(), s.encoding_name()))
+                    .collect();
+                SourceError::Unsupported(format!(
+                    "no H.264 video stream (found: {})",
+                    found.join(", ")
+                ))
+            })?;
+        let dimensions = match session.streams()[stream].parameters() {
+            Some(retina::codec::ParametersRef::Video(v)) => Some(v.pixel_dimensions()),
+            _ => None,
+        };
+        let transport = if udp {
+            Transport::Udp(Default::default())
+        } else {
+            Transport::Tcp(Default::default())
+        };
+        let setup = SetupOptions::default()
+            .transport(transport)
+            .frame_format(FrameFormat::SIMPLE);
+        step("SETUP", session.setup(stream, setup)).await?;
+        let playing = step("PLAY", session.play(PlayOptions::default())).await?;
+        let demuxed = playing
+            .demuxed()
+            .map_err(|e| SourceError::Connect(brief(e)))?;
+        Ok(Self {
+            demuxed: Box::pin(demuxed),
+            stream,
+            dimensions,
+        })
+    }
+
+    /// The next video frame; [`SourceError::Ended`] when the server ends the session.
+    pub async fn next_frame(&mut self) -> Result<EncodedFrame, SourceError> {
+        loop {
+            match self.demuxed.next().await {
+                None => return Err(SourceError::Ended),
+                Some(Err(e)) => return Err(SourceError::Stream(brief(e))),
+                Some(Ok(CodecItem::VideoFrame(frame))) if frame.stream_id() == self.stream => {
+                    let secs = frame.timestamp().elapsed_secs().max(0.0);
+                    return Ok(EncodedFrame {
+                        keyframe: frame.is_random_access_point(),
+                        pts: Duration::from_secs_f64(secs),
+                        data: frame.into_data().into(),
+                    });
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}
