@@ -21,6 +21,7 @@ use vision::worker::InferenceWorker;
 use protocol::api::CameraInfo;
 use protocol::server::{CameraState as State, CameraStatus};
 use protocol::{CameraId, ServerMessage};
+use retry::{Backoff, sleep_or_cancelled};
 use vision::scene::is_vehicle;
 
 use crate::broadcast::Broadcast;
@@ -149,34 +150,9 @@ impl CameraTask {
     }
 }
 
-/// Capped exponential backoff with up to 20% jitter.
-#[derive(Debug)]
-pub struct Backoff {
-    next: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self { next: BACKOFF_MIN }
-    }
-}
-
-impl Backoff {
-    /// The delay to wait now; doubles the next one up to [`BACKOFF_MAX`].
-    pub fn next_delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(BACKOFF_MAX);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        base + base.mul_f64(f64::from(nanos % 1000) / 1000.0 * 0.2)
-    }
-
-    /// Back to the shortest delay (after a healthy connection).
-    pub fn reset(&mut self) {
-        self.next = BACKOFF_MIN;
-    }
+/// The source's reconnect delays: 1 s doubling to 30 s, with up to 20% jitter.
+fn reconnect_backoff() -> Backoff {
+    Backoff::new(BACKOFF_MIN, BACKOFF_MAX).with_jitter(0.2)
 }
 
 /// Runs the camera until its token is cancelled, reconnecting forever, unless its source ends
@@ -203,7 +179,7 @@ pub async fn run(task: CameraTask) {
         }
     };
     task.set_state(State::Connecting, "connecting");
-    let mut backoff = Backoff::default();
+    let mut backoff = reconnect_backoff();
     let mut connection = 0;
     let mut ending = None;
     loop {
@@ -237,10 +213,8 @@ pub async fn run(task: CameraTask) {
             i.last_error = Some(err.to_string());
         });
         task.set_state(State::Reconnecting, &err.to_string());
-        tokio::select! {
-            biased;
-            _ = task.cancel.cancelled() => break,
-            _ = tokio::time::sleep(backoff.next_delay()) => {}
+        if !sleep_or_cancelled(backoff.next_delay(), &task.cancel).await {
+            break;
         }
     }
     drop(job_tx);
@@ -483,17 +457,5 @@ mod tests {
         pause.request(1, Duration::from_secs(40));
         assert_eq!(pause.take(2), None);
         assert_eq!(pause.take(1), None, "dropped, not kept for later");
-    }
-
-    #[test]
-    fn backoff_doubles_to_the_cap_with_bounded_jitter() {
-        let mut b = Backoff::default();
-        let delays: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
-        for (d, base) in delays.iter().zip([1u64, 2, 4, 8, 16, 30, 30, 30]) {
-            let base = Duration::from_secs(base);
-            assert!(*d >= base && *d <= base.mul_f64(1.2), "{d:?} vs {base:?}");
-        }
-        b.reset();
-        assert!(b.next_delay() < Duration::from_millis(1300));
     }
 }

@@ -14,16 +14,19 @@ use protocol::{DetectionResult, RiskLevel};
 use vision::Detection;
 use vision::scene::SceneFrame;
 
+use crate::client::Completer;
 use crate::keys::RiskThresholds;
 use crate::parse::{Answer, Finding, parse_answer};
-use crate::pool::KeyPool;
 use crate::prompt::{PromptConfig, build_request};
+use retry::Clock;
 
 /// What every camera's advisor shares.
 #[derive(Debug)]
 pub struct AdvisorLink {
-    /// The key pool every call goes through.
-    pub pool: Arc<KeyPool>,
+    /// What answers the requests (the API-key pool).
+    pub completer: Arc<dyn Completer>,
+    /// Where cooldowns and holds read the time.
+    pub clock: Arc<dyn Clock>,
     /// How requests are built.
     pub prompt: PromptConfig,
     /// Confidence -> level where the model's level is unusable.
@@ -95,7 +98,7 @@ impl Advisor {
         crops: &[Option<GroupCrop>],
         at: chrono::DateTime<chrono::Utc>,
     ) {
-        let now = Instant::now();
+        let now = self.link.clock.now();
         {
             let s = self.lock();
             // One call at a time, the cooldown, and every answer shown before the next call
@@ -125,13 +128,13 @@ impl Advisor {
         }
         let this = self.clone();
         self.link.runtime.spawn(async move {
-            let result = this.link.pool.complete(&request.body).await;
+            let result = this.link.completer.complete(&request.body).await;
             let mut s = this.lock();
             s.in_flight = false;
             match result {
                 Ok(done) => match parse_answer(&done.text, &this.link.thresholds) {
                     Ok(answer) => {
-                        this.link.pool.stats.record("success");
+                        this.link.completer.record("success");
                         s.counters.answers += 1;
                         s.latest = Some((
                             Verdict {
@@ -142,12 +145,12 @@ impl Advisor {
                                 latency: done.latency,
                                 asked_at: at,
                             },
-                            Instant::now(),
+                            this.link.clock.now(),
                         ));
                         s.shown = false;
                     }
                     Err(e) => {
-                        this.link.pool.stats.record("parse_error");
+                        this.link.completer.record("parse_error");
                         s.counters.parse_errors += 1;
                         tracing::warn!(error = %e, "LLM answer unreadable");
                     }
@@ -165,7 +168,7 @@ impl Advisor {
     pub fn current(&self) -> Option<(Verdict, bool)> {
         let mut s = self.lock();
         let (verdict, arrived) = s.latest.as_ref()?;
-        if s.shown && arrived.elapsed() > self.link.hold {
+        if s.shown && self.link.clock.now().duration_since(*arrived) > self.link.hold {
             s.latest = None;
             return None;
         }

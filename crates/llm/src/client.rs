@@ -49,35 +49,95 @@ pub enum LlmError {
     NoKey(String),
 }
 
-impl LlmError {
+/// Provider error codes that mean the key itself is unusable (invalid, unpaid, forbidden),
+/// whatever the HTTP status: never retried, and the key is disabled.
+pub const KEY_REJECTED_CODES: [&str; 4] = [
+    "InvalidApiKey",
+    "invalid_api_key",
+    "Arrearage",
+    "AccessDenied",
+];
+/// Provider error codes that refuse this request for good (its content), the key being fine.
+pub const REQUEST_REJECTED_CODES: [&str; 1] = ["DataInspectionFailed"];
+
+/// What a failed call means: the one classification the client's retries, the key pool's
+/// choices and the metrics all use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// 429: the key or account is over its rate.
+    RateLimited,
+    /// 5xx: the provider is failing.
+    ServerError,
+    /// No answer in time.
+    Timeout,
+    /// The server could not be reached.
+    Connect,
+    /// 401, 403 or a [`KEY_REJECTED_CODES`] code: the key is unusable.
+    KeyRejected,
+    /// Any other refusal (400, [`REQUEST_REJECTED_CODES`]): this request will not pass.
+    RequestRejected,
+    /// The answer could not be read.
+    Unreadable,
+    /// No key could take the request.
+    NoKey,
+}
+
+impl ErrorClass {
     /// Whether trying again (later, or with another key) may succeed.
-    pub fn retryable(&self) -> bool {
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            Self::RateLimited | Self::ServerError | Self::Timeout | Self::Connect
+        )
+    }
+
+    /// A short label for metrics and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::RateLimited => "rate_limited",
+            Self::ServerError => "server_error",
+            Self::KeyRejected | Self::RequestRejected => "rejected",
+            Self::Timeout => "timeout",
+            Self::Connect => "connect_error",
+            Self::Unreadable => "parse_error",
+            Self::NoKey => "no_key",
+        }
+    }
+}
+
+impl LlmError {
+    /// The error's class.
+    pub fn class(&self) -> ErrorClass {
         match self {
             Self::Status { status, code, .. } => {
-                let permanent = [
-                    "InvalidApiKey",
-                    "Arrearage",
-                    "DataInspectionFailed",
-                    "AccessDenied",
-                ];
-                !permanent.iter().any(|p| code.contains(p)) && (*status == 429 || *status >= 500)
+                let named = |codes: &[&str]| codes.iter().any(|c| code.contains(c));
+                if matches!(status, 401 | 403) || named(&KEY_REJECTED_CODES) {
+                    ErrorClass::KeyRejected
+                } else if named(&REQUEST_REJECTED_CODES) {
+                    ErrorClass::RequestRejected
+                } else if *status == 429 {
+                    ErrorClass::RateLimited
+                } else if *status >= 500 {
+                    ErrorClass::ServerError
+                } else {
+                    ErrorClass::RequestRejected
+                }
             }
-            Self::Timeout | Self::Connect(_) => true,
-            Self::Response(_) | Self::Parse(_) | Self::NoKey(_) => false,
+            Self::Timeout => ErrorClass::Timeout,
+            Self::Connect(_) => ErrorClass::Connect,
+            Self::Response(_) | Self::Parse(_) => ErrorClass::Unreadable,
+            Self::NoKey(_) => ErrorClass::NoKey,
         }
+    }
+
+    /// Whether trying again (later, or with another key) may succeed.
+    pub fn retryable(&self) -> bool {
+        self.class().retryable()
     }
 
     /// A short label for metrics and logs.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Status { status: 429, .. } => "rate_limited",
-            Self::Status { status, .. } if *status >= 500 => "server_error",
-            Self::Status { .. } => "rejected",
-            Self::Timeout => "timeout",
-            Self::Connect(_) => "connect_error",
-            Self::Response(_) | Self::Parse(_) => "parse_error",
-            Self::NoKey(_) => "no_key",
-        }
+        self.class().label()
     }
 }
 
@@ -100,6 +160,21 @@ pub fn error_details(body: &str) -> (String, String) {
         message = body.chars().take(200).collect();
     }
     (text(&e["code"]), message.chars().take(300).collect())
+}
+
+/// Something that answers chat-completions requests, retries included: the API-key pool in the
+/// service, a scripted fake in tests. The per-camera advisor calls through it.
+pub trait Completer: Send + Sync + std::fmt::Debug {
+    /// Sends `body` and returns the answer.
+    fn complete<'a>(
+        &'a self,
+        body: &'a Value,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Completion, LlmError>> + Send + 'a>,
+    >;
+
+    /// Counts what became of an answer once read (`success`, `parse_error`).
+    fn record(&self, outcome: &'static str);
 }
 
 /// A successful call.
@@ -210,22 +285,32 @@ impl LlmClient {
 
     /// Calls with up to `max_retry` retries of retryable failures, backing off 0.5 s, 1 s, ...
     pub async fn complete(&self, body: &Value) -> Result<Completion, LlmError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.attempt(body).await {
-                Ok(mut c) => {
-                    c.attempts = attempt;
-                    return Ok(c);
-                }
-                Err(e) if e.retryable() && attempt <= self.max_retry => {
-                    tracing::debug!(error = %e, attempt, "LLM call failed, retrying");
-                    tokio::time::sleep(RETRY_BASE * 2u32.pow(attempt - 1)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        retry_calls(self.max_retry, |_| self.attempt(body)).await
     }
+}
+
+/// The retries of one call: retryable failures (see [`ErrorClass`]) again after
+/// [`RETRY_BASE`], doubling; the completion says how many attempts it took.
+pub async fn retry_calls<Fut>(
+    max_retry: u32,
+    attempt: impl FnMut(u32) -> Fut,
+) -> Result<Completion, LlmError>
+where
+    Fut: std::future::Future<Output = Result<Completion, LlmError>>,
+{
+    let done = retry::retry(
+        max_retry,
+        retry::Backoff::new(RETRY_BASE, RETRY_BASE * 64),
+        None,
+        LlmError::retryable,
+        |e, attempt| tracing::debug!(error = %e, attempt, "LLM call failed, retrying"),
+        attempt,
+    )
+    .await?;
+    Ok(Completion {
+        attempts: done.attempts,
+        ..done.value
+    })
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::histogram::Histogram;
 use serde_json::Value;
 
-use super::client::{Completion, LlmClient, LlmError, RETRY_BASE};
+use super::client::{Completer, Completion, LlmClient, LlmError, retry_calls};
 use super::scheduler::{Acquire, KeySnapshot, Outcome, Scheduler};
 use crate::keys::KeyPoolConfig;
 
@@ -219,25 +219,11 @@ impl KeyPool {
     /// backoff. Failures are counted here; the caller counts `success` or `parse_error` once it
     /// has read the answer.
     pub async fn complete(&self, body: &Value) -> Result<Completion, LlmError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = self.attempt(body).await;
-            match result {
-                Ok(mut done) => {
-                    done.attempts = attempt;
-                    return Ok(done);
-                }
-                Err(e) if e.retryable() && attempt <= self.max_retry => {
-                    tracing::debug!(error = %e, attempt, "LLM call failed, retrying");
-                    tokio::time::sleep(RETRY_BASE * 2u32.pow(attempt - 1)).await;
-                }
-                Err(e) => {
-                    self.stats.record(e.kind());
-                    return Err(e);
-                }
-            }
+        let result = retry_calls(self.max_retry, |_| self.attempt(body)).await;
+        if let Err(e) = &result {
+            self.stats.record(e.kind());
         }
+        result
     }
 
     async fn attempt(&self, body: &Value) -> Result<Completion, LlmError> {
@@ -266,5 +252,20 @@ impl KeyPool {
                 Err(e)
             }
         }
+    }
+}
+
+impl Completer for KeyPool {
+    fn complete<'a>(
+        &'a self,
+        body: &'a Value,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Completion, LlmError>> + Send + 'a>,
+    > {
+        Box::pin(KeyPool::complete(self, body))
+    }
+
+    fn record(&self, outcome: &'static str) {
+        self.stats.record(outcome);
     }
 }

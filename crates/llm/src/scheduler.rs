@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::client::LlmError;
+use super::client::{ErrorClass, LlmError};
 use crate::keys::KeySpec;
 
 /// First cooldown after a failure.
@@ -46,23 +46,9 @@ pub enum Outcome {
 impl Outcome {
     /// What a call's error says about its key.
     pub fn of_error(e: &LlmError) -> Self {
-        match e {
-            LlmError::Status { status, code, .. } => {
-                let bad_key = [
-                    "InvalidApiKey",
-                    "Arrearage",
-                    "AccessDenied",
-                    "invalid_api_key",
-                ];
-                if matches!(status, 401 | 403) || bad_key.iter().any(|c| code.contains(c)) {
-                    Self::KeyRejected
-                } else if e.retryable() {
-                    Self::Overloaded
-                } else {
-                    Self::RequestFailed
-                }
-            }
-            LlmError::Timeout | LlmError::Connect(_) => Self::Overloaded,
+        match e.class() {
+            ErrorClass::KeyRejected => Self::KeyRejected,
+            class if class.retryable() => Self::Overloaded,
             _ => Self::RequestFailed,
         }
     }

@@ -186,3 +186,142 @@ fn the_request_has_the_instructions_the_texts_and_four_images() {
     let empty = SceneFrame::default();
     assert!(build_request(&cfg, &[], &empty, &[]).unwrap().is_none());
 }
+
+/// Scripted answers for the advisor: each call takes `latency` of (paused) time and answers
+/// with the next script entry (`None`: a failed call).
+#[derive(Debug)]
+struct Scripted {
+    latency: std::time::Duration,
+    script: std::sync::Mutex<std::collections::VecDeque<Option<&'static str>>>,
+    calls: std::sync::atomic::AtomicU32,
+}
+
+impl crate::client::Completer for Scripted {
+    fn complete<'a>(
+        &'a self,
+        _body: &'a serde_json::Value,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<crate::client::Completion, crate::client::LlmError>,
+                > + Send
+                + 'a,
+        >,
+    > {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let next = self.script.lock().unwrap().pop_front().flatten();
+        Box::pin(async move {
+            tokio::time::sleep(self.latency).await;
+            match next {
+                Some(text) => Ok(crate::client::Completion {
+                    text: text.into(),
+                    model: "fake-vl".into(),
+                    latency: self.latency,
+                    attempts: 1,
+                    tokens: 0,
+                    key_id: String::new(),
+                }),
+                None => Err(crate::client::LlmError::Timeout),
+            }
+        })
+    }
+
+    fn record(&self, _outcome: &'static str) {}
+}
+
+const HIGH_ON_GROUP_1: &str = r#"{"hasDangerousDriving": true, "maxRiskLevel": "high", "results": [{"groupIndex": 1, "description": "too close", "riskLevel": "high", "confidence": 0.9, "riskTypes": ["tailgating"], "dangerObjectCount": 2, "triggerObjectIds": [9, 10]}]}"#;
+
+/// An advisor on the paused clock with a 3 s cooldown and a 3 s hold, answering after 1 s.
+fn advisor(script: Vec<Option<&'static str>>) -> (crate::advisor::Advisor, Arc<Scripted>) {
+    let completer = Arc::new(Scripted {
+        latency: std::time::Duration::from_secs(1),
+        script: std::sync::Mutex::new(script.into()),
+        calls: Default::default(),
+    });
+    let link = crate::advisor::AdvisorLink {
+        completer: Arc::clone(&completer) as Arc<dyn crate::client::Completer>,
+        clock: Arc::new(retry::TokioClock),
+        prompt: PromptConfig {
+            model: "fake-vl".into(),
+            max_image_tokens: 64,
+            max_answer_tokens: 100,
+        },
+        thresholds: crate::keys::RiskThresholds {
+            low: 0.45,
+            medium: 0.65,
+            high: 0.8,
+        },
+        cooldown: std::time::Duration::from_secs(3),
+        hold: std::time::Duration::from_secs(3),
+        runtime: tokio::runtime::Handle::current(),
+    };
+    (crate::advisor::Advisor::new(Arc::new(link)), completer)
+}
+
+use std::sync::Arc;
+
+/// The scene's frame and crops, offered to `a`.
+fn offer(a: &crate::advisor::Advisor) {
+    let (dets, scene) = scene();
+    let frame = RgbFrame {
+        width: 640,
+        height: 200,
+        data: vec![90; 640 * 200 * 3],
+    };
+    let crops: Vec<Option<GroupCrop>> = scene
+        .groups
+        .iter()
+        .map(|g| crop_jpeg(&frame, g.crop).unwrap())
+        .collect();
+    a.offer(&dets, &scene, &crops, chrono::Utc::now());
+}
+
+async fn wait(seconds: f64) {
+    tokio::time::sleep(std::time::Duration::from_secs_f64(seconds)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_advisor_keeps_its_cooldown_and_shows_an_answer_for_the_hold() {
+    let (a, fake) = advisor(vec![Some(HIGH_ON_GROUP_1), Some(HIGH_ON_GROUP_1)]);
+    offer(&a); // t = 0: sent
+    assert_eq!(a.counters().requests, 1);
+    assert!(a.current().is_none(), "no answer before it arrives");
+    wait(0.5).await;
+    offer(&a); // in flight: not sent
+    wait(0.6).await; // t = 1.1: answered at t = 1
+    let (verdict, fresh) = a.current().expect("the answer");
+    assert!(fresh);
+    assert_eq!(verdict.group_ids[0], 5, "the flagged group went first");
+    assert_eq!(
+        a.current().map(|(_, f)| f),
+        Some(false),
+        "then shown as stale"
+    );
+    offer(&a); // t = 1.1: cooldown (until t = 3)
+    assert_eq!(a.counters().requests, 1);
+    wait(2.0).await; // t = 3.1
+    offer(&a); // sent
+    assert_eq!(a.counters().requests, 2);
+    wait(1.1).await; // t = 4.2: the second answer arrived at t = 4.1
+    assert_eq!(a.current().map(|(_, f)| f), Some(true));
+    wait(3.5).await; // past the hold
+    assert!(a.current().is_none(), "the hold is over");
+    assert_eq!(fake.calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(a.counters().answers, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_call_starts_the_cooldown_too() {
+    let (a, fake) = advisor(vec![None, Some("not json at all")]);
+    offer(&a); // t = 0: fails at t = 1
+    wait(1.5).await;
+    assert_eq!(a.counters().failures, 1);
+    offer(&a); // t = 1.5: still cooling down (until t = 3)
+    assert_eq!(fake.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    wait(1.6).await; // t = 3.1
+    offer(&a);
+    wait(1.1).await;
+    assert_eq!(fake.calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(a.counters().parse_errors, 1);
+    assert!(a.current().is_none(), "an unreadable answer is not shown");
+}

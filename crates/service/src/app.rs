@@ -78,6 +78,8 @@ pub struct Parts {
     pub publisher: Option<Arc<DetectionPublisher>>,
     /// Where analysed frames are saved, when `storage.save_raw_frames` is on.
     pub store: Option<FrameStore>,
+    /// The API-key pool, when the LLM is on (standalone or streaming).
+    pub pool: Option<Arc<KeyPool>>,
 }
 
 /// Builds the shared pipeline and its sinks. Must run inside the async runtime when the LLM is
@@ -94,7 +96,11 @@ pub fn parts(config: &Config) -> anyhow::Result<Parts> {
     metrics
         .kafka
         .show_topics(topics.iter().map(|t| t.name.as_str()));
-    let llm = llm_link(config)?.map(|link| Arc::new(LlmSink::new(Arc::new(link))));
+    let pool = key_pool(config)?;
+    let llm = match &pool {
+        Some(pool) => llm_link(config, pool)?.map(|link| Arc::new(LlmSink::new(Arc::new(link)))),
+        None => None,
+    };
     let publisher = (config.kafka.enabled && config.kafka.roles.contains(&Role::Detector))
         .then(|| Arc::new(DetectionPublisher::new(&config.kafka.instance_id)));
     let store = config
@@ -129,6 +135,7 @@ pub fn parts(config: &Config) -> anyhow::Result<Parts> {
         llm,
         publisher,
         store,
+        pool,
     })
 }
 
@@ -199,17 +206,15 @@ pub fn prompt_config(config: &Config) -> PromptConfig {
 /// The LLM link every camera shares, when the LLM is on, has a key and the service runs
 /// standalone (in streaming mode the LLM work goes through the broker). Must run inside the
 /// async runtime (requests are spawned on it).
-fn llm_link(config: &Config) -> anyhow::Result<Option<AdvisorLink>> {
+fn llm_link(config: &Config, pool: &Arc<KeyPool>) -> anyhow::Result<Option<AdvisorLink>> {
     if config.kafka.enabled {
         return Ok(None);
     }
-    let Some(pool) = key_pool(config)? else {
-        return Ok(None);
-    };
     let runtime =
         tokio::runtime::Handle::try_current().context("the LLM needs the async runtime")?;
     Ok(Some(AdvisorLink {
-        pool,
+        completer: Arc::clone(pool) as Arc<dyn llm::client::Completer>,
+        clock: Arc::new(retry::TokioClock),
         prompt: prompt_config(config),
         thresholds: config.llm.risk_threshold,
         cooldown: config.llm.cooldown,
@@ -226,13 +231,10 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
         llm,
         publisher,
         store,
+        pool: llm_pool,
     } = parts(config)?;
     let publisher_stats = publisher.as_ref().map(|p| Arc::clone(&p.stats));
-    let llm_pool = match &llm {
-        Some(sink) => Some(Arc::clone(&sink.link().pool)),
-        None if config.kafka.enabled => key_pool(config)?,
-        None => None,
-    };
+
     if !config.llm_active() {
         let why = if config.llm.enabled {
             "no API key (set DASHSCOPE_API_KEY)"

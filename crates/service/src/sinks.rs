@@ -36,11 +36,6 @@ impl LlmSink {
         }
     }
 
-    /// The key pool the advisors call through.
-    pub fn link(&self) -> &Arc<AdvisorLink> {
-        &self.link
-    }
-
     /// Camera `id`'s LLM counters, once it has offered a frame.
     pub fn counters(&self, id: CameraId) -> Option<LlmCounters> {
         lock(&self.advisors).get(&id).map(Advisor::counters)

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 /// The layers, bottom first: a crate may depend only on crates of lower layers.
 const LAYERS: &[&[&str]] = &[
-    &["vision"],
+    &["vision", "retry"],
     &["imaging", "protocol"],
     &["camera", "llm"],
     &["streaming"],

@@ -18,9 +18,10 @@ use super::roles::{TasksHandler, WorkerHandler};
 use super::runner::{Handler, RunnerConfig, RunnerParts, RunnerStats, run};
 use super::shared::Shared;
 use crate::counters::KafkaMetrics;
-use crate::settings::{NodeSettings, Role};
+use crate::settings::{KafkaFile, NodeSettings, Role};
 use camera::hub::CameraHub;
 use llm::pool::KeyPool;
+use retry::{Backoff, retry};
 
 /// LLM tasks one llm-worker process handles at once (the key pool enforces the real limits).
 pub const WORKER_CONCURRENCY: usize = 256;
@@ -141,24 +142,8 @@ pub async fn start(
     }
     let spawner = tracker.clone();
     tracker.spawn(async move {
-        let mut pause = Duration::from_secs(1);
-        loop {
-            match ensure_topics(&bootstrap, &file.topics.all()).await {
-                Ok(created) => {
-                    if !created.is_empty() {
-                        tracing::info!(topics = ?created, "created topics");
-                    }
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "broker not ready; retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(pause) => {}
-                        () = shutdown.cancelled() => return,
-                    }
-                    pause = (pause * 2).min(Duration::from_secs(30));
-                }
-            }
+        if !topics_ready(&bootstrap, &file, &shutdown).await {
+            return;
         }
         if let Some(publisher) = &local.publisher
             && let Some(rx) = publisher.take_receiver()
@@ -201,31 +186,62 @@ pub async fn start(
                 shared: shared.clone(),
                 stats: loop_stats,
             };
-            let stop = shutdown.clone();
-            spawner.spawn(async move {
-                let mut pause = Duration::from_secs(1);
-                while !stop.is_cancelled() {
-                    let role = cfg.role;
-                    let result = run(
-                        cfg.clone(),
-                        parts.clone(),
-                        Arc::clone(&handler),
-                        stop.clone(),
-                    );
-                    match result.await {
-                        Ok(()) => break,
-                        Err(e) => {
-                            tracing::error!(role, error = %e, "consume loop failed; restarting");
-                        }
-                    }
-                    tokio::select! {
-                        () = tokio::time::sleep(pause) => {}
-                        () = stop.cancelled() => break,
-                    }
-                    pause = (pause * 2).min(Duration::from_secs(30));
-                }
-            });
+            spawner.spawn(supervise(cfg, parts, handler, shutdown.clone()));
         }
     });
     Ok(stats)
+}
+
+/// Restarts with backoff: broker and consume loops, 1 s doubling to 30 s.
+fn restart_backoff() -> Backoff {
+    Backoff::new(Duration::from_secs(1), Duration::from_secs(30))
+}
+
+/// Creates the missing topics, retrying while the broker is unreachable; false when shut down
+/// first.
+async fn topics_ready(bootstrap: &str, file: &KafkaFile, shutdown: &CancellationToken) -> bool {
+    let topics = file.topics.all();
+    let ready = retry(
+        u32::MAX,
+        restart_backoff(),
+        Some(shutdown),
+        |_| true,
+        |e, _| tracing::warn!(error = %e, "broker not ready; retrying"),
+        |_| ensure_topics(bootstrap, &topics),
+    )
+    .await;
+    match ready {
+        Ok(done) if !done.value.is_empty() => {
+            tracing::info!(topics = ?done.value, "created topics");
+            true
+        }
+        Ok(_) => true,
+        Err(_) => false,
+    }
+}
+
+/// Runs one consume loop until shutdown, restarting it with backoff when it fails.
+async fn supervise(
+    cfg: RunnerConfig,
+    parts: RunnerParts,
+    handler: Arc<dyn Handler>,
+    shutdown: CancellationToken,
+) {
+    let role = cfg.role;
+    let _ = retry(
+        u32::MAX,
+        restart_backoff(),
+        Some(&shutdown),
+        |_| true,
+        |e, _| tracing::error!(role, error = %e, "consume loop failed; restarting"),
+        |_| {
+            run(
+                cfg.clone(),
+                parts.clone(),
+                Arc::clone(&handler),
+                shutdown.clone(),
+            )
+        },
+    )
+    .await;
 }

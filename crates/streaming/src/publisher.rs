@@ -15,12 +15,15 @@ use camera::sink::{FrameReport, FrameSink, SinkError};
 use llm::prompt::{group_summary, select_groups};
 use protocol::{CameraId, DetectionResult, RiskLevel, ServerMessage};
 use rdkafka::Message;
+use retry::{Backoff, retry, sleep_or_cancelled};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::kafka::{GroupConsumer, Producer};
 use crate::messages::{DetectionRecord, GroupBrief, MergedResult, decode, encode_detection};
 
+/// Retries of a failed send before the record is dropped (and counted).
+const SEND_RETRIES: u32 = 2;
 /// Records queued for the broker before new ones are dropped.
 pub const PUBLISH_QUEUE: usize = 64;
 /// Merged-result ids remembered to drop the second of a complete/partial pair.
@@ -142,19 +145,16 @@ pub async fn run_publisher(
             () = shutdown.cancelled() => return,
         };
         let key = camera.to_string();
-        let mut sent = false;
-        for attempt in 0..3u32 {
-            match producer.send(&topic, &key, &bytes).await {
-                Ok(_) => {
-                    sent = true;
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(camera, error = %e, attempt, "detection send failed");
-                    tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
-                }
-            }
-        }
+        let sent = retry(
+            SEND_RETRIES,
+            Backoff::new(Duration::from_millis(500), Duration::from_secs(2)),
+            Some(&shutdown),
+            |_| true,
+            |e, attempt| tracing::warn!(camera, error = %e, attempt, "detection send failed"),
+            |_| producer.send(&topic, &key, &bytes),
+        )
+        .await
+        .is_ok();
         let counter = if sent {
             &stats.published
         } else {
@@ -184,7 +184,7 @@ pub async fn forward_merged(
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "merged results: receive failed");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                sleep_or_cancelled(Duration::from_millis(500), &shutdown).await;
                 continue;
             }
         };

@@ -14,6 +14,7 @@ use std::time::Duration;
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::OwnedMessage;
+use retry::{Backoff, sleep_or_cancelled};
 use serde_json::json;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -177,9 +178,8 @@ async fn settle(
                     }
                     Ok(Claim::Busy) => {
                         // A duplicate being handled elsewhere: wait for its end (or its lapse).
-                        tokio::select! {
-                            () = tokio::time::sleep(Duration::from_millis(250)) => {}
-                            () = shutdown.cancelled() => return false,
+                        if !sleep_or_cancelled(Duration::from_millis(250), shutdown).await {
+                            return false;
                         }
                     }
                     Err(e) => {
@@ -192,7 +192,10 @@ async fn settle(
             let mut last = String::new();
             let mut done = false;
             let mut attempt = 0;
-            let mut outage = OUTAGE_FIRST_PAUSE;
+            let mut transient =
+                Backoff::new(Duration::from_millis(400), Duration::from_millis(12_800));
+            let mut outage = Backoff::new(OUTAGE_FIRST_PAUSE, Duration::from_secs(10));
+            let mut waiting = false;
             while attempt < cfg.max_attempts {
                 let result = match handler.handle(Arc::clone(&payload)).await {
                     Ok(out) => send_all(parts, &out)
@@ -216,25 +219,20 @@ async fn settle(
                             break;
                         }
                         parts.stats.retries.fetch_add(1, Ordering::Relaxed);
-                        Duration::from_millis(200 * 2u64.pow(attempt.min(6)))
+                        transient.next_delay()
                     }
                     Err(HandleError::Unavailable(why)) => {
                         // Not the message's fault: wait for the service, however long.
                         parts.stats.retries.fetch_add(1, Ordering::Relaxed);
-                        if outage == OUTAGE_FIRST_PAUSE {
+                        if !std::mem::replace(&mut waiting, true) {
                             tracing::warn!(role = cfg.role, reason = %why, "waiting for a service");
                         }
-                        let pause = outage;
-                        outage = (outage * 2).min(Duration::from_secs(10));
-                        pause
+                        outage.next_delay()
                     }
                 };
-                tokio::select! {
-                    () = tokio::time::sleep(pause) => {}
-                    () = shutdown.cancelled() => {
-                        let _ = parts.shared.release(&cfg.group, id).await;
-                        return false;
-                    }
+                if !sleep_or_cancelled(pause, shutdown).await {
+                    let _ = parts.shared.release(&cfg.group, id).await;
+                    return false;
                 }
             }
             if done {
@@ -257,7 +255,7 @@ async fn settle(
     );
     let dead = dead_letter_payload(cfg, msg, &reason);
     let key = String::from_utf8_lossy(msg.key().unwrap_or_default()).to_string();
-    let mut pause = Duration::from_millis(500);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
     loop {
         match parts.producer.send(&cfg.dead_letter, &key, &dead).await {
             Ok(_) => {
@@ -271,11 +269,9 @@ async fn settle(
             }
             Err(e) => {
                 tracing::error!(role = cfg.role, error = %e, "cannot dead-letter; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(pause) => {}
-                    () = shutdown.cancelled() => return false,
+                if !sleep_or_cancelled(backoff.next_delay(), shutdown).await {
+                    return false;
                 }
-                pause = (pause * 2).min(Duration::from_secs(10));
             }
         }
     }
@@ -346,7 +342,7 @@ pub async fn run(
                     Ok(m) => m.detach(),
                     Err(e) => {
                         tracing::warn!(role = cfg.role, error = %e, "receive failed");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        sleep_or_cancelled(Duration::from_millis(500), &shutdown).await;
                         continue;
                     }
                 };

@@ -66,11 +66,7 @@ pub fn parse(text: &str, env: &HashMap<String, String>) -> Result<KeyPoolConfig,
     if text.trim().is_empty() {
         return Ok(KeyPoolConfig::default());
     }
-    let file: File = serde_saphyr::from_str(text).map_err(|e| {
-        let first = e.to_string();
-        let first = first.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-        format!("invalid API key file: {}", first.trim())
-    })?;
+    let file: File = super::yaml::parse(text, "API key file")?;
     let positive = |what: &str, v: Option<f64>| match v {
         Some(q) if !(q.is_finite() && q > 0.0) => Err(format!("{what} must be above 0")),
         _ => Ok(v),

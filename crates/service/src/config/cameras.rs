@@ -67,16 +67,8 @@ pub fn load(path: &Path, flags: &[String]) -> Result<Vec<CameraDecl>, ConfigErro
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(key.clone(), format!("cannot read: {e}")))?;
         if !text.trim().is_empty() {
-            let file: CamerasFile = serde_saphyr::from_str(&text).map_err(|e| {
-                let first = e.to_string();
-                let first = first
-                    .lines()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("")
-                    .trim()
-                    .to_string();
-                ConfigError::new(key.clone(), format!("invalid cameras file: {first}"))
-            })?;
+            let file: CamerasFile = super::yaml::parse(&text, "cameras file")
+                .map_err(|m| ConfigError::new(key.clone(), m))?;
             for decl in &file.cameras {
                 check(decl, &key)?;
             }

@@ -22,11 +22,7 @@ pub fn parse(text: &str) -> Result<KafkaFile, String> {
     if text.trim().is_empty() {
         return Ok(KafkaFile::default());
     }
-    let file: KafkaFile = serde_saphyr::from_str(text).map_err(|e| {
-        let first = e.to_string();
-        let first = first.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-        format!("invalid Kafka file: {}", first.trim())
-    })?;
+    let file: KafkaFile = super::yaml::parse(text, "Kafka file")?;
     let mut names: Vec<&str> = Vec::new();
     for t in file.topics.all() {
         let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');

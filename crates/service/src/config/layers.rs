@@ -211,8 +211,8 @@ fn env_value(
 /// values of the wrong shape.
 fn yaml_values(text: &str, path: &Path) -> Result<Vec<(&'static Setting, String)>, ConfigError> {
     let file = path.display().to_string();
-    let doc: Value = serde_saphyr::from_str(text)
-        .map_err(|e| ConfigError::new(file.clone(), format!("invalid YAML: {}", first_line(&e))))?;
+    let doc: Value =
+        super::yaml::parse(text, "YAML").map_err(|m| ConfigError::new(file.clone(), m))?;
     let mut out = Vec::new();
     match doc {
         Value::Null => {}
@@ -286,13 +286,4 @@ fn scalar_text(value: &Value) -> Option<String> {
         Value::Bool(_) | Value::Number(_) => Some(value.to_string()),
         _ => None,
     }
-}
-
-fn first_line(e: &dyn fmt::Display) -> String {
-    let text = e.to_string();
-    text.lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim()
-        .to_string()
 }

@@ -11,6 +11,7 @@ pub mod layers;
 pub mod parse;
 pub mod reference;
 pub mod settings;
+pub mod yaml;
 
 use std::collections::HashMap;
 use std::fmt;
