@@ -30,7 +30,7 @@ use crate::judge::{FrameInput, fresh_high, judge_frame};
 use crate::result::ModelFacts;
 use crate::sampler::{Decision, DecodeJob, Sampler};
 use crate::sink::{CameraEvent, FrameReport, FrameSink, Stage};
-use crate::source::{Source, SourceError};
+use crate::source::{FrameSource, SourceError, SourceOpener};
 
 /// No frame for this long means the stream is dead, even with the socket open.
 pub const WATCHDOG: Duration = Duration::from_secs(10);
@@ -53,6 +53,8 @@ pub struct Pipeline {
     /// Where analysed frames and camera events go, in this order (a sink sees what the ones
     /// before it added to the result).
     pub sinks: Vec<Arc<dyn FrameSink>>,
+    /// How camera URLs are opened ([`crate::source::Sources`] but in tests).
+    pub sources: Arc<dyn SourceOpener>,
 }
 
 impl Pipeline {
@@ -273,7 +275,12 @@ async fn run_once(
     connection: u64,
     backoff: &mut Backoff,
 ) -> (SourceError, bool) {
-    let mut source = match Source::open(&task.url, task.guard_resolution).await {
+    let opened = task
+        .pipeline
+        .sources
+        .open(&task.url, task.guard_resolution)
+        .await;
+    let mut source = match opened {
         Ok(s) => s,
         Err(e) => return (e, false),
     };
@@ -287,7 +294,7 @@ async fn run_once(
 /// Feeds an open source's frames to the sampler until it fails.
 async fn stream(
     task: &CameraTask,
-    source: &mut Source,
+    source: &mut Box<dyn FrameSource>,
     jobs: &SyncSender<Sampled>,
     pause: &AlertPause,
     connection: u64,

@@ -128,6 +128,7 @@ pub fn parts(config: &Config) -> anyhow::Result<Parts> {
         scene: scene_config(config),
         alert_pause: config.stream.alert_pause,
         sinks,
+        sources: Arc::new(camera::source::Sources),
     };
     Ok(Parts {
         pipeline: Arc::new(pipeline),

@@ -31,6 +31,50 @@ pub use redact::redact;
 
 use crate::sampler::EncodedFrame;
 
+/// A future a source's methods return (boxed: the trait is used as `dyn`).
+pub type SourceFuture<'a, T> =
+    Pin<Box<dyn std::future::Future<Output = Result<T, SourceError>> + Send + 'a>>;
+
+/// An open camera stream: encoded frames until it fails or ends. The pipeline reads frames
+/// through this seam, so tests can feed it scripted streams on tokio's paused clock.
+pub trait FrameSource: Send {
+    /// The next frame.
+    fn next_frame(&mut self) -> SourceFuture<'_, EncodedFrame>;
+
+    /// Whether the source ends for good when it ends (a file without `loop`).
+    fn is_finite(&self) -> bool;
+}
+
+/// Opens camera URLs: [`Sources`] in the service, scripted openers in tests.
+pub trait SourceOpener: Send + Sync {
+    /// Opens `url` (already policy-checked); with `guard`, its host name must not resolve to a
+    /// link-local or metadata address.
+    fn open<'a>(&'a self, url: &'a Url, guard: bool) -> SourceFuture<'a, Box<dyn FrameSource>>;
+}
+
+/// The real sources: RTSP, HTTP MJPEG and MP4 files.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sources;
+
+impl SourceOpener for Sources {
+    fn open<'a>(&'a self, url: &'a Url, guard: bool) -> SourceFuture<'a, Box<dyn FrameSource>> {
+        Box::pin(async move {
+            let source = Source::open(url, guard).await?;
+            Ok(Box::new(source) as Box<dyn FrameSource>)
+        })
+    }
+}
+
+impl FrameSource for Source {
+    fn next_frame(&mut self) -> SourceFuture<'_, EncodedFrame> {
+        Box::pin(Source::next_frame(self))
+    }
+
+    fn is_finite(&self) -> bool {
+        Source::is_finite(self)
+    }
+}
+
 /// An open source of either kind.
 #[derive(Debug)]
 pub enum Source {
