@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::decode::VideoDecoder;
 use super::sampler::DecodeJob;
 use super::source::{Source, SourceError, SourcePolicy, check_policy, guards_resolution};
+use super::video::VideoDecoder;
 
 /// Time limit of a check.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);

@@ -6,7 +6,7 @@
 //! - [`source`]: opening a camera URL (RTSP through `retina`, HTTP MJPEG, MP4 files) under the
 //!   [`source::SourcePolicy`].
 //! - [`sampler`]: which encoded frames to decode, one sample per `frame_interval`.
-//! - [`decode`]: H.264 (OpenH264) and MJPEG pictures to RGB.
+//! - [`video`]: H.264 (OpenH264) and MJPEG pictures to RGB.
 //! - [`result`]: the rules' `detection_result` of one frame; [`judge`]: scene, evidence and
 //!   result of one frame (shared with `analyze`).
 //! - [`sink`]: what the pipeline hands out: [`sink::FrameReport`], [`sink::CameraEvent`].
@@ -17,7 +17,6 @@
 
 pub mod broadcast;
 pub mod check;
-pub mod decode;
 pub mod hub;
 pub mod judge;
 pub mod pipeline;
@@ -25,3 +24,4 @@ pub mod result;
 pub mod sampler;
 pub mod sink;
 pub mod source;
+pub mod video;

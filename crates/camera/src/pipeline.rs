@@ -25,12 +25,12 @@ use retry::{Backoff, sleep_or_cancelled};
 use vision::scene::is_vehicle;
 
 use crate::broadcast::Broadcast;
-use crate::decode::VideoDecoder;
 use crate::judge::{FrameInput, fresh_high, judge_frame};
 use crate::result::ModelFacts;
 use crate::sampler::{Decision, DecodeJob, Sampler};
 use crate::sink::{CameraEvent, FrameReport, FrameSink, Stage};
 use crate::source::{FrameSource, SourceError, SourceOpener};
+use crate::video::VideoDecoder;
 
 /// No frame for this long means the stream is dead, even with the socket open.
 pub const WATCHDOG: Duration = Duration::from_secs(10);

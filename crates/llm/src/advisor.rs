@@ -19,6 +19,8 @@ use crate::keys::RiskThresholds;
 use crate::parse::{Answer, Finding, parse_answer};
 use crate::prompt::{PromptConfig, build_request};
 use retry::Clock;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// What every camera's advisor shares.
 #[derive(Debug)]
@@ -37,6 +39,10 @@ pub struct AdvisorLink {
     pub hold: Duration,
     /// The runtime requests run on.
     pub runtime: tokio::runtime::Handle,
+    /// Where requests are tracked, so that shutdown waits for them.
+    pub tasks: TaskTracker,
+    /// Cancelled at shutdown: requests in flight are abandoned.
+    pub shutdown: CancellationToken,
 }
 
 /// An answer with what it refers to.
@@ -127,8 +133,14 @@ impl Advisor {
             s.counters.requests += 1;
         }
         let this = self.clone();
-        self.link.runtime.spawn(async move {
-            let result = this.link.completer.complete(&request.body).await;
+        let call = async move {
+            let result = tokio::select! {
+                result = this.link.completer.complete(&request.body) => result,
+                () = this.link.shutdown.cancelled() => {
+                    this.lock().in_flight = false;
+                    return;
+                }
+            };
             let mut s = this.lock();
             s.in_flight = false;
             match result {
@@ -160,7 +172,8 @@ impl Advisor {
                     tracing::warn!(error = %e, kind = e.kind(), "LLM call failed");
                 }
             }
-        });
+        };
+        self.link.tasks.spawn_on(call, &self.link.runtime);
     }
 
     /// The answer to show with the next result, if one arrived within the hold (or has not been

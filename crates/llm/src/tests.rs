@@ -254,6 +254,8 @@ fn advisor(script: Vec<Option<&'static str>>) -> (crate::advisor::Advisor, Arc<S
         cooldown: std::time::Duration::from_secs(3),
         hold: std::time::Duration::from_secs(3),
         runtime: tokio::runtime::Handle::current(),
+        tasks: tokio_util::task::TaskTracker::new(),
+        shutdown: tokio_util::sync::CancellationToken::new(),
     };
     (crate::advisor::Advisor::new(Arc::new(link)), completer)
 }

@@ -83,8 +83,12 @@ pub struct Parts {
 }
 
 /// Builds the shared pipeline and its sinks. Must run inside the async runtime when the LLM is
-/// on (its requests are spawned on it).
-pub fn parts(config: &Config) -> anyhow::Result<Parts> {
+/// on (its requests are spawned on it, tracked by `tasks` and abandoned at `shutdown`).
+pub fn parts(
+    config: &Config,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Parts> {
     let mut options = detector_options(&config.model, false);
     // Camera threads decode and encode on the same cores: no spin-waiting between operators.
     options.spinning = false;
@@ -98,7 +102,8 @@ pub fn parts(config: &Config) -> anyhow::Result<Parts> {
         .show_topics(topics.iter().map(|t| t.name.as_str()));
     let pool = key_pool(config)?;
     let llm = match &pool {
-        Some(pool) => llm_link(config, pool)?.map(|link| Arc::new(LlmSink::new(Arc::new(link)))),
+        Some(pool) => llm_link(config, pool, tasks, shutdown)?
+            .map(|link| Arc::new(LlmSink::new(Arc::new(link)))),
         None => None,
     };
     let publisher = (config.kafka.enabled && config.kafka.roles.contains(&Role::Detector))
@@ -207,7 +212,12 @@ pub fn prompt_config(config: &Config) -> PromptConfig {
 /// The LLM link every camera shares, when the LLM is on, has a key and the service runs
 /// standalone (in streaming mode the LLM work goes through the broker). Must run inside the
 /// async runtime (requests are spawned on it).
-fn llm_link(config: &Config, pool: &Arc<KeyPool>) -> anyhow::Result<Option<AdvisorLink>> {
+fn llm_link(
+    config: &Config,
+    pool: &Arc<KeyPool>,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<AdvisorLink>> {
     if config.kafka.enabled {
         return Ok(None);
     }
@@ -221,11 +231,15 @@ fn llm_link(config: &Config, pool: &Arc<KeyPool>) -> anyhow::Result<Option<Advis
         cooldown: config.llm.cooldown,
         hold: config.stream.alert_pause,
         runtime,
+        tasks: tasks.clone(),
+        shutdown: shutdown.clone(),
     }))
 }
 
 /// Runs the service until a signal.
 pub async fn serve(config: &Config) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
     let Parts {
         pipeline,
         metrics,
@@ -233,7 +247,7 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
         publisher,
         store,
         pool: llm_pool,
-    } = parts(config)?;
+    } = parts(config, &tracker, &shutdown)?;
     let publisher_stats = publisher.as_ref().map(|p| Arc::clone(&p.stats));
 
     if !config.llm_active() {
@@ -250,8 +264,6 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
             "LLM analysis on"
         );
     }
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
     let hub = Arc::new(CameraHub::new(
         pipeline,
         config.stream.frame_interval,

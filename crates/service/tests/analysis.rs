@@ -32,6 +32,13 @@ fn config(env: &[(&str, &str)]) -> Config {
     Config::load(&vars, &Overrides::default()).unwrap().0
 }
 
+/// The pipeline the service would run with `config`.
+fn parts(config: &Config) -> Arc<Pipeline> {
+    service::app::parts(config, &TaskTracker::new(), &CancellationToken::new())
+        .unwrap()
+        .pipeline
+}
+
 fn hub(config: &Config, pipeline: &Arc<Pipeline>) -> CameraHub {
     CameraHub::new(
         Arc::clone(pipeline),
@@ -58,7 +65,7 @@ async fn next(events: &mut broadcast::Receiver<Broadcast>, deadline: Instant) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_of_the_old_source_is_not_delivered_after_a_restart() {
     let config = config(&[("ALGO_ALLOWED_SOURCE_SCHEMES", "file")]);
-    let pipeline = service::app::parts(&config).unwrap().pipeline;
+    let pipeline = parts(&config);
     let hub = hub(&config, &pipeline);
     let mut sub = hub.start(1, 1, &looping("vtest-h264.mp4")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -88,7 +95,7 @@ async fn a_frame_of_the_old_source_is_not_delivered_after_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_camera_whose_analysis_cannot_run_goes_offline_instead_of_reconnecting() {
     let config = config(&[]);
-    let pipeline = service::app::parts(&config).unwrap().pipeline;
+    let pipeline = parts(&config);
     // The inference thread dies: every later detection fails.
     let killed = pipeline.worker.run(|_| -> () { panic!("injected fault") });
     assert!(killed.is_err());

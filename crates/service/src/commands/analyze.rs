@@ -6,11 +6,11 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use camera::decode::VideoDecoder;
 use camera::judge::{FrameInput, fresh_high, judge_frame};
 use camera::sampler::{Decision, Sampler};
 use camera::source::SourceError;
 use camera::source::file::FileSource;
+use camera::video::VideoDecoder;
 use protocol::ServerMessage;
 use vision::Detector;
 use vision::scene::Scene;

@@ -17,11 +17,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::cli::BenchPipelineArgs;
 use crate::config::Config;
-use camera::decode::VideoDecoder;
 use camera::hub::CameraHub;
 use camera::sampler::{Decision, EncodedFrame, Sampler};
 use camera::source::SourceError;
 use camera::source::file::FileSource;
+use camera::video::VideoDecoder;
 use protocol::api::CameraInfo;
 
 /// CPU seconds (user + system) from a `/proc/.../stat` file; 0 where unavailable.
@@ -136,7 +136,8 @@ pub fn run(config: &Config, args: &BenchPipelineArgs) -> anyhow::Result<ExitCode
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let pipeline = crate::app::parts(config)?.pipeline;
+    let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
+    let pipeline = crate::app::parts(config, &tasks, &stop)?.pipeline;
     println!(
         "{:>7} {:>12} {:>12} {:>9} {:>10} {:>12} {:>10}",
         "cameras", "analysed/s", "expected/s", "dropped", "decoded/s", "CPU %/cam", "sustained"
