@@ -18,10 +18,12 @@ use url::Url;
 use vision::scene::{Scene, SceneConfig};
 use vision::worker::InferenceWorker;
 
+use imaging::RgbFrame;
 use protocol::api::CameraInfo;
 use protocol::server::{CameraState as State, CameraStatus};
 use protocol::{CameraId, ServerMessage};
 use retry::{Backoff, sleep_or_cancelled};
+use vision::Detection;
 use vision::scene::is_vehicle;
 
 use crate::broadcast::Broadcast;
@@ -181,31 +183,41 @@ pub async fn run(task: CameraTask) {
         }
     };
     task.set_state(State::Connecting, "connecting");
+    let ending = connect_loop(&task, &job_tx, &pause, &analysis).await;
+    drop(job_tx);
+    let outcome = tokio::task::spawn_blocking(move || analysis.join()).await;
+    finish(&task, ending, outcome);
+}
+
+/// Reconnects with backoff until the camera is cancelled, its source ends for good or its
+/// analysis thread is gone; returns why it ended on its own (`None`: cancelled).
+async fn connect_loop(
+    task: &CameraTask,
+    job_tx: &SyncSender<Sampled>,
+    pause: &AlertPause,
+    analysis: &std::thread::JoinHandle<Result<(), String>>,
+) -> Option<Ending> {
     let mut backoff = reconnect_backoff();
     let mut connection = 0;
-    let mut ending = None;
     loop {
         if analysis.is_finished() {
-            ending = Some(Ending::AnalysisStopped(analysis_stopped().to_string()));
-            break;
+            return Some(Ending::AnalysisStopped(analysis_stopped().to_string()));
         }
         connection += 1;
         let (err, finite) = tokio::select! {
             biased;
-            _ = task.cancel.cancelled() => break,
-            ended = run_once(&task, &job_tx, &pause, connection, &mut backoff) => ended,
+            _ = task.cancel.cancelled() => return None,
+            ended = run_once(task, job_tx, pause, connection, &mut backoff) => ended,
         };
         if task.cancel.is_cancelled() {
-            break;
+            return None;
         }
         if err == analysis_stopped() || analysis.is_finished() {
-            ending = Some(Ending::AnalysisStopped(err.to_string()));
-            break;
+            return Some(Ending::AnalysisStopped(err.to_string()));
         }
         if finite && err == SourceError::Ended {
             // A file without `loop` is done: do not reconnect.
-            ending = Some(Ending::SourceEnded);
-            break;
+            return Some(Ending::SourceEnded);
         }
         tracing::warn!(camera = task.id, error = %err, "camera source failed");
         task.event(CameraEvent::Failed(Stage::Source));
@@ -216,11 +228,18 @@ pub async fn run(task: CameraTask) {
         });
         task.set_state(State::Reconnecting, &err.to_string());
         if !sleep_or_cancelled(backoff.next_delay(), &task.cancel).await {
-            break;
+            return None;
         }
     }
-    drop(job_tx);
-    let outcome = tokio::task::spawn_blocking(move || analysis.join()).await;
+}
+
+/// The camera's last words: nothing when it was stopped by the hub, else `offline` with the
+/// reason and a `stream_stopped`, after which the hub may give its place up.
+fn finish(
+    task: &CameraTask,
+    ending: Option<Ending>,
+    outcome: Result<std::thread::Result<Result<(), String>>, tokio::task::JoinError>,
+) {
     let ending = match ending {
         Some(ending) if !task.cancel.is_cancelled() => ending,
         _ => {
@@ -347,74 +366,143 @@ fn analysis_loop(
     jobs: &Receiver<Sampled>,
     pause: &AlertPause,
 ) -> Result<(), String> {
-    let mut decoder =
-        VideoDecoder::new().map_err(|e| format!("cannot start the video decoder: {e}"))?;
-    let pipeline = &task.pipeline;
-    let mut scene = Scene::new(pipeline.scene);
-    let mut last_decoded = 0;
+    let mut analysis = Analysis::new(task)?;
     for (job, captured, connection) in jobs {
         if task.cancel.is_cancelled() {
             break;
         }
         let started = Instant::now();
-        let stream_time = job.frames.last().map_or(0.0, |f| f.pts.as_secs_f64());
-        let frame = match decoder.decode(&job) {
-            Ok(Some(frame)) => Arc::new(frame),
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::warn!(camera = task.id, error = %e, "decode failed");
-                task.event(CameraEvent::Failed(Stage::Decode));
-                task.update(|i| i.last_error = Some(e.to_string()));
-                continue;
-            }
+        let Some(frame) = analysis.decode(&job) else {
+            continue;
         };
-        let decoded = decoder.frames_decoded();
-        task.event(CameraEvent::FramesDecoded(decoded - last_decoded));
-        last_decoded = decoded;
-        task.update(|i| i.frames_decoded = decoded);
-        let shared = Arc::clone(&frame);
-        let detect_started = Instant::now();
-        let detections = match pipeline.worker.run(move |d| d.detect(shared.view())) {
-            Ok(Ok(out)) => out.detections,
-            Ok(Err(e)) => {
-                tracing::warn!(camera = task.id, error = %e, "detection failed");
-                task.event(CameraEvent::Failed(Stage::Detect));
-                continue;
-            }
-            Err(e) => {
-                task.event(CameraEvent::Failed(Stage::Inference));
-                return Err(format!("inference unavailable: {e}"));
-            }
+        let Some((detections, detect_time)) = analysis.detect(&frame)? else {
+            continue;
         };
-        let detect_time = detect_started.elapsed();
         // Stopped or restarted on another URL while the detector ran (the longest wait): the
         // frame belongs to a source nobody watches any more; judging it could call the LLM.
         if task.cancel.is_cancelled() {
             break;
         }
+        let sample = Sample {
+            stream_time: job.frames.last().map_or(0.0, |f| f.pts.as_secs_f64()),
+            started,
+            captured,
+            connection,
+        };
+        if !analysis.judge_and_send(&frame, &detections, detect_time, &sample, pause) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Where a decoded sample came from.
+struct Sample {
+    /// Its stream time, seconds.
+    stream_time: f64,
+    /// When work on it started (`processTime`).
+    started: Instant,
+    /// When its last frame arrived (end-to-end latency).
+    captured: Instant,
+    /// The connection it came from (the alert pause is kept with it).
+    connection: u64,
+}
+
+/// One camera's analysis state: its decoder and its scene.
+struct Analysis<'a> {
+    task: &'a CameraTask,
+    decoder: VideoDecoder,
+    scene: Scene,
+    last_decoded: u64,
+}
+
+impl<'a> Analysis<'a> {
+    fn new(task: &'a CameraTask) -> Result<Self, String> {
+        let decoder =
+            VideoDecoder::new().map_err(|e| format!("cannot start the video decoder: {e}"))?;
+        Ok(Self {
+            task,
+            decoder,
+            scene: Scene::new(task.pipeline.scene),
+            last_decoded: 0,
+        })
+    }
+
+    /// The sample's picture; `None` (counted and reported) when there is none.
+    fn decode(&mut self, job: &DecodeJob) -> Option<Arc<RgbFrame>> {
+        let task = self.task;
+        let frame = match self.decoder.decode(job) {
+            Ok(Some(frame)) => Arc::new(frame),
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(camera = task.id, error = %e, "decode failed");
+                task.event(CameraEvent::Failed(Stage::Decode));
+                task.update(|i| i.last_error = Some(e.to_string()));
+                return None;
+            }
+        };
+        let decoded = self.decoder.frames_decoded();
+        task.event(CameraEvent::FramesDecoded(decoded - self.last_decoded));
+        self.last_decoded = decoded;
+        task.update(|i| i.frames_decoded = decoded);
+        Some(frame)
+    }
+
+    /// The picture's detections and the detector's time; `Ok(None)` when the detector refused
+    /// the picture, `Err` when the inference thread is gone (the camera cannot go on).
+    fn detect(&self, frame: &Arc<RgbFrame>) -> Result<Option<(Vec<Detection>, Duration)>, String> {
+        let task = self.task;
+        let shared = Arc::clone(frame);
+        let started = Instant::now();
+        match task.pipeline.worker.run(move |d| d.detect(shared.view())) {
+            Ok(Ok(out)) => Ok(Some((out.detections, started.elapsed()))),
+            Ok(Err(e)) => {
+                tracing::warn!(camera = task.id, error = %e, "detection failed");
+                task.event(CameraEvent::Failed(Stage::Detect));
+                Ok(None)
+            }
+            Err(e) => {
+                task.event(CameraEvent::Failed(Stage::Inference));
+                Err(format!("inference unavailable: {e}"))
+            }
+        }
+    }
+
+    /// Judges the frame, hands it to the sinks, asks for the alert pause after a fresh `high`
+    /// and broadcasts the result; false when the camera was stopped meanwhile.
+    fn judge_and_send(
+        &mut self,
+        frame: &RgbFrame,
+        detections: &[Detection],
+        detect_time: Duration,
+        sample: &Sample,
+        pause: &AlertPause,
+    ) -> bool {
+        let task = self.task;
+        let pipeline = &task.pipeline;
         let input = FrameInput {
             camera_id: task.id,
-            frame: &frame,
-            stream_time,
-            detections: &detections,
-            started,
+            frame,
+            stream_time: sample.stream_time,
+            detections,
+            started: sample.started,
             with_frame: true,
         };
-        let mut judged = match judge_frame(&mut scene, &pipeline.facts, &input) {
+        let mut judged = match judge_frame(&mut self.scene, &pipeline.facts, &input) {
             Ok(judged) => judged,
             Err(e) => {
                 tracing::warn!(camera = task.id, error = %e, "JPEG encode failed");
                 task.event(CameraEvent::Failed(Stage::Encode));
-                continue;
+                return true;
             }
         };
         let report = FrameReport {
             camera_id: task.id,
-            frame: &frame,
+            frame,
             jpeg: judged.jpeg.as_deref(),
-            stream_time,
+            stream_time: sample.stream_time,
             timestamp: judged.timestamp,
-            detections: &detections,
+            detections,
             scene: &judged.scene,
             crops: &judged.crops,
             detect_time,
@@ -425,8 +513,8 @@ fn analysis_loop(
             }
         }
         if fresh_high(&judged.result) {
-            let until = Duration::from_secs_f64(stream_time) + pipeline.alert_pause;
-            pause.request(connection, until);
+            let until = Duration::from_secs_f64(sample.stream_time) + pipeline.alert_pause;
+            pause.request(sample.connection, until);
         }
         let vehicles = detections.iter().filter(|d| is_vehicle(&d.label)).count() as u64;
         let persons = detections.iter().filter(|d| d.label == "person").count() as u64;
@@ -438,15 +526,15 @@ fn analysis_loop(
         });
         // And once more for the rest of the frame's work.
         if task.cancel.is_cancelled() {
-            break;
+            return false;
         }
         let message = ServerMessage::DetectionResult(Box::new(judged.result));
         let _ = task.events.send(Broadcast {
-            captured: Some(captured),
+            captured: Some(sample.captured),
             ..Broadcast::new(message)
         });
+        true
     }
-    Ok(())
 }
 
 #[cfg(test)]

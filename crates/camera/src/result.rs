@@ -62,20 +62,58 @@ pub fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
 
 /// Builds the frame's `detection_result` from the rules.
 pub fn detection_result(r: &FrameResult<'_>, facts: &ModelFacts) -> DetectionResult {
-    let b64 = &base64::engine::general_purpose::STANDARD;
     let scene = r.scene;
-    let detected_objects = r
-        .detections
+    DetectionResult {
+        camera_id: r.camera_id,
+        timestamp: iso(r.timestamp),
+        stream_time: r.stream_time,
+        frame: r
+            .jpeg
+            .map(|jpeg| format!("data:image/jpeg;base64,{}", BASE64.encode(jpeg))),
+        image_width: r.width,
+        image_height: r.height,
+        detected_objects: objects(r),
+        traffic_groups: groups(scene),
+        group_images: images(r),
+        dangerous_driving_results: alerts(r),
+        has_dangerous_driving: scene
+            .alerts
+            .iter()
+            .any(|a| a.hit.kind != RuleKind::Congestion),
+        max_risk_level: scene.max_level,
+        process_time: r.process_time,
+        llm_latency: None,
+        llm_model: None,
+        llm_raw_text: None,
+        model_type: facts.model_type.clone(),
+        supported_classes: facts.supported_classes.clone(),
+        tracking_enabled: facts.tracking_enabled,
+        server_draw_enabled: false,
+        traffic_stats: TrafficStats::from(scene.stats),
+        detection_id: None,
+        partial: None,
+    }
+}
+
+const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// Every detection, with its track id where the tracker gave one.
+fn objects(r: &FrameResult<'_>) -> Vec<DetectedObject> {
+    r.detections
         .iter()
         .enumerate()
         .map(|(i, d)| DetectedObject {
             class: d.label.clone(),
             confidence: d.confidence,
             bbox: d.bbox,
-            track_id: scene.track_ids.get(i).copied().flatten(),
+            track_id: r.scene.track_ids.get(i).copied().flatten(),
         })
-        .collect();
-    let traffic_groups = scene
+        .collect()
+}
+
+/// The scene's groups.
+fn groups(scene: &SceneFrame) -> Vec<TrafficGroup> {
+    scene
         .groups
         .iter()
         .map(|g| TrafficGroup {
@@ -88,8 +126,12 @@ pub fn detection_result(r: &FrameResult<'_>, facts: &ModelFacts) -> DetectionRes
             risk_level: g.level,
             member_track_ids: g.track_ids.clone(),
         })
-        .collect();
-    let group_images = scene
+        .collect()
+}
+
+/// Each group's crop, for the groups that have one.
+fn images(r: &FrameResult<'_>) -> Vec<GroupImage> {
+    r.scene
         .groups
         .iter()
         .zip(r.crops)
@@ -98,7 +140,7 @@ pub fn detection_result(r: &FrameResult<'_>, facts: &ModelFacts) -> DetectionRes
             Some(GroupImage {
                 group_index: g.index,
                 group_id: g.id,
-                image_base64: b64.encode(&crop.jpeg),
+                image_base64: BASE64.encode(&crop.jpeg),
                 bbox: g.crop,
                 object_count: g.members.len(),
                 classes: g.classes.clone(),
@@ -106,8 +148,12 @@ pub fn detection_result(r: &FrameResult<'_>, facts: &ModelFacts) -> DetectionRes
                 image_height: crop.height,
             })
         })
-        .collect();
-    let alerts = scene
+        .collect()
+}
+
+/// The rules' alerts, with their start in wall-clock time.
+fn alerts(r: &FrameResult<'_>) -> Vec<DangerAlert> {
+    r.scene
         .alerts
         .iter()
         .map(|a| DangerAlert {
@@ -123,38 +169,7 @@ pub fn detection_result(r: &FrameResult<'_>, facts: &ModelFacts) -> DetectionRes
             started_at: r.wall_time(a.started_at),
             is_stale: a.stale,
         })
-        .collect();
-    let dangerous = scene
-        .alerts
-        .iter()
-        .any(|a| a.hit.kind != RuleKind::Congestion);
-    DetectionResult {
-        camera_id: r.camera_id,
-        timestamp: iso(r.timestamp),
-        stream_time: r.stream_time,
-        frame: r
-            .jpeg
-            .map(|jpeg| format!("data:image/jpeg;base64,{}", b64.encode(jpeg))),
-        image_width: r.width,
-        image_height: r.height,
-        detected_objects,
-        traffic_groups,
-        group_images,
-        dangerous_driving_results: alerts,
-        has_dangerous_driving: dangerous,
-        max_risk_level: scene.max_level,
-        process_time: r.process_time,
-        llm_latency: None,
-        llm_model: None,
-        llm_raw_text: None,
-        model_type: facts.model_type.clone(),
-        supported_classes: facts.supported_classes.clone(),
-        tracking_enabled: facts.tracking_enabled,
-        server_draw_enabled: false,
-        traffic_stats: TrafficStats::from(scene.stats),
-        detection_id: None,
-        partial: None,
-    }
+        .collect()
 }
 
 #[cfg(test)]

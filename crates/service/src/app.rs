@@ -236,36 +236,81 @@ fn llm_link(
     }))
 }
 
-/// Runs the service until a signal.
+/// Runs the service until a signal. The order of start and stop is written out here: parts,
+/// cameras, background loops, streaming roles, listener; on the signal, sessions end (root
+/// token), cameras stop, and every tracked task gets [`GRACE`] to finish.
 pub async fn serve(config: &Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let Parts {
-        pipeline,
-        metrics,
-        llm,
-        publisher,
-        store,
-        pool: llm_pool,
-    } = parts(config, &tracker, &shutdown)?;
-    let publisher_stats = publisher.as_ref().map(|p| Arc::clone(&p.stats));
-
-    if !config.llm_active() {
-        let why = if config.llm.enabled {
-            "no API key (set DASHSCOPE_API_KEY)"
-        } else {
-            "llm.enabled = false"
+    let parts = parts(config, &tracker, &shutdown)?;
+    log_llm_state(config);
+    let hub = start_cameras(config, &parts, &shutdown, &tracker);
+    start_background(config, &parts, &hub, &shutdown, &tracker)?;
+    let node = if config.kafka.enabled {
+        let local = streaming::node::Local {
+            hub: Arc::clone(&hub),
+            publisher: parts.publisher.clone(),
         };
-        tracing::info!("LLM analysis off: {why}; rules only");
+        let stats = streaming::node::start(
+            &node_settings(config),
+            parts.pool.clone(),
+            local,
+            &tracker,
+            shutdown.child_token(),
+            Arc::clone(&parts.metrics.kafka),
+        )
+        .await?;
+        Some(stats)
     } else {
+        None
+    };
+    let signals = Signals::install()?;
+    let addr = (config.server.host.as_str(), config.server.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", addr.0, addr.1))?;
+    let local = listener.local_addr()?;
+    println!("traffic-algo listening on http://{local} (WebSocket ws://{local}/ws)");
+    tracing::info!(%local, "listening");
+    let state = app_state(config, &parts, &hub, node, &shutdown);
+    serve_until_signal(
+        listener,
+        router(state, &config.server.cors_origins),
+        signals,
+        &shutdown,
+    )
+    .await?;
+    stop(&hub, &tracker, &shutdown).await;
+    Ok(())
+}
+
+/// Says once, at start-up, whether the LLM judges too.
+fn log_llm_state(config: &Config) {
+    if config.llm_active() {
         tracing::info!(
             model = %config.llm.model,
             keys = config.llm.pool.keys.len(),
             "LLM analysis on"
         );
+        return;
     }
+    let why = if config.llm.enabled {
+        "no API key (set DASHSCOPE_API_KEY)"
+    } else {
+        "llm.enabled = false"
+    };
+    tracing::info!("LLM analysis off: {why}; rules only");
+}
+
+/// The camera hub, with the declared cameras started.
+fn start_cameras(
+    config: &Config,
+    parts: &Parts,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Arc<CameraHub> {
     let hub = Arc::new(CameraHub::new(
-        pipeline,
+        Arc::clone(&parts.pipeline),
         config.stream.frame_interval,
         config.stream.max_concurrent_streams,
         config.security.sources.clone(),
@@ -277,11 +322,22 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
             tracing::error!(camera = decl.id, error = %e, "declared camera not started");
         }
     }
-    if let Some(store) = store {
+    hub
+}
+
+/// The saved frames' retention and the backend link, when configured.
+fn start_background(
+    config: &Config,
+    parts: &Parts,
+    hub: &Arc<CameraHub>,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<()> {
+    if let Some(store) = &parts.store {
         tracker.spawn(crate::storage::keep_within(
-            store,
+            store.clone(),
             config.storage.retention,
-            Arc::clone(&metrics),
+            Arc::clone(&parts.metrics),
             shutdown.clone(),
         ));
     }
@@ -289,44 +345,35 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
         let client = BackendClient::new(config.backend.clone())?;
         tracker.spawn(backend::sync_cameras(
             client.clone(),
-            Arc::clone(&hub),
+            Arc::clone(hub),
             shutdown.clone(),
         ));
         tracker.spawn(backend::post_statistics(
             client,
-            Arc::clone(&hub),
+            Arc::clone(hub),
             shutdown.clone(),
         ));
         tracing::info!(url = %config.backend.base_url, "backend link on");
     }
-    let node = if config.kafka.enabled {
-        let stats = streaming::node::start(
-            &node_settings(config),
-            llm_pool.clone(),
-            streaming::node::Local {
-                hub: Arc::clone(&hub),
-                publisher,
-            },
-            &tracker,
-            shutdown.child_token(),
-            Arc::clone(&metrics.kafka),
-        )
-        .await?;
-        Some(stats)
-    } else {
-        None
-    };
-    let mut signals = Signals::install()?;
-    let addr = (config.server.host.as_str(), config.server.port);
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {}:{}", addr.0, addr.1))?;
-    let local = listener.local_addr()?;
-    println!("traffic-algo listening on http://{local} (WebSocket ws://{local}/ws)");
-    tracing::info!(%local, "listening");
+    Ok(())
+}
 
-    let state = AppState {
-        hub: Arc::clone(&hub),
+/// What every HTTP handler and WebSocket session shares.
+fn app_state(
+    config: &Config,
+    parts: &Parts,
+    hub: &Arc<CameraHub>,
+    node: Option<Arc<streaming::node::NodeStats>>,
+    shutdown: &CancellationToken,
+) -> AppState {
+    let sources = Sources {
+        pool: parts.pool.clone(),
+        hub: Some(Arc::clone(hub)),
+        node,
+        publisher: parts.publisher.as_ref().map(|p| Arc::clone(&p.stats)),
+    };
+    AppState {
+        hub: Arc::clone(hub),
         started: Instant::now(),
         llm_enabled: config.llm_active(),
         heartbeat: config.server.ws_heartbeat,
@@ -334,17 +381,9 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
         shutdown: shutdown.clone(),
         policy: config.security.clone(),
         mode: mode(config),
-        metrics: Arc::new(crate::metrics::registry(
-            &metrics,
-            Sources {
-                pool: llm_pool,
-                hub: Some(Arc::clone(&hub)),
-                node,
-                publisher: publisher_stats,
-            },
-        )),
-        stats: Arc::clone(&metrics),
-        llm: llm.clone(),
+        metrics: Arc::new(crate::metrics::registry(&parts.metrics, sources)),
+        stats: Arc::clone(&parts.metrics),
+        llm: parts.llm.clone(),
         connections: Arc::new(crate::http::limits::ConnectionLimiter::new(
             config.server.max_ws_connections,
             config.server.max_ws_connections_per_ip,
@@ -352,8 +391,17 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
         ws_messages_per_second: config.server.ws_messages_per_second,
         trusted_proxies: config.server.trusted_proxies.clone().into(),
         checks: Arc::new(tokio::sync::Semaphore::new(crate::http::ws::MAX_CHECKS)),
-    };
-    let app = router(state, &config.server.cors_origins);
+    }
+}
+
+/// Serves `app` until the first signal, which cancels `shutdown`; a second signal exits at once
+/// (the one task not tracked: it must outlive the teardown it cuts short).
+async fn serve_until_signal(
+    listener: TcpListener,
+    app: axum::Router,
+    mut signals: Signals,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     let stop = shutdown.clone();
     axum::serve(
         listener,
@@ -370,8 +418,12 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
         });
     })
     .await
-    .context("server failed")?;
+    .context("server failed")
+}
 
+/// The teardown: cancel everything, stop the cameras, wait for the tracked tasks up to
+/// [`GRACE`].
+async fn stop(hub: &CameraHub, tracker: &TaskTracker, shutdown: &CancellationToken) {
     shutdown.cancel();
     hub.stop_all();
     tracker.close();
@@ -379,7 +431,6 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
         tracing::warn!("cameras did not stop within {GRACE:?}; exiting anyway");
     }
     tracing::info!("stopped");
-    Ok(())
 }
 
 /// What this process's streaming roles are started with.

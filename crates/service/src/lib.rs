@@ -1,20 +1,22 @@
 //! The traffic-algo service. `main.rs` only parses the command line and hands over to
 //! [`commands`]; everything else lives here so black-box tests and benchmarks can reach it.
 //!
+//! The top layer: it reads the configuration, wires the crates below into the live service
+//! and serves HTTP and WebSocket; the cameras, the LLM and streaming mode live in their crates.
+//!
 //! Layout:
-//! - [`app`]: wiring and shutdown order of the live service (`serve`).
-//! - [`backend`]: camera list from and statistics to the Spring Boot backend.
-//! - [`camera`]: sources, decode policy, per-camera pipeline, the hub of shared cameras.
-//! - [`http`]: router, health, the `/ws` protocol and sessions.
-//! - [`cli`]: the command line (subcommands and the flags that override configuration).
-//! - [`config`]: layered configuration (defaults < YAML < environment < flags) and validation.
+//! - [`config`]: layered configuration (defaults < YAML < environment < flags) and validation;
+//!   the one YAML reader.
 //! - [`logging`]: the tracing subscriber (text or JSON on stderr).
-//! - [`imageio`]: reading image files into RGB frames.
-//! - [`llm`]: the multimodal LLM: request, client, answer parsing, per-camera use, key pool.
 //! - [`metrics`]: Prometheus metrics at `/metrics`.
+//! - [`storage`]: analysed frames kept on disk, with their retention.
+//! - [`sinks`]: the frame sinks the service plugs into every camera (LLM, saved frames, metrics).
 //! - [`detection`]: loading the detector from configuration and shaping its JSON output.
-//! - [`streaming`]: streaming mode: topic messages, broker client, offsets.
+//! - [`backend`]: camera list from and statistics to the Spring Boot backend.
+//! - [`http`]: router, health, the `/ws` sessions; the only place messages become JSON text.
+//! - [`app`]: wiring and shutdown order of the live service (`serve`).
 //! - [`reference`]: running the Python reference pipeline (parity tests, benchmarks).
+//! - [`cli`]: the command line (subcommands and the flags that override configuration).
 //! - [`commands`]: one module per subcommand.
 
 pub mod app;
