@@ -52,6 +52,9 @@ pub struct Local {
     pub publisher: Option<Arc<DetectionPublisher>>,
 }
 
+/// One consume loop to run: its configuration, what it does with a message, its counters.
+type RoleLoop = (RunnerConfig, Arc<dyn Handler>, Arc<RunnerStats>);
+
 /// Starts this process's streaming roles in the background.
 pub async fn start(
     settings: &NodeSettings,
@@ -61,120 +64,32 @@ pub async fn start(
     shutdown: CancellationToken,
     kafka_metrics: Arc<KafkaMetrics>,
 ) -> anyhow::Result<Arc<NodeStats>> {
-    let k = settings;
-    let roles = &k.roles;
-    if roles.contains(&Role::LlmWorker) && pool.is_none() {
+    if settings.roles.contains(&Role::LlmWorker) && pool.is_none() {
         anyhow::bail!("the llm-worker role needs an API key (DASHSCOPE_API_KEY or a key pool)");
     }
-    let url = k
+    let url = settings
         .redis_url
         .as_ref()
         .context("streaming mode needs redis.url")?;
-    let shared = Shared::connect(url, &k.file.group_prefix)
+    let shared = Shared::connect(url, &settings.file.group_prefix)
         .await
         .context("cannot connect to Redis")?;
-    let producer = Producer::with_metrics(&k.bootstrap_servers, kafka_metrics)?;
+    let producer = Producer::with_metrics(&settings.bootstrap_servers, kafka_metrics)?;
     let stats = Arc::new(NodeStats::default());
-    let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-    tracing::info!(roles = ?names, instance = %k.instance_id, "streaming mode");
-
-    let file = k.file.clone();
-    let instance_id = k.instance_id.clone();
-    let bootstrap = k.bootstrap_servers.clone();
-    let mut loops: Vec<(RunnerConfig, Arc<dyn Handler>, Arc<RunnerStats>)> = Vec::new();
-    let runner = |role: Role, topic: &str, concurrency: usize| RunnerConfig {
-        role: role.as_str(),
-        group: format!("{}-{}", file.group_prefix, role.as_str()),
-        topics: vec![topic.to_string()],
-        dead_letter: file.topics.dead_letter.name.clone(),
-        max_attempts: file.max_attempts,
-        concurrency,
-    };
-    if roles.contains(&Role::Tasks) {
-        let handler = TasksHandler {
-            tasks_topic: file.topics.assessment_tasks.name.clone(),
-        };
-        loops.push((
-            runner(
-                Role::Tasks,
-                &file.topics.detection_results.name,
-                TASKS_CONCURRENCY,
-            ),
-            Arc::new(handler),
-            Arc::clone(&stats.tasks),
-        ));
-    }
-    if let (true, Some(pool)) = (roles.contains(&Role::LlmWorker), pool) {
-        let handler = WorkerHandler {
-            pool,
-            prompt: k.prompt.clone(),
-            thresholds: k.thresholds,
-            results_topic: file.topics.risk_assessment_results.name.clone(),
-        };
-        loops.push((
-            runner(
-                Role::LlmWorker,
-                &file.topics.assessment_tasks.name,
-                WORKER_CONCURRENCY,
-            ),
-            Arc::new(handler),
-            Arc::clone(&stats.llm_worker),
-        ));
-    }
-    let mut sweeper = None;
-    if roles.contains(&Role::Aggregator) {
-        let handler = AggregatorHandler {
-            shared: shared.clone(),
-            merged_topic: file.topics.merged_results.name.clone(),
-            producer: producer.clone(),
-            timeout: k.aggregation_timeout,
-            stats: Arc::clone(&stats.aggregations),
-        };
-        let mut cfg = runner(
-            Role::Aggregator,
-            &file.topics.detection_results.name,
-            AGGREGATOR_CONCURRENCY,
-        );
-        cfg.topics
-            .push(file.topics.risk_assessment_results.name.clone());
-        sweeper = Some(handler.clone());
-        loops.push((cfg, Arc::new(handler), Arc::clone(&stats.aggregator)));
-    }
+    let names: Vec<&str> = settings.roles.iter().map(|r| r.as_str()).collect();
+    tracing::info!(roles = ?names, instance = %settings.instance_id, "streaming mode");
+    let (loops, sweeper) = role_loops(settings, pool, &shared, &producer, &stats);
+    let settings = settings.clone();
     let spawner = tracker.clone();
     tracker.spawn(async move {
-        if !topics_ready(&bootstrap, &file, &shutdown).await {
+        let bootstrap = &settings.bootstrap_servers;
+        if !topics_ready(bootstrap, &settings.file, &shutdown).await {
             return;
         }
-        if let Some(publisher) = &local.publisher
-            && let Some(rx) = publisher.take_receiver()
-        {
-            spawner.spawn(run_publisher(
-                rx,
-                producer.clone(),
-                file.topics.detection_results.name.clone(),
-                Arc::clone(&publisher.stats),
-                shutdown.clone(),
-            ));
-            let group = format!("{}-instance-{}", file.group_prefix, instance_id);
-            let topic = file.topics.merged_results.name.clone();
-            match GroupConsumer::with_metrics(
-                &bootstrap,
-                &group,
-                &[topic.as_str()],
-                producer.metrics(),
-            ) {
-                Ok(consumer) => {
-                    spawner.spawn(forward_merged(
-                        consumer,
-                        topic,
-                        instance_id.clone(),
-                        Arc::clone(&local.hub),
-                        Arc::clone(&publisher.stats),
-                        shutdown.clone(),
-                    ));
-                }
-                Err(e) => tracing::error!(error = %e, "cannot read merged results"),
-            }
+        if let Some(publisher) = &local.publisher {
+            start_detector_role(
+                &settings, publisher, &local.hub, &producer, &spawner, &shutdown,
+            );
         }
         if let Some(sweeper) = sweeper {
             spawner.spawn(sweeper.sweep(producer.clone(), shutdown.clone()));
@@ -190,6 +105,118 @@ pub async fn start(
         }
     });
     Ok(stats)
+}
+
+/// The consume loops of this process's roles (tasks, llm-worker, aggregator), and the
+/// aggregator's handler for its timeout sweeper.
+fn role_loops(
+    settings: &NodeSettings,
+    pool: Option<Arc<KeyPool>>,
+    shared: &Shared,
+    producer: &Producer,
+    stats: &NodeStats,
+) -> (Vec<RoleLoop>, Option<AggregatorHandler>) {
+    let (roles, file) = (&settings.roles, &settings.file);
+    let topics = &file.topics;
+    let runner = |role: Role, topic: &str, concurrency: usize| RunnerConfig {
+        role: role.as_str(),
+        group: format!("{}-{}", file.group_prefix, role.as_str()),
+        topics: vec![topic.to_string()],
+        dead_letter: topics.dead_letter.name.clone(),
+        max_attempts: file.max_attempts,
+        concurrency,
+    };
+    let mut loops: Vec<RoleLoop> = Vec::new();
+    if roles.contains(&Role::Tasks) {
+        let handler = TasksHandler {
+            tasks_topic: topics.assessment_tasks.name.clone(),
+        };
+        let cfg = runner(
+            Role::Tasks,
+            &topics.detection_results.name,
+            TASKS_CONCURRENCY,
+        );
+        loops.push((cfg, Arc::new(handler), Arc::clone(&stats.tasks)));
+    }
+    if let (true, Some(pool)) = (roles.contains(&Role::LlmWorker), pool) {
+        let handler = WorkerHandler {
+            pool,
+            prompt: settings.prompt.clone(),
+            thresholds: settings.thresholds,
+            results_topic: topics.risk_assessment_results.name.clone(),
+        };
+        let cfg = runner(
+            Role::LlmWorker,
+            &topics.assessment_tasks.name,
+            WORKER_CONCURRENCY,
+        );
+        loops.push((cfg, Arc::new(handler), Arc::clone(&stats.llm_worker)));
+    }
+    let mut sweeper = None;
+    if roles.contains(&Role::Aggregator) {
+        let handler = AggregatorHandler {
+            shared: shared.clone(),
+            merged_topic: topics.merged_results.name.clone(),
+            producer: producer.clone(),
+            timeout: settings.aggregation_timeout,
+            stats: Arc::clone(&stats.aggregations),
+        };
+        let mut cfg = runner(
+            Role::Aggregator,
+            &topics.detection_results.name,
+            AGGREGATOR_CONCURRENCY,
+        );
+        cfg.topics.push(topics.risk_assessment_results.name.clone());
+        sweeper = Some(handler.clone());
+        loops.push((cfg, Arc::new(handler), Arc::clone(&stats.aggregator)));
+    }
+    (loops, sweeper)
+}
+
+/// The detector role's two loops: analysed frames to `detection-results`, and this instance's
+/// merged results back to its cameras' watchers.
+fn start_detector_role(
+    settings: &NodeSettings,
+    publisher: &DetectionPublisher,
+    hub: &Arc<CameraHub>,
+    producer: &Producer,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    let Some(rx) = publisher.take_receiver() else {
+        return;
+    };
+    let topics = &settings.file.topics;
+    tracker.spawn(run_publisher(
+        rx,
+        producer.clone(),
+        topics.detection_results.name.clone(),
+        Arc::clone(&publisher.stats),
+        shutdown.clone(),
+    ));
+    let group = format!(
+        "{}-instance-{}",
+        settings.file.group_prefix, settings.instance_id
+    );
+    let topic = topics.merged_results.name.clone();
+    match GroupConsumer::with_metrics(
+        &settings.bootstrap_servers,
+        &group,
+        &[topic.as_str()],
+        producer.metrics(),
+    ) {
+        Ok(consumer) => {
+            tracker.spawn(forward_merged(
+                consumer,
+                topic,
+                settings.instance_id.clone(),
+                Arc::clone(hub),
+                Arc::clone(&publisher.stats),
+                shutdown.clone(),
+            ));
+        }
+        Err(e) => tracing::error!(error = %e, "cannot read merged results"),
+    }
 }
 
 /// Restarts with backoff: broker and consume loops, 1 s doubling to 30 s.
