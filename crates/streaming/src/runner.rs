@@ -169,82 +169,139 @@ async fn settle(
     let reason = match &id {
         None => "not a JSON message with a messageId".to_string(),
         Some(id) => {
-            loop {
-                match parts.shared.claim(&cfg.group, id).await {
-                    Ok(Claim::Taken) => break,
-                    Ok(Claim::Done) => {
-                        parts.stats.duplicates.fetch_add(1, Ordering::Relaxed);
-                        return true;
-                    }
-                    Ok(Claim::Busy) => {
-                        // A duplicate being handled elsewhere: wait for its end (or its lapse).
-                        if !sleep_or_cancelled(Duration::from_millis(250), shutdown).await {
-                            return false;
-                        }
-                    }
-                    Err(e) => {
-                        // Without Redis, handle it anyway: a duplicate beats a loss.
-                        tracing::warn!(role = cfg.role, error = %e, "cannot check for duplicates");
-                        break;
-                    }
-                }
+            match claim(cfg, parts, id, shutdown).await {
+                Claimed::Mine => {}
+                Claimed::Duplicate => return true,
+                Claimed::ShuttingDown => return false,
             }
-            let mut last = String::new();
-            let mut done = false;
-            let mut attempt = 0;
-            let mut transient =
-                Backoff::new(Duration::from_millis(400), Duration::from_millis(12_800));
-            let mut outage = Backoff::new(OUTAGE_FIRST_PAUSE, Duration::from_secs(10));
-            let mut waiting = false;
-            while attempt < cfg.max_attempts {
-                let result = match handler.handle(Arc::clone(&payload)).await {
-                    Ok(out) => send_all(parts, &out)
-                        .await
-                        .map_err(|e| HandleError::Unavailable(e.to_string())),
-                    Err(e) => Err(e),
-                };
-                let pause = match result {
-                    Ok(()) => {
-                        done = true;
-                        break;
+            match handle(cfg, parts, handler, &payload, shutdown).await {
+                Handled::Done => {
+                    if let Err(e) = parts.shared.mark_done(&cfg.group, id).await {
+                        tracing::warn!(role = cfg.role, error = %e, "cannot record a handled message");
                     }
-                    Err(HandleError::Permanent(why)) => {
-                        last = why;
-                        break;
-                    }
-                    Err(HandleError::Transient(why)) => {
-                        attempt += 1;
-                        last = why;
-                        if attempt >= cfg.max_attempts {
-                            break;
-                        }
-                        parts.stats.retries.fetch_add(1, Ordering::Relaxed);
-                        transient.next_delay()
-                    }
-                    Err(HandleError::Unavailable(why)) => {
-                        // Not the message's fault: wait for the service, however long.
-                        parts.stats.retries.fetch_add(1, Ordering::Relaxed);
-                        if !std::mem::replace(&mut waiting, true) {
-                            tracing::warn!(role = cfg.role, reason = %why, "waiting for a service");
-                        }
-                        outage.next_delay()
-                    }
-                };
-                if !sleep_or_cancelled(pause, shutdown).await {
+                    parts.stats.handled.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+                Handled::Failed(reason) => reason,
+                Handled::ShuttingDown => {
                     let _ = parts.shared.release(&cfg.group, id).await;
                     return false;
                 }
             }
-            if done {
-                if let Err(e) = parts.shared.mark_done(&cfg.group, id).await {
-                    tracing::warn!(role = cfg.role, error = %e, "cannot record a handled message");
-                }
-                parts.stats.handled.fetch_add(1, Ordering::Relaxed);
-                return true;
-            }
-            last
         }
     };
+    dead_letter(cfg, parts, msg, id.as_deref(), &reason, shutdown).await
+}
+
+/// Whose a message is.
+enum Claimed {
+    /// This consumer handles it.
+    Mine,
+    /// Handled already (counted as a duplicate).
+    Duplicate,
+    /// Shutdown came first.
+    ShuttingDown,
+}
+
+/// Claims message `id` in Redis; a duplicate being handled elsewhere is waited for (until it
+/// ends or its claim lapses). Without Redis the message is handled anyway: a duplicate beats a
+/// loss.
+async fn claim(
+    cfg: &RunnerConfig,
+    parts: &RunnerParts,
+    id: &str,
+    shutdown: &CancellationToken,
+) -> Claimed {
+    loop {
+        match parts.shared.claim(&cfg.group, id).await {
+            Ok(Claim::Taken) => return Claimed::Mine,
+            Ok(Claim::Done) => {
+                parts.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                return Claimed::Duplicate;
+            }
+            Ok(Claim::Busy) => {
+                if !sleep_or_cancelled(Duration::from_millis(250), shutdown).await {
+                    return Claimed::ShuttingDown;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(role = cfg.role, error = %e, "cannot check for duplicates");
+                return Claimed::Mine;
+            }
+        }
+    }
+}
+
+/// What became of a claimed message.
+enum Handled {
+    /// Handled and its output sent.
+    Done,
+    /// Refused for good, or failed `max_attempts` times: the last reason.
+    Failed(String),
+    /// Shutdown came first.
+    ShuttingDown,
+}
+
+/// Runs the handler and sends its output, retrying transient failures up to `max_attempts`
+/// (400 ms doubling to 12.8 s) and waiting out outages of a service it needs however long
+/// they last (500 ms doubling to 10 s).
+async fn handle(
+    cfg: &RunnerConfig,
+    parts: &RunnerParts,
+    handler: &dyn Handler,
+    payload: &Arc<[u8]>,
+    shutdown: &CancellationToken,
+) -> Handled {
+    let mut last = String::new();
+    let mut attempt = 0;
+    let mut transient = Backoff::new(Duration::from_millis(400), Duration::from_millis(12_800));
+    let mut outage = Backoff::new(OUTAGE_FIRST_PAUSE, Duration::from_secs(10));
+    let mut waiting = false;
+    while attempt < cfg.max_attempts {
+        let result = match handler.handle(Arc::clone(payload)).await {
+            Ok(out) => send_all(parts, &out)
+                .await
+                .map_err(|e| HandleError::Unavailable(e.to_string())),
+            Err(e) => Err(e),
+        };
+        let pause = match result {
+            Ok(()) => return Handled::Done,
+            Err(HandleError::Permanent(why)) => return Handled::Failed(why),
+            Err(HandleError::Transient(why)) => {
+                attempt += 1;
+                last = why;
+                if attempt >= cfg.max_attempts {
+                    break;
+                }
+                parts.stats.retries.fetch_add(1, Ordering::Relaxed);
+                transient.next_delay()
+            }
+            Err(HandleError::Unavailable(why)) => {
+                // Not the message's fault: wait for the service, however long.
+                parts.stats.retries.fetch_add(1, Ordering::Relaxed);
+                if !std::mem::replace(&mut waiting, true) {
+                    tracing::warn!(role = cfg.role, reason = %why, "waiting for a service");
+                }
+                outage.next_delay()
+            }
+        };
+        if !sleep_or_cancelled(pause, shutdown).await {
+            return Handled::ShuttingDown;
+        }
+    }
+    Handled::Failed(last)
+}
+
+/// Sends a message that cannot be handled to the dead-letter topic, retrying while the broker
+/// refuses, and records it as handled; false when shutdown came first.
+async fn dead_letter(
+    cfg: &RunnerConfig,
+    parts: &RunnerParts,
+    msg: &OwnedMessage,
+    id: Option<&str>,
+    reason: &str,
+    shutdown: &CancellationToken,
+) -> bool {
     tracing::warn!(
         role = cfg.role,
         topic = msg.topic(),
@@ -253,14 +310,14 @@ async fn settle(
         reason = %reason,
         "message dead-lettered"
     );
-    let dead = dead_letter_payload(cfg, msg, &reason);
+    let dead = dead_letter_payload(cfg, msg, reason);
     let key = String::from_utf8_lossy(msg.key().unwrap_or_default()).to_string();
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
     loop {
         match parts.producer.send(&cfg.dead_letter, &key, &dead).await {
             Ok(_) => {
                 parts.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                if let Some(id) = &id
+                if let Some(id) = id
                     && let Err(e) = parts.shared.mark_done(&cfg.group, id).await
                 {
                     tracing::warn!(role = cfg.role, error = %e, "cannot record a handled message");
