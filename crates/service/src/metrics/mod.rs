@@ -5,140 +5,35 @@
 //! hub, the streaming loops) when a scrape comes, so nothing is counted twice. Counters get the
 //! `_total` suffix from the encoder (`detection` is exposed as `detection_total`). Labels are
 //! bounded: camera id, class, level, rule type, topic, consumer group, never a URL or track id.
+//!
+//! Here: [`Metrics`] and its counting helpers. `labels`: the label sets and their bounded
+//! values; `per_camera`: one camera's handles ([`CameraMetrics`]); `register`: names, help and
+//! the registry; `text`: the OpenMetrics and classic text formats; `collect`, `key_pool`: the
+//! collectors.
 
 pub mod collect;
 mod family;
 pub mod key_pool;
+mod labels;
+mod per_camera;
+mod register;
+mod text;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
 
-use protocol::CameraId;
+pub use labels::{
+    AlertLabel, CameraLabel, EndpointLabel, InfoLabel, LIMITS, LimitLabel, ObjectLabel, RISK_TYPES,
+    RiskTypeLabel, StageLabel, WsTypeLabel, risk_type_label,
+};
+pub use per_camera::CameraMetrics;
+pub use register::{Sources, registry};
 pub use streaming::counters::{KafkaMetrics, LagLabel, TopicLabel};
-
-/// A camera's families.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CameraLabel {
-    /// Camera id.
-    pub camera_id: CameraId,
-}
-
-/// Detected objects by camera and class.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ObjectLabel {
-    /// Camera id.
-    pub camera_id: CameraId,
-    /// Detector class (the model's class list bounds it).
-    pub class: String,
-}
-
-/// Alerts by camera, level and where they came from.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct AlertLabel {
-    /// Camera id.
-    pub camera_id: CameraId,
-    /// `low`, `medium` or `high`.
-    pub level: &'static str,
-    /// `rules` or `llm`.
-    pub source: &'static str,
-}
-
-/// Risk types by name and source.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RiskTypeLabel {
-    /// One of [`RISK_TYPES`] (anything else an LLM says counts as `other`).
-    pub risk_type: &'static str,
-    /// `rules` or `llm`.
-    pub source: &'static str,
-}
-
-/// Pipeline errors by stage.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StageLabel {
-    /// `source`, `decode`, `detect`, `encode`, `inference`, `save` or `analysis`.
-    pub stage: &'static str,
-}
-
-/// WebSocket messages from clients by type.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct WsTypeLabel {
-    /// A protocol message type, or `invalid` for anything that did not parse.
-    pub r#type: &'static str,
-}
-
-/// Requests refused for a missing or wrong token, by endpoint.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct EndpointLabel {
-    /// `api` or `ws`.
-    pub endpoint: &'static str,
-}
-
-/// Client limits hit, by limit.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct LimitLabel {
-    /// One of [`LIMITS`].
-    pub limit: &'static str,
-}
-
-/// What `system_info` says.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct InfoLabel {
-    /// Crate version.
-    pub version: &'static str,
-    /// `standalone` or `streaming`.
-    pub mode: &'static str,
-    /// Detector model file name.
-    pub model: String,
-    /// LLM model, or `off`.
-    pub llm_model: String,
-}
-
-/// The client limits, as counted in `client_limit_hits_total`.
-pub const LIMITS: [&str; 6] = [
-    "connections",
-    "connections_per_ip",
-    "message_rate",
-    "message_size",
-    "flood",
-    "camera_checks",
-];
-
-/// Risk types counted by name; every other LLM risk type is `other`.
-pub const RISK_TYPES: [&str; 11] = [
-    "tailgating",
-    "pedestrian_conflict",
-    "wrong_way",
-    "sudden_stop",
-    "illegal_stop",
-    "congestion",
-    "speeding",
-    "cut_in",
-    "red_light",
-    "unsafe_lane_change",
-    "other",
-];
-
-/// The label for a risk type as a model may spell it (`Cut-in`, `red light`, `闯红灯` -> `other`).
-pub fn risk_type_label(name: &str) -> &'static str {
-    let norm: String = name
-        .trim()
-        .to_lowercase()
-        .chars()
-        .map(|c| if c == ' ' || c == '-' { '_' } else { c })
-        .collect();
-    RISK_TYPES
-        .iter()
-        .find(|t| **t == norm)
-        .copied()
-        .unwrap_or("other")
-}
+pub use text::{OPENMETRICS, PROMETHEUS_TEXT, render, to_prometheus_text};
 
 fn latency_histogram() -> Histogram {
     // 5 ms .. ~40 s.
@@ -225,136 +120,6 @@ impl Default for Metrics {
     }
 }
 
-/// The per-camera series a camera created beyond its fixed ones, and whether it was retired.
-#[derive(Debug, Default)]
-struct Created {
-    /// `detected_objects_total` by class.
-    objects: std::collections::HashMap<String, Counter>,
-    /// Set by [`CameraMetrics::retire`]: no new series from now on.
-    retired: bool,
-}
-
-/// One camera's handles on the per-camera families, fetched once when the camera starts.
-/// Camera ids are chosen by clients, so a camera's series are removed when it stops
-/// ([`CameraMetrics::retire`]): `/metrics` stays the size of the running cameras.
-#[derive(Debug, Clone)]
-pub struct CameraMetrics {
-    /// Camera id.
-    pub camera_id: CameraId,
-    /// `detection_total`.
-    pub detections: Counter,
-    /// `traffic_groups_total`.
-    pub traffic_groups: Counter,
-    /// `frames_received_total`.
-    pub frames_received: Counter,
-    /// `frames_decoded_total`.
-    pub frames_decoded: Counter,
-    /// `frames_dropped_total`.
-    pub frames_dropped: Counter,
-    /// `stream_reconnects_total`.
-    pub reconnects: Counter,
-    /// The shared families.
-    pub all: Arc<Metrics>,
-    created: Arc<std::sync::Mutex<Created>>,
-}
-
-impl CameraMetrics {
-    /// Counts one analysed frame: its detection time, objects and groups.
-    pub fn analysed<'a>(
-        &self,
-        detect_time: Duration,
-        classes: impl Iterator<Item = &'a str>,
-        groups: usize,
-    ) {
-        self.detections.inc();
-        self.all
-            .detection_latency
-            .observe(detect_time.as_secs_f64());
-        let mut created = self.created();
-        for class in classes {
-            if let Some(counter) = created.objects.get(class) {
-                counter.inc();
-            } else if !created.retired {
-                let counter = self
-                    .all
-                    .detected_objects
-                    .get_or_create(&ObjectLabel {
-                        camera_id: self.camera_id,
-                        class: class.to_string(),
-                    })
-                    .clone();
-                counter.inc();
-                created.objects.insert(class.to_string(), counter);
-            }
-        }
-        self.traffic_groups.inc_by(groups as u64);
-    }
-
-    fn created(&self) -> std::sync::MutexGuard<'_, Created> {
-        self.created.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Removes every series of this camera from the families (the camera stopped). Counting
-    /// on through these handles afterwards changes nothing that is shown, and creates nothing.
-    pub fn retire(&self) {
-        let mut created = self.created();
-        created.retired = true;
-        let label = CameraLabel {
-            camera_id: self.camera_id,
-        };
-        let all = &self.all;
-        for (_, _, family) in all.camera_counters() {
-            family.remove(&label);
-        }
-        for (class, _) in created.objects.drain() {
-            all.detected_objects.remove(&ObjectLabel {
-                camera_id: self.camera_id,
-                class,
-            });
-        }
-        for level in ["low", "medium", "high"] {
-            for source in ["rules", "llm"] {
-                all.risk_alerts.remove(&AlertLabel {
-                    camera_id: self.camera_id,
-                    level,
-                    source,
-                });
-            }
-        }
-    }
-
-    /// Counts an alert and its risk types.
-    pub fn alert<'a>(
-        &self,
-        level: &'static str,
-        source: &'static str,
-        types: impl Iterator<Item = &'a str>,
-    ) {
-        // Held while the series is created, so that it cannot reappear after `retire`.
-        let created = self.created();
-        if created.retired {
-            return;
-        }
-        self.all
-            .risk_alerts
-            .get_or_create(&AlertLabel {
-                camera_id: self.camera_id,
-                level,
-                source,
-            })
-            .inc();
-        for t in types {
-            self.all
-                .risk_types
-                .get_or_create(&RiskTypeLabel {
-                    risk_type: risk_type_label(t),
-                    source,
-                })
-                .inc();
-        }
-    }
-}
-
 impl Metrics {
     /// The families, with `system_info` set.
     pub fn new(info: &InfoLabel) -> Arc<Self> {
@@ -378,22 +143,6 @@ impl Metrics {
             let _ = m.limit_hits.get_or_create(&LimitLabel { limit });
         }
         Arc::new(m)
-    }
-
-    /// Handles on camera `id`'s families (created at zero, so rates work at once).
-    pub fn camera(self: &Arc<Self>, id: CameraId) -> CameraMetrics {
-        let label = CameraLabel { camera_id: id };
-        CameraMetrics {
-            camera_id: id,
-            detections: self.detections.get_or_create(&label).clone(),
-            traffic_groups: self.traffic_groups.get_or_create(&label).clone(),
-            frames_received: self.frames_received.get_or_create(&label).clone(),
-            frames_decoded: self.frames_decoded.get_or_create(&label).clone(),
-            frames_dropped: self.frames_dropped.get_or_create(&label).clone(),
-            reconnects: self.reconnects.get_or_create(&label).clone(),
-            all: Arc::clone(self),
-            created: Arc::default(),
-        }
     }
 
     /// Counts an error at `stage` (`pipeline_errors_total`).
@@ -454,221 +203,13 @@ impl Metrics {
             ),
         ]
     }
-
-    /// Registers every family in `r`.
-    fn register(&self, r: &mut Registry) {
-        for (name, help, family) in self.camera_counters() {
-            r.register(name, help, family.clone());
-        }
-        r.register(
-            "detection_latency_seconds",
-            "detector time per frame, waiting for the inference thread included",
-            self.detection_latency.clone(),
-        );
-        r.register(
-            "detected_objects",
-            "objects detected, by class",
-            self.detected_objects.clone(),
-        );
-        r.register(
-            "risk_alerts",
-            "alerts raised (rules firing anew, fresh LLM findings at medium or above)",
-            self.risk_alerts.clone(),
-        );
-        r.register(
-            "risk_types_detected",
-            "risk types of the alerts raised",
-            self.risk_types.clone(),
-        );
-        r.register(
-            "pipeline_errors",
-            "pipeline errors by stage",
-            self.pipeline_errors.clone(),
-        );
-        r.register(
-            "ws_clients",
-            "open WebSocket connections",
-            self.ws_clients.clone(),
-        );
-        r.register(
-            "ws_connections",
-            "WebSocket connections accepted",
-            self.ws_connections.clone(),
-        );
-        r.register(
-            "ws_messages_received",
-            "messages from WebSocket clients, by type",
-            self.ws_received.clone(),
-        );
-        r.register(
-            "ws_messages_sent",
-            "messages written to WebSocket clients",
-            self.ws_sent.clone(),
-        );
-        r.register(
-            "ws_messages_dropped",
-            "messages dropped for slow WebSocket clients",
-            self.ws_dropped.clone(),
-        );
-        r.register(
-            "end_to_end_latency_seconds",
-            "from the sampled frame's arrival to its detection_result written to a client",
-            self.end_to_end_latency.clone(),
-        );
-        r.register(
-            "auth_failures",
-            "requests refused for a missing or wrong token, by endpoint",
-            self.auth_failures.clone(),
-        );
-        r.register(
-            "client_limit_hits",
-            "client limits hit: connections (total, per address), message rate and size, floods",
-            self.limit_hits.clone(),
-        );
-        r.register(
-            "saved_frames_deleted",
-            "saved frames deleted by the retention (age and size limits)",
-            self.saved_frames_deleted.clone(),
-        );
-        r.register(
-            "saved_frames_bytes",
-            "bytes of saved frames on disk, as of the last prune (every minute)",
-            self.saved_frames_bytes.clone(),
-        );
-        r.register(
-            "kafka_messages_sent",
-            "messages the broker acknowledged",
-            self.kafka.sent.clone(),
-        );
-        r.register(
-            "kafka_messages_received",
-            "messages consumed",
-            self.kafka.received.clone(),
-        );
-        r.register(
-            "kafka_send_errors",
-            "messages that could not be sent",
-            self.kafka.send_errors.clone(),
-        );
-        r.register(
-            "system_info",
-            "version, mode and models of this process (always 1)",
-            self.info.clone(),
-        );
-    }
-}
-
-/// Everything `/metrics` reads.
-#[derive(Debug, Default)]
-pub struct Sources {
-    /// The key pool, when the LLM is on.
-    pub pool: Option<Arc<llm::pool::KeyPool>>,
-    /// The cameras.
-    pub hub: Option<Arc<camera::hub::CameraHub>>,
-    /// The streaming loops, in streaming mode.
-    pub node: Option<Arc<streaming::node::NodeStats>>,
-    /// The detector role's queue to the broker.
-    pub publisher: Option<Arc<streaming::publisher::DetectorStats>>,
-}
-
-/// The registry behind `/metrics`.
-pub fn registry(metrics: &Metrics, sources: Sources) -> Registry {
-    let mut r = Registry::default();
-    metrics.register(&mut r);
-    r.register_collector(Box::new(key_pool::LlmCollector::new(sources.pool)));
-    r.register_collector(Box::new(collect::CameraCollector { hub: sources.hub }));
-    r.register_collector(Box::new(collect::StreamingCollector {
-        node: sources.node,
-        publisher: sources.publisher,
-        kafka: Arc::clone(&metrics.kafka),
-    }));
-    r
-}
-
-/// The registry in the OpenMetrics text format.
-pub fn render(registry: &Registry) -> String {
-    let mut out = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, registry) {
-        tracing::warn!(error = %e, "cannot encode metrics");
-    }
-    out
-}
-
-/// Content type of the OpenMetrics text format.
-pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-/// Content type of the classic Prometheus text format.
-pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// OpenMetrics text turned into the classic Prometheus text format (0.0.4), for scrapers that
-/// do not ask for OpenMetrics (and `promtool check metrics`, which only reads the classic one).
-/// The two differ, for what we emit, in three things: a counter family is named without
-/// `_total` in OpenMetrics' `# HELP`/`# TYPE` lines but with it in the classic format, and the
-/// classic format has no `# UNIT` lines and no `# EOF` line. Samples are the same.
-pub fn to_prometheus_text(openmetrics: &str) -> String {
-    let mut out = String::with_capacity(openmetrics.len());
-    let mut help: Option<&str> = None;
-    for line in openmetrics.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            if let Some(h) = help.replace(rest) {
-                push_line(&mut out, &["# HELP ", h]);
-            }
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
-            let counter = kind == "counter" && !name.ends_with("_total");
-            let suffix = if counter { "_total" } else { "" };
-            if let Some(h) = help.take() {
-                let text = h.strip_prefix(name).unwrap_or(h);
-                push_line(&mut out, &["# HELP ", name, suffix, text]);
-            }
-            push_line(&mut out, &["# TYPE ", name, suffix, " ", kind]);
-            continue;
-        }
-        if let Some(h) = help.take() {
-            push_line(&mut out, &["# HELP ", h]);
-        }
-        push_line(&mut out, &[line]);
-    }
-    out
-}
-
-fn push_line(out: &mut String, parts: &[&str]) {
-    for p in parts {
-        out.push_str(p);
-    }
-    out.push('\n');
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
-
-    #[test]
-    fn the_classic_format_names_counters_with_total_and_has_no_eof() {
-        let om = "# HELP llm_requests LLM requests.\n# TYPE llm_requests counter\n\
-                  llm_requests_total{status=\"success\"} 3\n\
-                  # HELP up_seconds Uptime.\n# TYPE up_seconds gauge\n# UNIT up_seconds seconds\n\
-                  up_seconds 5\n# EOF\n";
-        assert_eq!(
-            to_prometheus_text(om),
-            "# HELP llm_requests_total LLM requests.\n# TYPE llm_requests_total counter\n\
-             llm_requests_total{status=\"success\"} 3\n\
-             # HELP up_seconds Uptime.\n# TYPE up_seconds gauge\nup_seconds 5\n"
-        );
-    }
-
-    #[test]
-    fn risk_types_are_bounded() {
-        assert_eq!(risk_type_label("Cut-in"), "cut_in");
-        assert_eq!(risk_type_label(" red light "), "red_light");
-        assert_eq!(risk_type_label("tailgating"), "tailgating");
-        assert_eq!(risk_type_label("闯红灯"), "other");
-        assert_eq!(risk_type_label("https://x/y"), "other");
-    }
 
     #[test]
     fn families_show_with_their_suffixes_and_labels() {

@@ -20,7 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use crate::detector::Detection;
 use crate::geometry::BBox;
 use crate::tracker::byte_track::{ByteTrackConfig, ByteTracker, TrackInput};
-use alerts::AlertBook;
+use alerts::{ActiveAlert, AlertBook};
 use flow::FlowField;
 use grouping::{Grouper, GroupingConfig, Member};
 use history::TrackHistory;
@@ -219,14 +219,40 @@ impl Scene {
 
     /// Analyses one frame (`width` x `height`) seen at stream time `t`.
     pub fn update(&mut self, t: f64, width: u32, height: u32, dets: &[Detection]) -> SceneFrame {
+        self.restart_if_rewound(t);
+        self.last_t = Some(t);
+        let track_ids = self.track(dets);
+        self.record(t, width, height, dets, &track_ids);
+        let (hits, congestion) = self.judge(t, dets, &track_ids);
+        let motion = self.motion(&track_ids);
+        let active = self.book.update(t, self.cfg.alert_hold, hits);
+        let mut groups = self.group(width, height, dets, &track_ids);
+        let alerts = assign_alerts(active, &mut groups);
+        let max_level = alerts.iter().map(|a| a.hit.level).max().unwrap_or_default();
+        self.count(t, congestion);
+        SceneFrame {
+            track_ids,
+            motion,
+            groups,
+            alerts,
+            stats: self.stats,
+            max_level,
+        }
+    }
+
+    /// Starts over when time went backwards (the stream restarted): nothing from before can be
+    /// compared with what comes. The totals survive.
+    fn restart_if_rewound(&mut self, t: f64) {
         if self.last_t.is_some_and(|last| t < last) {
-            // The stream restarted: nothing from before can be compared with what comes.
             let totals = (self.stats.vehicles_total, self.stats.persons_total);
             *self = Self::new(self.cfg);
             (self.stats.vehicles_total, self.stats.persons_total) = totals;
         }
-        self.last_t = Some(t);
-        let track_ids = if self.cfg.tracking {
+    }
+
+    /// The track id of each detection (none without tracking).
+    fn track(&mut self, dets: &[Detection]) -> Vec<Option<u64>> {
+        if self.cfg.tracking {
             let inputs: Vec<TrackInput> = dets
                 .iter()
                 .map(|d| TrackInput {
@@ -238,12 +264,19 @@ impl Scene {
             self.tracker.update(&inputs)
         } else {
             vec![None; dets.len()]
-        };
-        self.record(t, width, height, dets, &track_ids);
+        }
+    }
 
+    /// Runs the rules over the tracked detections: what fired, and the congestion level.
+    fn judge(
+        &self,
+        t: f64,
+        dets: &[Detection],
+        track_ids: &[Option<u64>],
+    ) -> (Vec<RuleHit>, RiskLevel) {
         let subjects: Vec<Subject<'_>> = dets
             .iter()
-            .zip(&track_ids)
+            .zip(track_ids)
             .filter_map(|(d, id)| {
                 let track = self.histories.get(&(*id)?)?;
                 Some(Subject {
@@ -254,9 +287,12 @@ impl Scene {
                 })
             })
             .collect();
-        let (hits, congestion) = rules::evaluate(&self.cfg.rules, &subjects, t);
-        drop(subjects);
-        let motion: Vec<Option<Motion>> = track_ids
+        rules::evaluate(&self.cfg.rules, &subjects, t)
+    }
+
+    /// The motion of each detection, once its track was seen twice.
+    fn motion(&self, track_ids: &[Option<u64>]) -> Vec<Option<Motion>> {
+        track_ids
             .iter()
             .map(|id| {
                 let h = self.histories.get(&(*id)?)?;
@@ -266,12 +302,20 @@ impl Scene {
                     heading_degrees: h.heading_degrees()?,
                 })
             })
-            .collect();
-        let active = self.book.update(t, self.cfg.alert_hold, hits);
+            .collect()
+    }
 
+    /// This frame's traffic groups, with stable ids, at level none until alerts are assigned.
+    fn group(
+        &mut self,
+        width: u32,
+        height: u32,
+        dets: &[Detection],
+        track_ids: &[Option<u64>],
+    ) -> Vec<Group> {
         let members: Vec<Member> = dets
             .iter()
-            .zip(&track_ids)
+            .zip(track_ids)
             .map(|(d, &track_id)| Member {
                 bbox: d.bbox,
                 track_id,
@@ -280,7 +324,7 @@ impl Scene {
         let clusters = self
             .grouper
             .update(&self.cfg.grouping, width, height, &members);
-        let mut groups: Vec<Group> = clusters
+        clusters
             .into_iter()
             .enumerate()
             .map(|(i, c)| {
@@ -303,36 +347,11 @@ impl Scene {
                     level: RiskLevel::None,
                 }
             })
-            .collect();
+            .collect()
+    }
 
-        let mut alerts = Vec::with_capacity(active.len());
-        for a in active {
-            let best = groups
-                .iter_mut()
-                .map(|g| {
-                    let shared = a
-                        .hit
-                        .track_ids
-                        .iter()
-                        .filter(|id| g.track_ids.contains(id))
-                        .count();
-                    (shared, g)
-                })
-                .filter(|(shared, _)| *shared > 0)
-                .max_by_key(|(shared, g)| (*shared, std::cmp::Reverse(g.index)))
-                .map(|(_, g)| {
-                    g.level = g.level.max(a.hit.level);
-                    (g.index, g.id)
-                });
-            alerts.push(Alert {
-                hit: a.hit,
-                started_at: a.started_at,
-                stale: a.stale,
-                group: best,
-            });
-        }
-        let max_level = alerts.iter().map(|a| a.hit.level).max().unwrap_or_default();
-
+    /// Updates the per-minute counters (arrivals older than a minute leave) and the congestion.
+    fn count(&mut self, t: f64, congestion: RiskLevel) {
         while self
             .arrivals
             .front()
@@ -344,14 +363,6 @@ impl Scene {
         self.stats.vehicles_per_minute = vehicles;
         self.stats.persons_per_minute = self.arrivals.len() as u32 - vehicles;
         self.stats.congestion = congestion;
-        SceneFrame {
-            track_ids,
-            motion,
-            groups,
-            alerts,
-            stats: self.stats,
-            max_level,
-        }
     }
 
     /// Updates histories, arrivals and the flow field with this frame's tracked detections.
@@ -391,4 +402,36 @@ impl Scene {
         }
         self.histories.retain(|_, h| t - h.last().t <= HISTORY_TTL);
     }
+}
+
+/// Each live alert with the group that holds most of its tracks (the first such group on a tie),
+/// whose level it raises.
+fn assign_alerts(active: Vec<ActiveAlert>, groups: &mut [Group]) -> Vec<Alert> {
+    let mut alerts = Vec::with_capacity(active.len());
+    for a in active {
+        let best = groups
+            .iter_mut()
+            .map(|g| {
+                let shared = a
+                    .hit
+                    .track_ids
+                    .iter()
+                    .filter(|id| g.track_ids.contains(id))
+                    .count();
+                (shared, g)
+            })
+            .filter(|(shared, _)| *shared > 0)
+            .max_by_key(|(shared, g)| (*shared, std::cmp::Reverse(g.index)))
+            .map(|(_, g)| {
+                g.level = g.level.max(a.hit.level);
+                (g.index, g.id)
+            });
+        alerts.push(Alert {
+            hit: a.hit,
+            started_at: a.started_at,
+            stale: a.stale,
+            group: best,
+        });
+    }
+    alerts
 }

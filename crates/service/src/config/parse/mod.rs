@@ -1,143 +1,20 @@
 //! Typing and validation: raw text per key becomes the [`Config`]. Each rule lives in one place;
 //! each failure names the key, the offending value (unless secret) and the layer it came from.
 
+mod reader;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::settings::find;
 use super::{
     BackendConfig, Config, ConfigError, GroupingConfig, KafkaConfig, Layers, LlmConfig, LogConfig,
     LogFormat, ModelConfig, RiskThresholds, RulesConfig, Secret, SecurityConfig, ServerConfig,
     StorageConfig, StreamConfig, TrackingConfig,
 };
+use reader::Reader;
 
 /// Source URL schemes the service knows how to open.
 pub const KNOWN_SCHEMES: &[&str] = &["rtsp", "rtsps", "http", "https", "file"];
-
-struct Reader<'a> {
-    layers: &'a Layers,
-}
-
-impl Reader<'_> {
-    fn text(&self, key: &str) -> &str {
-        self.layers
-            .values
-            .get(key)
-            .map(|v| v.text.as_str())
-            .unwrap_or("")
-    }
-
-    fn err(&self, key: &str, reason: impl std::fmt::Display) -> ConfigError {
-        let secret = find(key).is_some_and(|s| s.secret);
-        match self.layers.values.get(key) {
-            Some(raw) if secret => {
-                ConfigError::new(key, format!("value from {} {reason}", raw.origin))
-            }
-            Some(raw) => ConfigError::new(
-                key,
-                format!("{:?} (from {}) {reason}", raw.text, raw.origin),
-            ),
-            None => ConfigError::new(key, format!("is not set; {reason}")),
-        }
-    }
-
-    fn string(&self, key: &str) -> Result<String, ConfigError> {
-        let text = self.text(key).trim();
-        if text.is_empty() {
-            return Err(self.err(key, "must not be empty"));
-        }
-        Ok(text.to_string())
-    }
-
-    fn one_of(&self, key: &str, allowed: &[&str]) -> Result<String, ConfigError> {
-        let text = self.text(key).trim().to_ascii_lowercase();
-        if allowed.contains(&text.as_str()) {
-            Ok(text)
-        } else {
-            Err(self.err(key, format!("must be one of: {}", allowed.join(", "))))
-        }
-    }
-
-    fn secret(&self, key: &str) -> Option<Secret> {
-        let text = self.text(key).trim();
-        (!text.is_empty()).then(|| Secret::new(text))
-    }
-
-    fn bool(&self, key: &str) -> Result<bool, ConfigError> {
-        match self.text(key).trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Ok(true),
-            "false" | "0" | "no" | "off" => Ok(false),
-            _ => Err(self.err(key, "must be true or false")),
-        }
-    }
-
-    fn number(&self, key: &str, min: f64, max: f64) -> Result<f64, ConfigError> {
-        let range = || format!("must be a number from {min} to {max}");
-        let v: f64 = self
-            .text(key)
-            .trim()
-            .parse()
-            .map_err(|_| self.err(key, range()))?;
-        if v.is_finite() && (min..=max).contains(&v) {
-            Ok(v)
-        } else {
-            Err(self.err(key, range()))
-        }
-    }
-
-    fn integer(&self, key: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
-        let range = || format!("must be a whole number from {min} to {max}");
-        let v: u64 = self
-            .text(key)
-            .trim()
-            .parse()
-            .map_err(|_| self.err(key, range()))?;
-        if (min..=max).contains(&v) {
-            Ok(v)
-        } else {
-            Err(self.err(key, range()))
-        }
-    }
-
-    /// Seconds, strictly positive unless `allow_zero`.
-    fn seconds(&self, key: &str, allow_zero: bool, max: f64) -> Result<Duration, ConfigError> {
-        let v = self.number(key, 0.0, max)?;
-        if v == 0.0 && !allow_zero {
-            return Err(self.err(key, "must be more than 0 seconds"));
-        }
-        Ok(Duration::from_secs_f64(v))
-    }
-
-    fn list(&self, key: &str) -> Vec<String> {
-        self.text(key)
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect()
-    }
-
-    fn url(&self, key: &str, schemes: &[&str]) -> Result<String, ConfigError> {
-        let text = self.string(key)?;
-        let ok = text.split_once("://").is_some_and(|(scheme, rest)| {
-            schemes.contains(&scheme.to_ascii_lowercase().as_str())
-                && !rest.is_empty()
-                && !rest.contains(char::is_whitespace)
-        });
-        if ok {
-            Ok(text.trim_end_matches('/').to_string())
-        } else {
-            let expected = schemes
-                .iter()
-                .map(|s| format!("{s}://"))
-                .collect::<Vec<_>>();
-            Err(self.err(
-                key,
-                format!("must be a URL starting with {}", expected.join(" or ")),
-            ))
-        }
-    }
-}
 
 /// A comma list of IP addresses and CIDR ranges.
 fn networks(r: &Reader<'_>, key: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
@@ -152,11 +29,45 @@ fn networks(r: &Reader<'_>, key: &str) -> Result<Vec<ipnet::IpNet>, ConfigError>
         .collect()
 }
 
-/// Builds and validates the typed configuration.
+/// Builds and validates the typed configuration. The sections are read in a fixed order, so that
+/// with several bad values the one named is always the same.
 pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config, ConfigError> {
     let r = Reader { layers };
-    let server = ServerConfig {
-        host: host(&r)?,
+    let server = server(&r)?;
+    let stream = stream(&r)?;
+    let model = model(&r, runtime_library)?;
+    let tracking = tracking(&r)?;
+    let rules = rules(&r)?;
+    let grouping = grouping(&r)?;
+    let llm = llm(&r)?;
+    let kafka = kafka(&r)?;
+    let redis_url = redis_url(&r, kafka.enabled)?;
+    let backend = backend(&r)?;
+    let security = security(&r)?;
+    let storage = storage(&r)?;
+    let log = log(&r)?;
+    Ok(Config {
+        server,
+        stream,
+        model,
+        tracking,
+        grouping,
+        rules,
+        llm,
+        kafka,
+        redis_url,
+        backend,
+        security,
+        storage,
+        log,
+        cameras: Vec::new(),
+    })
+}
+
+/// `server.*`: the listen address and the client limits.
+fn server(r: &Reader<'_>) -> Result<ServerConfig, ConfigError> {
+    Ok(ServerConfig {
+        host: host(r)?,
         port: r.integer("server.port", 0, 65535)? as u16,
         cors_origins: r.list("server.cors_origins"),
         ws_heartbeat: r.seconds("server.ws_heartbeat_seconds", false, 3600.0)?,
@@ -164,13 +75,21 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
         max_ws_connections_per_ip: r.integer("server.max_ws_connections_per_ip", 1, 100_000)?
             as usize,
         ws_messages_per_second: r.integer("server.ws_messages_per_second", 1, 10_000)? as u32,
-        trusted_proxies: networks(&r, "server.trusted_proxies")?,
-    };
-    let stream = StreamConfig {
+        trusted_proxies: networks(r, "server.trusted_proxies")?,
+    })
+}
+
+/// `stream.*`: sampling and concurrency of the cameras.
+fn stream(r: &Reader<'_>) -> Result<StreamConfig, ConfigError> {
+    Ok(StreamConfig {
         frame_interval: r.seconds("stream.frame_interval", false, 3600.0)?,
         alert_pause: r.seconds("stream.alert_pause_seconds", true, 3600.0)?,
         max_concurrent_streams: r.integer("stream.max_concurrent_streams", 1, 1024)? as usize,
-    };
+    })
+}
+
+/// `model.*` and `classes.include`: the detector.
+fn model(r: &Reader<'_>, runtime_library: Option<PathBuf>) -> Result<ModelConfig, ConfigError> {
     let classes = r.list("classes.include");
     if classes.is_empty() {
         return Err(r.err("classes.include", "must name at least one class"));
@@ -186,7 +105,7 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
     if !image_size.is_multiple_of(32) {
         return Err(r.err("model.image_size", "must be a multiple of 32"));
     }
-    let model = ModelConfig {
+    Ok(ModelConfig {
         name: r.string("model.name")?,
         weights_dir: PathBuf::from(r.string("model.weights_dir")?),
         confidence: r.number("model.confidence_threshold", 0.0, 1.0)? as f32,
@@ -197,8 +116,12 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
         threads: r.integer("model.threads", 0, 256)? as usize,
         classes,
         runtime_library,
-    };
-    let tracking = TrackingConfig {
+    })
+}
+
+/// `tracking.*`: the tracker.
+fn tracking(r: &Reader<'_>) -> Result<TrackingConfig, ConfigError> {
+    Ok(TrackingConfig {
         enabled: r.bool("tracking.enabled")?,
         tracker: r.one_of("tracking.tracker", &["bytetrack"])?,
         track_thresh: r.number("tracking.track_thresh", 0.0, 1.0)? as f32,
@@ -206,7 +129,11 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
         track_buffer: r.integer("tracking.track_buffer", 0, 100_000)? as u32,
         frame_rate: r.number("tracking.frame_rate", 0.1, 1000.0)? as f32,
         max_jump: r.number("tracking.max_jump", 0.0, 100.0)? as f32,
-    };
+    })
+}
+
+/// `rules.*`: the rule thresholds.
+fn rules(r: &Reader<'_>) -> Result<RulesConfig, ConfigError> {
     let rules = RulesConfig {
         enabled: r.bool("rules.enabled")?,
         stationary_speed: r.number("rules.stationary_speed", 0.0, 100.0)? as f32,
@@ -224,12 +151,21 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
             "must not be below rules.stationary_speed",
         ));
     }
-    let grouping = GroupingConfig {
+    Ok(rules)
+}
+
+/// `post_processing.*`: traffic groups.
+fn grouping(r: &Reader<'_>) -> Result<GroupingConfig, ConfigError> {
+    Ok(GroupingConfig {
         distance_threshold: r.number("post_processing.distance_threshold", 1.0, 10_000.0)? as f32,
         min_group_size: r.integer("post_processing.min_group_size", 1, 1000)? as usize,
         crop_margin: r.integer("post_processing.crop_margin", 0, 1000)? as u32,
-    };
-    let llm = LlmConfig {
+    })
+}
+
+/// `llm.*`: the multimodal LLM (its key pool is loaded later, from its own file).
+fn llm(r: &Reader<'_>) -> Result<LlmConfig, ConfigError> {
+    Ok(LlmConfig {
         enabled: r.bool("llm.enabled")?,
         base_url: r.url("llm.base_url", &["http", "https"])?,
         model: r.string("llm.model")?,
@@ -237,11 +173,15 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
         max_retry: r.integer("llm.max_retry", 0, 10)? as u32,
         cooldown: r.seconds("llm.cooldown_seconds", true, 3600.0)?,
         max_image_tokens: r.integer("llm.max_image_tokens", 4, 100_000)?,
-        risk_threshold: risk_thresholds(&r)?,
+        risk_threshold: risk_thresholds(r)?,
         api_key: r.secret("llm.api_key"),
         pool: Default::default(),
-    };
-    let kafka = KafkaConfig {
+    })
+}
+
+/// `kafka.*`: streaming mode (the client file is loaded later, when it is on).
+fn kafka(r: &Reader<'_>) -> Result<KafkaConfig, ConfigError> {
+    Ok(KafkaConfig {
         enabled: r.bool("kafka.enabled")?,
         bootstrap_servers: r.string("kafka.bootstrap_servers")?,
         aggregation_timeout: r.seconds("kafka.aggregation_timeout_seconds", false, 3600.0)?,
@@ -252,8 +192,12 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
             id => id.to_string(),
         },
         file: Default::default(),
-    };
-    let redis_url = match r.secret("redis.url") {
+    })
+}
+
+/// `redis.url`: optional, except in streaming mode (`kafka_enabled`).
+fn redis_url(r: &Reader<'_>, kafka_enabled: bool) -> Result<Option<Secret>, ConfigError> {
+    match r.secret("redis.url") {
         Some(url) => {
             let scheme_ok = ["redis://", "rediss://", "unix://"]
                 .iter()
@@ -264,32 +208,39 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
                     "must start with redis://, rediss:// or unix://",
                 ));
             }
-            Some(url)
+            Ok(Some(url))
         }
-        None if kafka.enabled => {
-            return Err(r.err(
-                "redis.url",
-                "streaming mode needs Redis: set ALGO_REDIS_URL (redis://HOST:PORT/)",
-            ));
-        }
-        None => None,
-    };
-    let backend = BackendConfig {
-        active: layers
+        None if kafka_enabled => Err(r.err(
+            "redis.url",
+            "streaming mode needs Redis: set ALGO_REDIS_URL (redis://HOST:PORT/)",
+        )),
+        None => Ok(None),
+    }
+}
+
+/// `backend.*`: the camera list and statistics endpoints; active when its URL was set.
+fn backend(r: &Reader<'_>) -> Result<BackendConfig, ConfigError> {
+    Ok(BackendConfig {
+        active: r
+            .layers
             .values
             .get("backend.base_url")
             .is_some_and(|v| v.origin != super::Origin::Default),
         base_url: r.url("backend.base_url", &["http", "https"])?,
-        cameras_path: path(&r, "backend.cameras_path")?,
-        stats_path: path(&r, "backend.stats_path")?,
+        cameras_path: path(r, "backend.cameras_path")?,
+        stats_path: path(r, "backend.stats_path")?,
         refresh: r.seconds("backend.refresh_seconds", false, 86_400.0)?,
         stats_interval: r.seconds("backend.stats_interval_seconds", false, 86_400.0)?,
         id_field: r.string("backend.camera_id_field")?,
         url_field: r.string("backend.camera_url_field")?,
         enabled_field: r.string("backend.camera_enabled_field")?,
-        jwt_header: header_name(&r, "backend.jwt_header")?,
+        jwt_header: header_name(r, "backend.jwt_header")?,
         jwt_token: r.secret("backend.jwt_token"),
-    };
+    })
+}
+
+/// `security.*`: the token and which sources may be opened.
+fn security(r: &Reader<'_>) -> Result<SecurityConfig, ConfigError> {
     let schemes: Vec<String> = r
         .list("security.allowed_source_schemes")
         .iter()
@@ -313,7 +264,7 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
             ),
         ));
     }
-    let security = SecurityConfig {
+    Ok(SecurityConfig {
         auth_token: r.secret("security.auth_token"),
         sources: super::SourcePolicy {
             allowed_source_schemes: schemes,
@@ -323,8 +274,12 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
         },
-    };
-    let storage = StorageConfig {
+    })
+}
+
+/// `storage.*`: saved frames and their retention.
+fn storage(r: &Reader<'_>) -> Result<StorageConfig, ConfigError> {
+    Ok(StorageConfig {
         save_raw_frames: r.bool("storage.save_raw_frames")?,
         save_dir: PathBuf::from(r.string("storage.save_dir")?),
         retention: crate::storage::Retention {
@@ -337,7 +292,11 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
                 mb => Some(mb << 20),
             },
         },
-    };
+    })
+}
+
+/// `log.*`: level (or filter) and format.
+fn log(r: &Reader<'_>) -> Result<LogConfig, ConfigError> {
     let level = r.string("log.level")?;
     if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
         return Err(r.err(
@@ -345,28 +304,12 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
             "must be trace, debug, info, warn, error or a tracing filter",
         ));
     }
-    let log = LogConfig {
+    Ok(LogConfig {
         level,
         format: match r.one_of("log.format", &["text", "json"])?.as_str() {
             "json" => LogFormat::Json,
             _ => LogFormat::Text,
         },
-    };
-    Ok(Config {
-        server,
-        stream,
-        model,
-        tracking,
-        grouping,
-        rules,
-        llm,
-        kafka,
-        redis_url,
-        backend,
-        security,
-        storage,
-        log,
-        cameras: Vec::new(),
     })
 }
 
