@@ -272,7 +272,7 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     println!("traffic-algo listening on http://{local} (WebSocket ws://{local}/ws)");
     tracing::info!(%local, "listening");
-    let state = app_state(config, &parts, &hub, node, &shutdown);
+    let state = app_state(config, &parts, &hub, node, (&shutdown, &tracker));
     serve_until_signal(
         listener,
         router(state, &config.server.cors_origins),
@@ -364,7 +364,7 @@ fn app_state(
     parts: &Parts,
     hub: &Arc<CameraHub>,
     node: Option<Arc<streaming::node::NodeStats>>,
-    shutdown: &CancellationToken,
+    (shutdown, tasks): (&CancellationToken, &TaskTracker),
 ) -> AppState {
     let sources = Sources {
         pool: parts.pool.clone(),
@@ -391,6 +391,7 @@ fn app_state(
         ws_messages_per_second: config.server.ws_messages_per_second,
         trusted_proxies: config.server.trusted_proxies.clone().into(),
         checks: Arc::new(tokio::sync::Semaphore::new(crate::http::ws::MAX_CHECKS)),
+        tasks: tasks.clone(),
     }
 }
 

@@ -56,6 +56,9 @@ pub struct AppState {
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
     /// `check_camera` probes running on the whole service (at most [`ws::MAX_CHECKS`]).
     pub checks: Arc<tokio::sync::Semaphore>,
+    /// Where sessions spawn their writer, forwarders and probes, so that shutdown waits for
+    /// them.
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 impl std::fmt::Debug for AppState {

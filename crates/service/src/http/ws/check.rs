@@ -9,9 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::writer::Outbound;
 use super::{MAX_CHECKS, MAX_CHECKS_PER_SESSION, REPLY_TIMEOUT, message_text};
-use crate::metrics::Metrics;
+use crate::http::AppState;
 use camera::check::probe;
-use camera::source::SourcePolicy;
 use protocol::server::{CameraState, CameraStatus};
 use protocol::{CameraId, ServerMessage};
 
@@ -45,12 +44,13 @@ pub(super) fn start(
     camera_id: CameraId,
     url: String,
     permits: Permits,
-    policy: SourcePolicy,
+    state: &AppState,
     out: mpsc::Sender<Outbound>,
-    stats: Arc<Metrics>,
     ended: CancellationToken,
 ) {
-    tokio::spawn(async move {
+    let policy = state.policy.sources.clone();
+    let stats = Arc::clone(&state.stats);
+    state.tasks.spawn(async move {
         let result = tokio::select! {
             _ = ended.cancelled() => return,
             result = probe(&url, &policy, permits) => result,

@@ -156,7 +156,7 @@ async fn session(socket: WebSocket, state: AppState, _permit: ConnectionPermit) 
     let stats = Arc::clone(&state.stats);
     stats.ws_connections.inc();
     stats.ws_clients.inc();
-    let writer = writer::spawn(conn, sink, out_rx, Arc::clone(&stats));
+    let writer = writer::spawn(conn, sink, out_rx, Arc::clone(&stats), &state.tasks);
     let mut s = Session::new(conn, state, out);
     s.send(&ServerMessage::connection_ack());
     s.flush().await;

@@ -190,7 +190,7 @@ impl Session {
             }
         }
         for (events, token) in std::mem::take(&mut self.to_forward) {
-            tokio::spawn(forward(
+            self.state.tasks.spawn(forward(
                 events,
                 self.out.clone(),
                 token,
@@ -316,9 +316,8 @@ impl Session {
             camera_id,
             url,
             permits,
-            self.state.policy.sources.clone(),
+            &self.state,
             self.out.clone(),
-            Arc::clone(&self.state.stats),
             self.ended.clone(),
         );
     }

@@ -11,6 +11,7 @@ use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 use super::{REPLY_TIMEOUT, WRITER_GRACE};
 use crate::metrics::Metrics;
@@ -42,8 +43,9 @@ pub(super) fn spawn(
     mut sink: SplitSink<WebSocket, Message>,
     mut out_rx: mpsc::Receiver<Outbound>,
     stats: Arc<Metrics>,
+    tasks: &TaskTracker,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         while let Some(item) = out_rx.recv().await {
             match tokio::time::timeout(REPLY_TIMEOUT, sink.send(item.msg)).await {
                 Ok(Ok(())) => {}
