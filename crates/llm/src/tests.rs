@@ -327,3 +327,84 @@ async fn a_failed_call_starts_the_cooldown_too() {
     assert_eq!(a.counters().parse_errors, 1);
     assert!(a.current().is_none(), "an unreadable answer is not shown");
 }
+
+#[test]
+fn annotate_puts_each_finding_on_the_group_it_names() {
+    use crate::advisor::{Verdict, annotate};
+    use crate::parse::{Answer, Finding};
+    use protocol::detection::{AlertSource, TrafficGroup};
+    let group = |index: usize, id: u64| TrafficGroup {
+        group_index: index,
+        group_id: id,
+        object_count: 2,
+        bbox: BBox::new(0.0, 0.0, 10.0, 10.0),
+        classes: vec!["car".into()],
+        average_confidence: 0.8,
+        risk_level: RiskLevel::Low,
+        member_track_ids: vec![1, 2],
+    };
+    let finding = |k: usize, level: RiskLevel| Finding {
+        group_index: k,
+        description: format!("finding {k}"),
+        level,
+        confidence: 0.9,
+        risk_types: vec!["tailgating".into()],
+        danger_object_count: 2,
+        trigger_object_ids: vec![1],
+    };
+    let verdict = Verdict {
+        answer: Answer {
+            has_dangerous_driving: true,
+            max_risk_level: RiskLevel::High,
+            results: vec![
+                finding(1, RiskLevel::High),
+                finding(2, RiskLevel::None),
+                finding(3, RiskLevel::Medium),
+            ],
+        },
+        // The request's groups 1, 2, 3 were ids 41, 40 and 99 (99 has left the frame).
+        group_ids: vec![41, 40, 99],
+        raw_text: "{...}".into(),
+        model: "qwen-vl-plus".into(),
+        latency: std::time::Duration::from_millis(1300),
+        asked_at: chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap(),
+    };
+    let mut result = protocol::DetectionResult {
+        traffic_groups: vec![group(1, 40), group(2, 41)],
+        max_risk_level: RiskLevel::Low,
+        ..Default::default()
+    };
+    let attached = annotate(&mut result, &verdict, true);
+    assert_eq!(attached.len(), 2, "a finding of level none is not an alert");
+    assert_eq!(
+        result.traffic_groups[1].risk_level,
+        RiskLevel::High,
+        "id 41 raised"
+    );
+    assert_eq!(
+        result.traffic_groups[0].risk_level,
+        RiskLevel::Low,
+        "id 40 untouched"
+    );
+    let alerts = &result.dangerous_driving_results;
+    assert_eq!(alerts.len(), 2);
+    assert_eq!(
+        (alerts[0].group_id, alerts[0].group_index, alerts[0].source),
+        (Some(41), Some(2), AlertSource::Llm)
+    );
+    assert_eq!(
+        (alerts[1].group_id, alerts[1].group_index),
+        (Some(99), None)
+    );
+    assert_eq!(alerts[0].kind, "tailgating");
+    assert_eq!(alerts[0].started_at, "2023-11-14T22:13:20.000Z");
+    assert!(!alerts[0].is_stale);
+    assert_eq!(result.max_risk_level, RiskLevel::High);
+    assert!(result.has_dangerous_driving);
+    assert_eq!(result.llm_latency, Some(1.3));
+    assert_eq!(result.llm_model.as_deref(), Some("qwen-vl-plus"));
+    // Shown again on a later frame: the same alerts, stale.
+    let mut later = protocol::DetectionResult::default();
+    annotate(&mut later, &verdict, false);
+    assert!(later.dangerous_driving_results.iter().all(|a| a.is_stale));
+}

@@ -208,3 +208,46 @@ impl FrameSink for MetricsSink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use camera::sink::Stage;
+
+    use super::*;
+    use crate::metrics::{InfoLabel, Sources, registry, render};
+
+    #[test]
+    fn camera_events_count_from_added_to_removed_and_nothing_after() {
+        let metrics = Metrics::new(&InfoLabel {
+            version: "1.2.3",
+            mode: "standalone",
+            model: "yolov8n.onnx".into(),
+            llm_model: "off".into(),
+        });
+        let sink = MetricsSink::new(Arc::clone(&metrics));
+        let text = || render(&registry(&metrics, Sources::default()));
+        // Not added yet: nothing is created for it.
+        sink.event(7, CameraEvent::FramesReceived(3));
+        assert!(!text().contains("camera_id=\"7\""));
+        sink.event(7, CameraEvent::Added);
+        sink.event(7, CameraEvent::FramesReceived(25));
+        sink.event(7, CameraEvent::FramesDecoded(2));
+        sink.event(7, CameraEvent::FramesDropped(1));
+        sink.event(7, CameraEvent::Reconnecting);
+        sink.event(7, CameraEvent::Failed(Stage::Source));
+        let shown = text();
+        for line in [
+            "frames_received_total{camera_id=\"7\"} 25\n",
+            "frames_decoded_total{camera_id=\"7\"} 2\n",
+            "frames_dropped_total{camera_id=\"7\"} 1\n",
+            "stream_reconnects_total{camera_id=\"7\"} 1\n",
+            "pipeline_errors_total{stage=\"source\"} 1\n",
+        ] {
+            assert!(shown.contains(line), "no {line:?} in\n{shown}");
+        }
+        // Removed: its series go, and a late event of its old task brings none back.
+        sink.event(7, CameraEvent::Removed);
+        sink.event(7, CameraEvent::FramesReceived(1));
+        assert!(!text().contains("camera_id=\"7\""), "{}", text());
+    }
+}
