@@ -27,6 +27,7 @@ use super::messages::{
 use super::runner::{HandleError, HandleFuture, Handler, Outgoing};
 use super::shared::Shared;
 use llm::prompt::MAX_GROUPS;
+use retry::sleep_or_cancelled;
 
 /// How long the latest result of a camera is kept.
 pub const LATEST_TTL: Duration = Duration::from_secs(3600);
@@ -207,9 +208,8 @@ impl AggregatorHandler {
     pub async fn sweep(self, producer: Producer, shutdown: CancellationToken) {
         let mut failing = false;
         loop {
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_millis(250)) => {}
-                () = shutdown.cancelled() => return,
+            if !sleep_or_cancelled(Duration::from_millis(250), &shutdown).await {
+                return;
             }
             match self.sweep_once(&producer).await {
                 Ok(()) if failing => {
