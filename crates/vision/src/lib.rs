@@ -4,6 +4,7 @@
 //!
 //! Layout:
 //! - [`geometry`]: pixel boxes and IoU.
+//! - [`calibration`]: image pixels to ground metres (homography) and its reprojection error.
 //! - [`letterbox`]: resize-and-pad into the model input and the inverse box mapping.
 //! - [`decode`]: the YOLO output layouts and candidate extraction.
 //! - [`nms`]: class-aware non-maximum suppression.
@@ -15,6 +16,7 @@
 //!   rules, alert persistence and traffic counters.
 //! - [`worker`]: the inference thread that owns a detector.
 
+pub mod calibration;
 pub mod classes;
 pub mod decode;
 pub mod detector;
