@@ -212,34 +212,50 @@ pub fn annotate(result: &mut DetectionResult, verdict: &Verdict, fresh: bool) ->
             .group_ids
             .get(f.group_index.wrapping_sub(1))
             .copied();
-        let group = id.and_then(|id| result.traffic_groups.iter_mut().find(|g| g.group_id == id));
-        let index = group.map(|g| {
-            g.risk_level = g.risk_level.max(f.level);
-            g.group_index
-        });
-        result.dangerous_driving_results.push(DangerAlert {
-            kind: f
-                .risk_types
-                .first()
-                .map_or("llm_assessment", String::as_str)
-                .to_string(),
-            description: f.description.clone(),
-            risk_level: f.level,
-            confidence: f.confidence,
-            group_index: index,
-            group_id: id,
-            risk_types: f.risk_types.clone(),
-            trigger_object_ids: f.trigger_object_ids.clone(),
-            source: AlertSource::Llm,
-            started_at: started_at.clone(),
-            is_stale: !fresh,
-        });
-        result.max_risk_level = result.max_risk_level.max(f.level);
-        result.has_dangerous_driving = true;
+        attach_alert(
+            result,
+            DangerAlert {
+                kind: alert_kind(&f.risk_types),
+                description: f.description.clone(),
+                risk_level: f.level,
+                confidence: f.confidence,
+                group_index: None,
+                group_id: id,
+                risk_types: f.risk_types.clone(),
+                trigger_object_ids: f.trigger_object_ids.clone(),
+                source: AlertSource::Llm,
+                started_at: started_at.clone(),
+                is_stale: !fresh,
+            },
+        );
         attached.push(f.clone());
     }
     result.llm_latency = Some(verdict.latency.as_secs_f64());
     result.llm_model = Some(verdict.model.clone());
     result.llm_raw_text = Some(verdict.raw_text.clone());
     attached
+}
+
+/// The `type` of an LLM alert: its first risk type, else `llm_assessment`.
+pub fn alert_kind(risk_types: &[String]) -> String {
+    risk_types
+        .first()
+        .map_or("llm_assessment", String::as_str)
+        .to_string()
+}
+
+/// Adds an LLM alert to `result`: on the group its `group_id` names when that group is in the
+/// frame (`groupIndex` set, the group's `riskLevel` raised to the alert's), with `maxRiskLevel`
+/// and `hasDangerousDriving` updated. Standalone mode and streaming's merge both go through it.
+pub fn attach_alert(result: &mut DetectionResult, mut alert: DangerAlert) {
+    let group = alert
+        .group_id
+        .and_then(|id| result.traffic_groups.iter_mut().find(|g| g.group_id == id));
+    alert.group_index = group.map(|g| {
+        g.risk_level = g.risk_level.max(alert.risk_level);
+        g.group_index
+    });
+    result.max_risk_level = result.max_risk_level.max(alert.risk_level);
+    result.has_dangerous_driving = true;
+    result.dangerous_driving_results.push(alert);
 }

@@ -3,6 +3,7 @@
 //! group's `riskLevel` raised, `maxRiskLevel` and `hasDangerousDriving` updated, `llmLatency`,
 //! `llmModel`, `llmRawText`), plus `detectionId` and `partial` (some answers never came).
 
+use llm::advisor::{alert_kind, attach_alert};
 use protocol::detection::{AlertSource, DangerAlert};
 use protocol::{DetectionResult, RiskLevel};
 
@@ -31,33 +32,20 @@ pub fn merge(
         if f.risk_level == RiskLevel::None {
             continue;
         }
-        let index = data
-            .traffic_groups
-            .iter_mut()
-            .find(|g| g.group_id == o.group_id)
-            .map(|g| {
-                g.risk_level = g.risk_level.max(f.risk_level);
-                g.group_index
-            });
-        data.max_risk_level = data.max_risk_level.max(f.risk_level);
-        data.has_dangerous_driving = true;
-        data.dangerous_driving_results.push(DangerAlert {
-            kind: f
-                .risk_types
-                .first()
-                .map_or("llm_assessment", String::as_str)
-                .to_string(),
+        let alert = DangerAlert {
+            kind: alert_kind(&f.risk_types),
             description: f.description.clone(),
             risk_level: f.risk_level,
             confidence: f.confidence,
-            group_index: index,
+            group_index: None,
             group_id: Some(o.group_id),
             risk_types: f.risk_types.clone(),
             trigger_object_ids: f.trigger_object_ids.clone(),
             source: AlertSource::Llm,
             started_at: data.timestamp.clone(),
             is_stale: false,
-        });
+        };
+        attach_alert(&mut data, alert);
     }
     data.llm_latency = latency;
     data.llm_model = model;
