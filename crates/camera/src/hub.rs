@@ -162,17 +162,7 @@ impl CameraHub {
             )
             .for_camera(id));
         }
-        let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let mut cam = Camera {
-            url: url.to_string(),
-            info: Arc::new(Mutex::new(CameraInfo::new(id, redact(url)))),
-            events,
-            cancel: self.shutdown.child_token(),
-            watchers: HashSet::from([conn]),
-            ended: Arc::default(),
-            id,
-        };
-        self.pipeline.event(id, CameraEvent::Added);
+        let mut cam = self.add(id, url, conn);
         self.spawn(id, parsed, guard, &mut cam);
         let sub = Self::subscription(id, &cam);
         cameras.insert(id, cam);
@@ -192,19 +182,7 @@ impl CameraHub {
             }
             return Err(format!("camera {id} is already running another source"));
         }
-        let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let mut info = CameraInfo::new(id, redact(url));
-        info.pinned = true;
-        let mut cam = Camera {
-            url: url.to_string(),
-            info: Arc::new(Mutex::new(info)),
-            events,
-            cancel: self.shutdown.child_token(),
-            watchers: HashSet::from([SERVICE]),
-            ended: Arc::default(),
-            id,
-        };
-        self.pipeline.event(id, CameraEvent::Added);
+        let mut cam = self.add(id, url, SERVICE);
         self.spawn(id, parsed, false, &mut cam);
         cameras.insert(id, cam);
         Ok(())
@@ -213,6 +191,24 @@ impl CameraHub {
     /// Releases a declared camera: it stops unless clients still watch it.
     pub fn unpin(&self, id: CameraId) {
         let _ = self.leave(SERVICE, id);
+    }
+
+    /// A new camera on `url` watched by `watcher` (pinned when that is the service itself);
+    /// the sinks hear it was added.
+    fn add(&self, id: CameraId, url: &str, watcher: ConnId) -> Camera {
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let mut info = CameraInfo::new(id, redact(url));
+        info.pinned = watcher == SERVICE;
+        self.pipeline.event(id, CameraEvent::Added);
+        Camera {
+            url: url.to_string(),
+            info: Arc::new(Mutex::new(info)),
+            events,
+            cancel: self.shutdown.child_token(),
+            watchers: HashSet::from([watcher]),
+            ended: Arc::default(),
+            id,
+        }
     }
 
     /// Starts the camera's task; `guard`: its host name must not resolve to a link-local or
