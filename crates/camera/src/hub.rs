@@ -1,7 +1,8 @@
 //! The camera hub: cameras belong to the service, not to a socket. A camera runs while at least
 //! one connection that started or subscribed to it is open; the last one leaving stops it.
 //! Starting a running id with a new URL restarts it for all its watchers. The number of cameras
-//! is capped by `stream.max_concurrent_streams`.
+//! is capped by `stream.max_concurrent_streams`. The hub also keeps each camera's scene
+//! geometry, running or not, and hands changes to the running camera live.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +17,10 @@ use protocol::api::CameraInfo;
 use protocol::server::CameraStatus;
 use protocol::{CameraId, ErrorCode, ProtocolError, ServerMessage};
 
+use vision::scene::layout::Layout;
+
 use crate::broadcast::Broadcast;
+use crate::layout::LayoutSlot;
 use crate::pipeline::{CameraTask, Pipeline, run};
 use crate::sink::CameraEvent;
 use crate::source::{SourceError, SourcePolicy, check_policy, guards_resolution, redact};
@@ -39,6 +43,7 @@ struct Camera {
     /// Set by the task when it ended on its own (a file played out, analysis impossible).
     ended: Arc<AtomicBool>,
     id: CameraId,
+    layout: Arc<LayoutSlot>,
 }
 
 impl Camera {
@@ -61,6 +66,7 @@ pub struct Subscription {
 /// All running cameras.
 pub struct CameraHub {
     cameras: Mutex<HashMap<CameraId, Camera>>,
+    layouts: Mutex<HashMap<CameraId, Arc<Layout>>>,
     pipeline: Arc<Pipeline>,
     interval: Duration,
     max_cameras: usize,
@@ -89,6 +95,7 @@ impl CameraHub {
     ) -> Self {
         Self {
             cameras: Mutex::new(HashMap::new()),
+            layouts: Mutex::new(HashMap::new()),
             pipeline,
             interval,
             max_cameras,
@@ -200,6 +207,7 @@ impl CameraHub {
         let mut info = CameraInfo::new(id, redact(url));
         info.pinned = watcher == SERVICE;
         self.pipeline.event(id, CameraEvent::Added);
+        let layout = self.layout(id).unwrap_or_default();
         Camera {
             url: url.to_string(),
             info: Arc::new(Mutex::new(info)),
@@ -208,7 +216,31 @@ impl CameraHub {
             watchers: HashSet::from([watcher]),
             ended: Arc::default(),
             id,
+            layout: Arc::new(LayoutSlot::new(layout)),
         }
+    }
+
+    /// Sets camera `id`'s scene geometry (`None`: none), applied live when it runs and kept for
+    /// when it starts.
+    pub fn set_layout(&self, id: CameraId, layout: Option<Arc<Layout>>) {
+        // Locks in the order `add` takes them (cameras, then layouts), so that a camera being
+        // added reads the new layout or gets it here.
+        let cameras = self.lock();
+        let mut layouts = self.layouts.lock().unwrap_or_else(|e| e.into_inner());
+        let live = layout.clone().unwrap_or_default();
+        match layout {
+            Some(l) => layouts.insert(id, l),
+            None => layouts.remove(&id),
+        };
+        if let Some(cam) = cameras.get(&id) {
+            cam.layout.set(live);
+        }
+    }
+
+    /// Camera `id`'s scene geometry, if it has one.
+    pub fn layout(&self, id: CameraId) -> Option<Arc<Layout>> {
+        let layouts = self.layouts.lock().unwrap_or_else(|e| e.into_inner());
+        layouts.get(&id).cloned()
     }
 
     /// Starts the camera's task; `guard`: its host name must not resolve to a link-local or
@@ -220,6 +252,7 @@ impl CameraHub {
             url,
             guard_resolution: guard,
             interval: self.interval,
+            layout: Arc::clone(&cam.layout),
             info: Arc::clone(&cam.info),
             events: cam.events.clone(),
             cancel: cam.cancel.clone(),

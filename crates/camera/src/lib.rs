@@ -14,11 +14,13 @@
 //! - [`hub`]: the cameras the service runs, shared by their watchers; [`broadcast`]: what
 //!   they hear.
 //! - [`check`]: `check_camera`'s probe.
+//! - [`layout`]: each camera's live scene geometry.
 
 pub mod broadcast;
 pub mod check;
 pub mod hub;
 pub mod judge;
+pub mod layout;
 pub mod pipeline;
 pub mod result;
 pub mod sampler;

@@ -28,6 +28,7 @@ use vision::scene::is_vehicle;
 
 use crate::broadcast::Broadcast;
 use crate::judge::{FrameInput, fresh_high, judge_frame};
+use crate::layout::{LayoutSlot, detect_interval};
 use crate::result::ModelFacts;
 use crate::sampler::{Decision, DecodeJob, Sampler};
 use crate::sink::{CameraEvent, FrameReport, FrameSink, Stage};
@@ -109,8 +110,10 @@ pub struct CameraTask {
     /// Whether the URL's host name must not resolve to a link-local or metadata address
     /// (a client's camera on an unlisted host; see `source::guards_resolution`).
     pub guard_resolution: bool,
-    /// Time between analysed frames.
+    /// Time between analysed frames, unless the scene sets its `detect_interval`.
     pub interval: Duration,
+    /// The camera's scene geometry, changed live.
+    pub layout: Arc<LayoutSlot>,
     /// Shared state for `/api/cameras`.
     pub info: Arc<Mutex<CameraInfo>>,
     /// Messages to the camera's watchers.
@@ -319,9 +322,14 @@ async fn stream(
     connection: u64,
     backoff: &mut Backoff,
 ) -> SourceError {
-    let mut sampler = Sampler::new(task.interval);
+    let (mut seen, layout) = task.layout.get();
+    let mut sampler = Sampler::new(detect_interval(&layout, task.interval));
     let mut online = false;
     loop {
+        if let Some((generation, layout)) = task.layout.changed(seen) {
+            seen = generation;
+            sampler.set_interval(detect_interval(&layout, task.interval));
+        }
         let frame = match tokio::time::timeout(WATCHDOG, source.next_frame()).await {
             Ok(Ok(frame)) => frame,
             Ok(Err(e)) => return e,
@@ -408,11 +416,13 @@ struct Sample {
     connection: u64,
 }
 
-/// One camera's analysis state: its decoder and its scene.
+/// One camera's analysis state: its decoder and its scene (with the layout generation it
+/// judges with).
 struct Analysis<'a> {
     task: &'a CameraTask,
     decoder: VideoDecoder,
     scene: Scene,
+    layout_seen: u64,
     last_decoded: u64,
 }
 
@@ -420,12 +430,23 @@ impl<'a> Analysis<'a> {
     fn new(task: &'a CameraTask) -> Result<Self, String> {
         let decoder =
             VideoDecoder::new().map_err(|e| format!("cannot start the video decoder: {e}"))?;
+        let (layout_seen, layout) = task.layout.get();
         Ok(Self {
             task,
             decoder,
-            scene: Scene::new(task.pipeline.scene),
+            scene: Scene::with_layout(task.pipeline.scene, layout),
+            layout_seen,
             last_decoded: 0,
         })
+    }
+
+    /// Judges with the camera's latest layout from this frame on.
+    fn follow_layout(&mut self) {
+        if let Some((generation, layout)) = self.task.layout.changed(self.layout_seen) {
+            self.layout_seen = generation;
+            self.scene.set_layout(layout);
+            tracing::info!(camera = self.task.id, "scene geometry applied");
+        }
     }
 
     /// The sample's picture; `None` (counted and reported) when there is none.
@@ -478,6 +499,7 @@ impl<'a> Analysis<'a> {
         sample: &Sample,
         pause: &AlertPause,
     ) -> bool {
+        self.follow_layout();
         let task = self.task;
         let pipeline = &task.pipeline;
         let input = FrameInput {

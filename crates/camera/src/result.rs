@@ -97,16 +97,27 @@ pub fn detection_result(r: &FrameResult<'_>, facts: &ModelFacts) -> DetectionRes
 
 const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-/// Every detection, with its track id where the tracker gave one.
+/// Every detection, with its track id where the tracker gave one and its place in the scene
+/// (ground metres rounded to centimetres, speed to 0.1 km/h).
 fn objects(r: &FrameResult<'_>) -> Vec<DetectedObject> {
+    let round = |v: f64, per_unit: f64| (v * per_unit).round() / per_unit;
     r.detections
         .iter()
         .enumerate()
-        .map(|(i, d)| DetectedObject {
-            class: d.label.clone(),
-            confidence: d.confidence,
-            bbox: d.bbox,
-            track_id: r.scene.track_ids.get(i).copied().flatten(),
+        .map(|(i, d)| {
+            let place = r.scene.places.get(i);
+            DetectedObject {
+                class: d.label.clone(),
+                confidence: d.confidence,
+                bbox: d.bbox,
+                track_id: r.scene.track_ids.get(i).copied().flatten(),
+                ground: place
+                    .and_then(|p| p.ground)
+                    .map(|[x, y]| [round(x, 100.0), round(y, 100.0)]),
+                speed_kmh: place.and_then(|p| p.speed_kmh).map(|v| round(v, 10.0)),
+                lane: place.and_then(|p| p.lane.as_deref().map(str::to_string)),
+                zone: place.and_then(|p| p.zone.as_deref().map(str::to_string)),
+            }
         })
         .collect()
 }
@@ -178,7 +189,7 @@ mod tests {
     use serde_json::{Value, json};
     use vision::BBox;
     use vision::scene::rules::RuleHit;
-    use vision::scene::{Alert, Group, RiskLevel, TrafficStats};
+    use vision::scene::{Alert, Group, Place, RiskLevel, TrafficStats};
 
     #[test]
     fn result_has_the_contract_fields() {
@@ -192,6 +203,17 @@ mod tests {
         let scene = SceneFrame {
             track_ids: vec![Some(7), Some(8), None],
             motion: vec![None; 3],
+            places: vec![
+                Place {
+                    ground: Some([1.23456, -20.0]),
+                    speed_kmh: Some(48.26),
+                    lane: Some("nb-1".into()),
+                    zone: Some("crossing".into()),
+                    excluded: false,
+                },
+                Place::default(),
+                Place::default(),
+            ],
             groups: vec![Group {
                 index: 1,
                 id: 3,
@@ -259,6 +281,14 @@ mod tests {
         assert_eq!(d["detectedObjects"][0]["bbox"], json!([1.0, 2.0, 4.0, 4.0]));
         assert_eq!(d["detectedObjects"][1]["trackId"], 8);
         assert!(d["detectedObjects"][2].get("trackId").is_none());
+        let placed = &d["detectedObjects"][0];
+        assert_eq!(placed["ground"], json!([1.23, -20.0]));
+        assert_eq!(placed["speedKmh"], 48.3);
+        assert_eq!(placed["lane"], "nb-1");
+        assert_eq!(placed["zone"], "crossing");
+        for key in ["ground", "speedKmh", "lane", "zone"] {
+            assert!(d["detectedObjects"][1].get(key).is_none(), "{key}");
+        }
         assert_eq!(d["trackingEnabled"], true);
         assert_eq!(d["serverDrawEnabled"], false);
         let g = &d["trafficGroups"][0];

@@ -82,6 +82,11 @@ impl Sampler {
         }
     }
 
+    /// Wants one picture every `interval` from now on (a scene's `detect_interval` changed).
+    pub fn set_interval(&mut self, interval: Duration) {
+        self.interval = interval;
+    }
+
     /// The measured keyframe interval, once two keyframes were seen.
     pub fn keyframe_interval(&self) -> Option<Duration> {
         self.keyframe_interval

@@ -135,6 +135,7 @@ fn camera(script: &[Script]) -> (CameraTask, broadcast::Receiver<Broadcast>, Arc
         url: Url::parse("rtsp://camera.test/stream").unwrap(),
         guard_resolution: false,
         interval: Duration::from_millis(500),
+        layout: Arc::default(),
         info: Arc::new(Mutex::new(CameraInfo::new(
             7,
             "rtsp://camera.test/stream".into(),

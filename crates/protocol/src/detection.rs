@@ -76,6 +76,18 @@ pub struct DetectedObject {
     /// Stable id across frames, when tracked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub track_id: Option<u64>,
+    /// Ground position `[X, Y]` in metres, with a calibrated scene (SPEC 9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ground: Option<[f64; 2]>,
+    /// Calibrated track speed, km/h, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed_kmh: Option<f64>,
+    /// Name of the scene lane the object is in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lane: Option<String>,
+    /// Name of the scene zone the object is in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
 }
 
 /// One traffic group.

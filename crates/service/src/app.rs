@@ -29,6 +29,7 @@ use crate::config::kafka::Role;
 use crate::detection::{detector_options, scene_config};
 use crate::http::{AppState, router};
 use crate::metrics::{InfoLabel, Metrics, Sources};
+use crate::scenes::SceneBook;
 use crate::sinks::{LlmSink, MetricsSink, StoreSink};
 use crate::storage::FrameStore;
 
@@ -244,8 +245,8 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
     let tracker = TaskTracker::new();
     let parts = parts(config, &tracker, &shutdown)?;
     log_llm_state(config);
-    let hub = start_cameras(config, &parts, &shutdown, &tracker);
-    start_background(config, &parts, &hub, &shutdown, &tracker)?;
+    let (hub, scenes) = start_cameras(config, &parts, &shutdown, &tracker);
+    start_background(config, &parts, (&hub, &scenes), &shutdown, &tracker)?;
     let node = if config.kafka.enabled {
         let local = streaming::node::Local {
             hub: Arc::clone(&hub),
@@ -272,7 +273,7 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     println!("traffic-algo listening on http://{local} (WebSocket ws://{local}/ws)");
     tracing::info!(%local, "listening");
-    let state = app_state(config, &parts, &hub, node, (&shutdown, &tracker));
+    let state = app_state(config, &parts, (&hub, &scenes), node, (&shutdown, &tracker));
     serve_until_signal(
         listener,
         router(state, &config.server.cors_origins),
@@ -302,13 +303,13 @@ fn log_llm_state(config: &Config) {
     tracing::info!("LLM analysis off: {why}; rules only");
 }
 
-/// The camera hub, with the declared cameras started.
+/// The camera hub with every configured scene, and the declared cameras started.
 fn start_cameras(
     config: &Config,
     parts: &Parts,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
-) -> Arc<CameraHub> {
+) -> (Arc<CameraHub>, Arc<SceneBook>) {
     let hub = Arc::new(CameraHub::new(
         Arc::clone(&parts.pipeline),
         config.stream.frame_interval,
@@ -317,19 +318,20 @@ fn start_cameras(
         shutdown.child_token(),
         tracker.clone(),
     ));
+    let scenes = Arc::new(SceneBook::new(config, Arc::clone(&hub)));
     for decl in config.cameras.iter().filter(|c| c.enabled) {
         if let Err(e) = hub.pin(decl.id, &decl.url) {
             tracing::error!(camera = decl.id, error = %e, "declared camera not started");
         }
     }
-    hub
+    (hub, scenes)
 }
 
 /// The saved frames' retention and the backend link, when configured.
 fn start_background(
     config: &Config,
     parts: &Parts,
-    hub: &Arc<CameraHub>,
+    (hub, scenes): (&Arc<CameraHub>, &Arc<SceneBook>),
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) -> anyhow::Result<()> {
@@ -346,6 +348,7 @@ fn start_background(
         tracker.spawn(backend::sync_cameras(
             client.clone(),
             Arc::clone(hub),
+            Arc::clone(scenes),
             shutdown.clone(),
         ));
         tracker.spawn(backend::post_statistics(
@@ -362,7 +365,7 @@ fn start_background(
 fn app_state(
     config: &Config,
     parts: &Parts,
-    hub: &Arc<CameraHub>,
+    (hub, scenes): (&Arc<CameraHub>, &Arc<SceneBook>),
     node: Option<Arc<streaming::node::NodeStats>>,
     (shutdown, tasks): (&CancellationToken, &TaskTracker),
 ) -> AppState {
@@ -373,6 +376,7 @@ fn app_state(
         publisher: parts.publisher.as_ref().map(|p| Arc::clone(&p.stats)),
     };
     AppState {
+        scenes: Arc::clone(scenes),
         hub: Arc::clone(hub),
         started: Instant::now(),
         llm_enabled: config.llm_active(),

@@ -15,9 +15,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::BackendConfig;
 use crate::config::cameras::CameraDecl;
+use crate::scenes::SceneBook;
 use camera::hub::CameraHub;
 use protocol::CameraId;
 use protocol::api::CameraInfo;
+use vision::scene::layout::SceneSpec;
 
 /// Limit of each backend request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,17 +76,30 @@ pub fn parse_camera_list(
         };
         match (id, url) {
             (Some(id), Some(url)) if id >= 0 && !url.is_empty() => {
-                cameras.push(CameraDecl {
-                    id,
-                    url: url.to_string(),
-                    enabled,
-                });
+                let mut decl = CameraDecl::new(id, url, enabled);
+                match scene_of(entry) {
+                    Ok(scene) => decl.scene = scene,
+                    Err(e) => decl.scene_error = Some(e),
+                }
+                cameras.push(decl);
             }
             // One bad entry does not hide the others.
             _ => tracing::warn!(entry = %entry, "backend camera entry without a usable id or URL"),
         }
     }
     Ok(cameras)
+}
+
+/// The `scene` of a backend camera entry: an object in the shape of SPEC 9, or that object as
+/// a JSON string (how a database column often carries it); absent or null is none.
+fn scene_of(entry: &Value) -> Result<Option<SceneSpec>, String> {
+    let parsed = match entry.get("scene") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
+        Some(Value::String(s)) => serde_json::from_str(s),
+        Some(v) => serde_json::from_value(v.clone()),
+    };
+    parsed.map(Some).map_err(|e| format!("invalid scene: {e}"))
 }
 
 /// The statistics posted for one camera over one window.
@@ -171,7 +186,12 @@ impl BackendClient {
 }
 
 /// Keeps the hub in line with the backend's camera list until cancelled.
-pub async fn sync_cameras(client: BackendClient, hub: Arc<CameraHub>, cancel: CancellationToken) {
+pub async fn sync_cameras(
+    client: BackendClient,
+    hub: Arc<CameraHub>,
+    scenes: Arc<SceneBook>,
+    cancel: CancellationToken,
+) {
     let mut managed: HashSet<CameraId> = HashSet::new();
     let mut ticker = tokio::time::interval(client.cfg.refresh);
     loop {
@@ -186,6 +206,9 @@ pub async fn sync_cameras(client: BackendClient, hub: Arc<CameraHub>, cancel: Ca
                 continue;
             }
         };
+        for c in &wanted {
+            apply_scene(&scenes, c);
+        }
         let wanted: HashMap<CameraId, String> = wanted
             .into_iter()
             .filter(|c| c.enabled)
@@ -211,6 +234,20 @@ pub async fn sync_cameras(client: BackendClient, hub: Arc<CameraHub>, cancel: Ca
                 Err(e) => tracing::warn!(camera = id, error = %e, "backend camera not started"),
             }
         }
+    }
+}
+
+/// Takes a backend camera's scene (none clears it); a bad one is logged and the last good one
+/// stays.
+fn apply_scene(scenes: &SceneBook, c: &CameraDecl) {
+    let result = match &c.scene_error {
+        Some(e) => Err(e.clone()),
+        None => scenes
+            .set_backend(c.id, c.scene.as_ref())
+            .map_err(|e| e.to_string()),
+    };
+    if let Err(e) = result {
+        tracing::warn!(camera = c.id, error = %e, "backend scene refused; keeping the last good one");
     }
 }
 
@@ -276,25 +313,28 @@ mod tests {
         ] {
             let cams = parse_camera_list(&body, &cfg()).unwrap();
             assert_eq!(cams.len(), 2, "{body}");
-            assert_eq!(
-                cams[0],
-                CameraDecl {
-                    id: 1,
-                    url: "rtsp://a".into(),
-                    enabled: true
-                }
-            );
-            assert_eq!(
-                cams[1],
-                CameraDecl {
-                    id: 2,
-                    url: "rtsp://b".into(),
-                    enabled: false
-                }
-            );
+            assert_eq!(cams[0], CameraDecl::new(1, "rtsp://a", true));
+            assert_eq!(cams[1], CameraDecl::new(2, "rtsp://b", false));
         }
         assert!(parse_camera_list(&json!("nope"), &cfg()).is_err());
         assert!(parse_camera_list(&json!({"data": {"x": 1}}), &cfg()).is_err());
+    }
+
+    #[test]
+    fn scenes_come_as_objects_or_json_strings() {
+        let body = json!([
+            {"id": 1, "rtspUrl": "rtsp://a", "scene": {"detect_interval": 0.5}},
+            {"id": 2, "rtspUrl": "rtsp://b", "scene": "{\"lines\": [{\"name\": \"s\", \"points\": [[0, 0], [9, 9]]}]}"},
+            {"id": 3, "rtspUrl": "rtsp://c", "scene": {"lanez": []}},
+            {"id": 4, "rtspUrl": "rtsp://d", "scene": null}
+        ]);
+        let cams = parse_camera_list(&body, &cfg()).unwrap();
+        assert_eq!(cams.len(), 4, "a bad scene does not drop its camera");
+        assert_eq!(cams[0].scene.as_ref().unwrap().detect_interval, Some(0.5));
+        assert_eq!(cams[1].scene.as_ref().unwrap().lines[0].name, "s");
+        let e = cams[2].scene_error.as_deref().unwrap();
+        assert!(e.contains("lanez"), "{e}");
+        assert!(cams[3].scene.is_none() && cams[3].scene_error.is_none());
     }
 
     #[test]

@@ -139,9 +139,13 @@ pub struct AnalyzeArgs {
     /// Inline each analysed frame as a JPEG data URI (otherwise `frame` is null).
     #[arg(long)]
     pub frames: bool,
-    /// The `cameraId` written in each result.
+    /// The `cameraId` written in each result; its scene (scenes folder, `cameras.yaml`)
+    /// applies.
     #[arg(long, default_value_t = 0)]
     pub camera_id: i64,
+    /// A scene file to judge with instead (YAML or JSON, the shape of `scenes/<id>.yaml`).
+    #[arg(long, value_name = "FILE")]
+    pub scene: Option<PathBuf>,
 }
 
 /// Benchmarks.

@@ -13,6 +13,7 @@
 //! - [`sinks`]: the frame sinks the service plugs into every camera (LLM, saved frames, metrics).
 //! - [`detection`]: loading the detector from configuration and shaping its JSON output.
 //! - [`backend`]: camera list from and statistics to the Spring Boot backend.
+//! - [`scenes`]: each camera's scene geometry from its sources, applied live.
 //! - [`http`]: router, health, the `/ws` sessions; the only place messages become JSON text.
 //! - [`app`]: wiring and shutdown order of the live service (`serve`).
 //! - [`reference`]: running the Python reference pipeline (parity tests, benchmarks).
@@ -29,5 +30,6 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod reference;
+pub mod scenes;
 pub mod sinks;
 pub mod storage;

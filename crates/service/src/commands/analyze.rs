@@ -1,12 +1,17 @@
 //! `traffic-algo analyze VIDEO`: the camera pipeline over a file, as fast as the machine allows
-//! (sampling by the video's own clock at `stream.frame_interval`, with the alert pause after a
-//! fresh `high` alert), one `detection_result` JSON line per analysed frame.
+//! (sampling by the video's own clock at the scene's `detect_interval` or
+//! `stream.frame_interval`, with the alert pause after a fresh `high` alert), one
+//! `detection_result` JSON line per analysed frame. The scene is `--scene FILE`, else camera
+//! `--camera-id`'s from the configuration (scenes folder, `cameras.yaml`).
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use camera::judge::{FrameInput, fresh_high, judge_frame};
+use camera::layout::detect_interval;
 use camera::sampler::{Decision, Sampler};
 use camera::source::SourceError;
 use camera::source::file::FileSource;
@@ -14,19 +19,45 @@ use camera::video::VideoDecoder;
 use protocol::ServerMessage;
 use vision::Detector;
 use vision::scene::Scene;
+use vision::scene::layout::Layout;
 
 use crate::app::model_facts;
 use crate::cli::AnalyzeArgs;
-use crate::config::Config;
+use crate::config::{Config, scenes};
 use crate::detection::{detector_options, scene_config};
+
+/// The scene to judge with: `--scene`, else the camera's from the configuration, else none.
+pub fn layout(config: &Config, args: &AnalyzeArgs) -> anyhow::Result<Arc<Layout>> {
+    if let Some(path) = &args.scene {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let layout = scenes::parse(&text, config.scenes.max_error_px)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        return Ok(Arc::new(layout));
+    }
+    let from_yaml = config
+        .cameras
+        .iter()
+        .find(|c| c.id == args.camera_id)
+        .and_then(|c| c.layout.clone());
+    let from_file = config
+        .scenes
+        .files
+        .iter()
+        .find(|(id, _)| *id == args.camera_id)
+        .map(|(_, f)| Arc::clone(&f.layout));
+    Ok(from_yaml.or(from_file).unwrap_or_default())
+}
 
 /// Runs `analyze`.
 pub fn run(config: &Config, args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let mut detector = Detector::load(&detector_options(&config.model, false))?;
     let facts = model_facts(config);
-    let mut scene = Scene::new(scene_config(config));
+    let layout = layout(config, args)?;
+    let interval = detect_interval(&layout, config.stream.frame_interval);
+    let mut scene = Scene::with_layout(scene_config(config), layout);
     let mut source = FileSource::open(&args.video)?;
-    let mut sampler = Sampler::new(config.stream.frame_interval);
+    let mut sampler = Sampler::new(interval);
     let mut decoder = VideoDecoder::new()?;
     let stdout = std::io::stdout();
     loop {

@@ -3,6 +3,8 @@
 
 use std::process::ExitCode;
 
+use vision::scene::layout::Layout;
+
 use crate::config::settings::SETTINGS;
 use crate::config::{Config, Layers};
 
@@ -49,7 +51,40 @@ pub fn render(config: &Config, layers: &Layers) -> String {
         "off (llm.enabled = false)".into()
     };
     out.push_str(&format!("# llm: {llm}\n"));
+    for (id, file) in &config.scenes.files {
+        let at = file.path.display().to_string();
+        out.push_str(&format!("# scene: {}\n", describe(*id, &file.layout, &at)));
+    }
+    for decl in &config.cameras {
+        if let Some(layout) = &decl.layout {
+            let line = describe(decl.id, layout, "cameras.yaml");
+            out.push_str(&format!("# scene: {line}\n"));
+        }
+    }
     out
+}
+
+/// One line about camera `id`'s scene from `source`.
+fn describe(id: i64, layout: &Layout, source: &str) -> String {
+    let calibration = layout.calibration.as_ref().map_or_else(
+        || "not calibrated".to_string(),
+        |c| {
+            format!(
+                "calibrated, reprojection error {:.2} px (worst {:.2} px)",
+                c.reprojection_error_px, c.worst_error_px
+            )
+        },
+    );
+    let interval = layout
+        .spec
+        .detect_interval
+        .map_or_else(|| "stream.frame_interval".to_string(), |s| format!("{s} s"));
+    format!(
+        "camera {id} from {source}: {} lanes, {} zones, {} lines, {calibration}, detect interval {interval}",
+        layout.lanes.len(),
+        layout.zones.len(),
+        layout.lines.len(),
+    )
 }
 
 /// Runs `check-config`.

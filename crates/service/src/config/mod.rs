@@ -10,6 +10,7 @@ pub mod kafka;
 pub mod layers;
 pub mod parse;
 pub mod reference;
+pub mod scenes;
 pub mod settings;
 pub mod yaml;
 
@@ -17,6 +18,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use protocol::CameraId;
 
 pub use camera::source::SourcePolicy;
 pub use layers::{Layers, Origin, Overrides, RawValue};
@@ -245,6 +248,17 @@ pub struct SecurityConfig {
     pub sources: SourcePolicy,
 }
 
+/// Scene geometry (SPEC 9).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScenesConfig {
+    /// The folder of `<cameraId>.yaml` scene files.
+    pub dir: PathBuf,
+    /// Largest calibration reprojection error accepted, pixels.
+    pub max_error_px: f64,
+    /// The scene files found there, checked, by camera id.
+    pub files: Vec<(CameraId, scenes::SceneFile)>,
+}
+
 /// Frames kept on disk.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StorageConfig {
@@ -292,6 +306,8 @@ pub struct Config {
     pub security: SecurityConfig,
     /// Saved frames.
     pub storage: StorageConfig,
+    /// Scene geometry.
+    pub scenes: ScenesConfig,
     /// Logging.
     pub log: LogConfig,
     /// Cameras declared in `cameras.yaml` and by `--camera`.
@@ -315,7 +331,12 @@ impl Config {
             .get("cameras.file")
             .map(|v| v.text.clone())
             .unwrap_or_default();
-        config.cameras = cameras::load(std::path::Path::new(&file), overrides.cameras())?;
+        config.cameras = cameras::load(
+            std::path::Path::new(&file),
+            overrides.cameras(),
+            config.scenes.max_error_px,
+        )?;
+        config.scenes.files = scenes::load_dir(&config.scenes.dir, config.scenes.max_error_px)?;
         let keys_file = layers
             .values
             .get("llm.api_keys_file")

@@ -136,6 +136,21 @@ pub const SETTINGS: &[Setting] = &[
         "cameras started with the service: `cameras: [{id, url, enabled}]`; missing file = none",
     ),
     plain(
+        "scenes.dir",
+        &["ALGO_SCENES_DIR"],
+        "scenes",
+        "folder of per-camera scene files `<cameraId>.yaml` (calibration, lanes, zones, count \
+         lines; [scene geometry](scene-and-rules.md#scenes)); `PUT /api/cameras/{id}/scene` \
+         saves there; missing folder = none",
+    ),
+    plain(
+        "scenes.max_reprojection_error_px",
+        &["ALGO_SCENES_MAX_REPROJECTION_ERROR_PX"],
+        "5",
+        "a calibration whose RMS reprojection error is above this many pixels is refused \
+         (most likely a mistyped point)",
+    ),
+    plain(
         "classes.include",
         &["ALGO_ALLOWED_CLASSES"],
         "person,bicycle,car,motorcycle,bus,truck,traffic light,stop sign",

@@ -1,10 +1,11 @@
-//! The HTTP side: the router (live page, health, cameras, metrics, `/ws`), the `{code,msg,data}` envelope for every
-//! JSON answer including 404 and 405, and CORS.
+//! The HTTP side: the router (live page, health, cameras and their scenes, metrics, `/ws`),
+//! the `{code,msg,data}` envelope for every JSON answer including 404 and 405, and CORS.
 
 pub mod auth;
 pub mod error;
 pub mod health;
 pub mod limits;
+pub mod scene;
 pub mod web;
 pub mod ws;
 
@@ -28,6 +29,8 @@ use crate::sinks::LlmSink;
 pub struct AppState {
     /// The cameras.
     pub hub: Arc<CameraHub>,
+    /// Their scenes.
+    pub scenes: Arc<crate::scenes::SceneBook>,
     /// Start time, for uptime.
     pub started: Instant,
     /// Whether the LLM is in use.
@@ -69,7 +72,7 @@ impl std::fmt::Debug for AppState {
 
 /// Longest time an HTTP request may take (the WebSocket upgrade included, not the session).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest request body accepted (no route takes a body today).
+/// Largest request body accepted (a scene is a few KB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The whole router. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: the
@@ -77,6 +80,12 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn router(state: AppState, cors_origins: &[String]) -> Router {
     let protected = Router::new()
         .route("/api/cameras", get(health::cameras))
+        .route(
+            "/api/cameras/{id}/scene",
+            get(scene::get_scene)
+                .put(scene::put_scene)
+                .delete(scene::delete_scene),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require,

@@ -259,6 +259,17 @@ pub fn http(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, String, String) {
+    http_with_body(addr, method, path, headers, "")
+}
+
+/// [`http`] with a request body.
+pub fn http_with_body(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
     stream
@@ -268,7 +279,7 @@ pub fn http(
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
-    req.push_str("Content-Length: 0\r\n\r\n");
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     stream.write_all(req.as_bytes()).expect("write");
     let mut raw = String::new();
     stream.read_to_string(&mut raw).expect("read");

@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 
+use super::kinematics::GroundTrack;
 use crate::geometry::BBox;
 
 /// Samples kept per track (about a minute at one analysed frame per 1.8 s).
@@ -40,6 +41,10 @@ pub struct TrackHistory {
     pub stationary_since: Option<f64>,
     /// Consecutive sightings moving against the learned flow.
     pub against_flow: u32,
+    /// Motion on the ground, when the scene is calibrated.
+    pub ground: Option<GroundTrack>,
+    /// The lane (index in the layout) of the latest sighting.
+    pub lane: Option<usize>,
 }
 
 impl TrackHistory {
@@ -55,6 +60,8 @@ impl TrackHistory {
             max_speed: 0.0,
             stationary_since: None,
             against_flow: 0,
+            ground: None,
+            lane: None,
         }
     }
 

@@ -11,11 +11,14 @@ pub mod alerts;
 pub mod flow;
 pub mod grouping;
 pub mod history;
+pub mod kinematics;
+pub mod layout;
 pub mod rules;
 #[cfg(test)]
 mod tests;
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use crate::detector::Detection;
 use crate::geometry::BBox;
@@ -24,6 +27,8 @@ use alerts::{ActiveAlert, AlertBook};
 use flow::FlowField;
 use grouping::{Grouper, GroupingConfig, Member};
 use history::TrackHistory;
+use kinematics::{GroundTrack, MotionModel, foot};
+use layout::{Layout, Point};
 use rules::{RuleHit, RulesConfig, Subject};
 
 /// How long a track's history outlives its last sighting, in seconds.
@@ -164,6 +169,22 @@ pub struct Motion {
     pub heading_degrees: f32,
 }
 
+/// Where one detection is in the scene's geometry (SPEC 9: `ground`, `speedKmh`, `lane`,
+/// `zone` of `detectedObjects[]`). Empty without a layout.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Place {
+    /// Ground position of the foot point, metres (the track's smoothed one when tracked).
+    pub ground: Option<Point>,
+    /// Calibrated track speed, km/h, once known.
+    pub speed_kmh: Option<f64>,
+    /// Name of the lane the foot point is in.
+    pub lane: Option<Arc<str>>,
+    /// Name of the zone the foot point is in (not `exclude`).
+    pub zone: Option<Arc<str>>,
+    /// In an `exclude` zone: not tracked, judged or counted.
+    pub excluded: bool,
+}
+
 /// What the scene says about one frame.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SceneFrame {
@@ -171,6 +192,8 @@ pub struct SceneFrame {
     pub track_ids: Vec<Option<u64>>,
     /// Motion of each detection (aligned with the input), once its track was seen twice.
     pub motion: Vec<Option<Motion>>,
+    /// Where each detection is (aligned with the input).
+    pub places: Vec<Place>,
     /// Traffic groups, ordered by id.
     pub groups: Vec<Group>,
     /// Live alerts.
@@ -185,6 +208,7 @@ pub struct SceneFrame {
 #[derive(Debug, Clone)]
 pub struct Scene {
     cfg: SceneConfig,
+    layout: Arc<Layout>,
     tracker: ByteTracker,
     histories: HashMap<u64, TrackHistory>,
     flow: FlowField,
@@ -199,8 +223,14 @@ pub struct Scene {
 impl Scene {
     /// An empty scene.
     pub fn new(cfg: SceneConfig) -> Self {
+        Self::with_layout(cfg, Arc::default())
+    }
+
+    /// An empty scene with a geometry.
+    pub fn with_layout(cfg: SceneConfig, layout: Arc<Layout>) -> Self {
         Self {
             cfg,
+            layout,
             tracker: ByteTracker::new(cfg.tracker),
             histories: HashMap::new(),
             flow: FlowField::default(),
@@ -212,6 +242,22 @@ impl Scene {
         }
     }
 
+    /// The geometry judged with.
+    pub fn layout(&self) -> &Arc<Layout> {
+        &self.layout
+    }
+
+    /// Judges with `layout` from the next frame on. Tracks keep their identity, but their
+    /// ground motion restarts when the calibration changed (old metres mean nothing now).
+    pub fn set_layout(&mut self, layout: Arc<Layout>) {
+        if layout.calibration != self.layout.calibration {
+            for h in self.histories.values_mut() {
+                h.ground = None;
+            }
+        }
+        self.layout = layout;
+    }
+
     /// Tracks currently remembered (with a history).
     pub fn tracks(&self) -> usize {
         self.histories.len()
@@ -221,18 +267,23 @@ impl Scene {
     pub fn update(&mut self, t: f64, width: u32, height: u32, dets: &[Detection]) -> SceneFrame {
         self.restart_if_rewound(t);
         self.last_t = Some(t);
-        let track_ids = self.track(dets);
+        let feet: Vec<Point> = dets.iter().map(|d| foot(&d.bbox)).collect();
+        let excluded: Vec<bool> = feet.iter().map(|&p| self.layout.excluded(p)).collect();
+        let track_ids = self.track(dets, &excluded);
         self.record(t, width, height, dets, &track_ids);
+        self.locate(t, dets, &feet, &track_ids);
         let (hits, congestion) = self.judge(t, dets, &track_ids);
         let motion = self.motion(&track_ids);
+        let places = self.places(&feet, &excluded, &track_ids);
         let active = self.book.update(t, self.cfg.alert_hold, hits);
-        let mut groups = self.group(width, height, dets, &track_ids);
+        let mut groups = self.group(width, height, dets, &track_ids, &excluded);
         let alerts = assign_alerts(active, &mut groups);
         let max_level = alerts.iter().map(|a| a.hit.level).max().unwrap_or_default();
         self.count(t, congestion);
         SceneFrame {
             track_ids,
             motion,
+            places,
             groups,
             alerts,
             stats: self.stats,
@@ -245,26 +296,87 @@ impl Scene {
     fn restart_if_rewound(&mut self, t: f64) {
         if self.last_t.is_some_and(|last| t < last) {
             let totals = (self.stats.vehicles_total, self.stats.persons_total);
-            *self = Self::new(self.cfg);
+            *self = Self::with_layout(self.cfg, Arc::clone(&self.layout));
             (self.stats.vehicles_total, self.stats.persons_total) = totals;
         }
     }
 
-    /// The track id of each detection (none without tracking).
-    fn track(&mut self, dets: &[Detection]) -> Vec<Option<u64>> {
-        if self.cfg.tracking {
-            let inputs: Vec<TrackInput> = dets
-                .iter()
-                .map(|d| TrackInput {
-                    bbox: d.bbox,
-                    score: d.confidence,
-                    class_id: d.class_id,
-                })
-                .collect();
-            self.tracker.update(&inputs)
-        } else {
-            vec![None; dets.len()]
+    /// The track id of each detection (none without tracking, or in an `exclude` zone).
+    fn track(&mut self, dets: &[Detection], excluded: &[bool]) -> Vec<Option<u64>> {
+        if !self.cfg.tracking {
+            return vec![None; dets.len()];
         }
+        let kept: Vec<usize> = (0..dets.len()).filter(|&i| !excluded[i]).collect();
+        let inputs: Vec<TrackInput> = kept
+            .iter()
+            .map(|&i| TrackInput {
+                bbox: dets[i].bbox,
+                score: dets[i].confidence,
+                class_id: dets[i].class_id,
+            })
+            .collect();
+        let ids = self.tracker.update(&inputs);
+        let mut out = vec![None; dets.len()];
+        for (i, id) in kept.into_iter().zip(ids) {
+            out[i] = id;
+        }
+        out
+    }
+
+    /// Updates each tracked detection's lane and ground motion.
+    fn locate(&mut self, t: f64, dets: &[Detection], feet: &[Point], ids: &[Option<u64>]) {
+        let layout = &*self.layout;
+        for ((d, &p), id) in dets.iter().zip(feet).zip(ids) {
+            let Some(h) = id.and_then(|id| self.histories.get_mut(&id)) else {
+                continue;
+            };
+            h.lane = layout.lane_at(p);
+            let Some(cal) = &layout.calibration else {
+                continue;
+            };
+            let kept = h.ground.as_mut().is_some_and(|g| g.update(cal, t, &d.bbox));
+            if !kept {
+                let model = if d.label == "person" {
+                    MotionModel::PERSON
+                } else {
+                    MotionModel::VEHICLE
+                };
+                h.ground = GroundTrack::start(cal, model, t, &d.bbox);
+            }
+        }
+    }
+
+    /// Where each detection is: its track's smoothed ground position and speed, or its own
+    /// ground position when untracked; its lane and zone.
+    fn places(&self, feet: &[Point], excluded: &[bool], ids: &[Option<u64>]) -> Vec<Place> {
+        let layout = &*self.layout;
+        if layout.lanes.is_empty() && layout.zones.is_empty() && !layout.calibrated() {
+            return vec![Place::default(); feet.len()];
+        }
+        feet.iter()
+            .zip(excluded)
+            .zip(ids)
+            .map(|((&p, &excluded), id)| {
+                if excluded {
+                    return Place {
+                        excluded,
+                        ..Place::default()
+                    };
+                }
+                let ground = id
+                    .and_then(|id| self.histories.get(&id))
+                    .and_then(|h| h.ground.as_ref());
+                Place {
+                    ground: ground
+                        .map(GroundTrack::position)
+                        .or_else(|| layout.ground(p)),
+                    speed_kmh: ground.and_then(GroundTrack::speed_kmh),
+                    lane: layout.lane_at(p).map(|i| Arc::clone(&layout.lanes[i].name)),
+                    zone: layout.zone_at(p).map(|i| Arc::clone(&layout.zones[i].name)),
+                    excluded,
+                }
+            })
+            .collect()
     }
 
     /// Runs the rules over the tracked detections: what fired, and the congestion level.
@@ -305,20 +417,22 @@ impl Scene {
             .collect()
     }
 
-    /// This frame's traffic groups, with stable ids, at level none until alerts are assigned.
+    /// This frame's traffic groups (of the detections outside `exclude` zones), with stable
+    /// ids, at level none until alerts are assigned.
     fn group(
         &mut self,
         width: u32,
         height: u32,
         dets: &[Detection],
         track_ids: &[Option<u64>],
+        excluded: &[bool],
     ) -> Vec<Group> {
-        let members: Vec<Member> = dets
+        let kept: Vec<usize> = (0..dets.len()).filter(|&i| !excluded[i]).collect();
+        let members: Vec<Member> = kept
             .iter()
-            .zip(track_ids)
-            .map(|(d, &track_id)| Member {
-                bbox: d.bbox,
-                track_id,
+            .map(|&i| Member {
+                bbox: dets[i].bbox,
+                track_id: track_ids[i],
             })
             .collect();
         let clusters = self
@@ -327,7 +441,10 @@ impl Scene {
         clusters
             .into_iter()
             .enumerate()
-            .map(|(i, c)| {
+            .map(|(i, mut c)| {
+                for m in &mut c.members {
+                    *m = kept[*m];
+                }
                 let mut classes: Vec<String> =
                     c.members.iter().map(|&m| dets[m].label.clone()).collect();
                 classes.sort_unstable();

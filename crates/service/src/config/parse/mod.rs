@@ -45,6 +45,11 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
     let backend = backend(&r)?;
     let security = security(&r)?;
     let storage = storage(&r)?;
+    let scenes = super::ScenesConfig {
+        dir: PathBuf::from(r.string("scenes.dir")?),
+        max_error_px: r.number("scenes.max_reprojection_error_px", 0.1, 1000.0)?,
+        files: Vec::new(),
+    };
     let log = log(&r)?;
     Ok(Config {
         server,
@@ -59,6 +64,7 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
         backend,
         security,
         storage,
+        scenes,
         log,
         cameras: Vec::new(),
     })
