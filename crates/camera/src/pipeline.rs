@@ -404,6 +404,13 @@ fn analysis_loop(
     Ok(())
 }
 
+/// Says which rules camera `id` cannot run, and why.
+fn log_rules_off(id: CameraId, scene: &Scene) {
+    for reason in scene.rules_off() {
+        tracing::info!(camera = id, reason = %reason, "rule off");
+    }
+}
+
 /// Where a decoded sample came from.
 struct Sample {
     /// Its stream time, seconds.
@@ -431,10 +438,12 @@ impl<'a> Analysis<'a> {
         let decoder =
             VideoDecoder::new().map_err(|e| format!("cannot start the video decoder: {e}"))?;
         let (layout_seen, layout) = task.layout.get();
+        let scene = Scene::with_layout(task.pipeline.scene, layout);
+        log_rules_off(task.id, &scene);
         Ok(Self {
             task,
             decoder,
-            scene: Scene::with_layout(task.pipeline.scene, layout),
+            scene,
             layout_seen,
             last_decoded: 0,
         })
@@ -446,6 +455,7 @@ impl<'a> Analysis<'a> {
             self.layout_seen = generation;
             self.scene.set_layout(layout);
             tracing::info!(camera = self.task.id, "scene geometry applied");
+            log_rules_off(self.task.id, &self.scene);
         }
     }
 
@@ -476,7 +486,10 @@ impl<'a> Analysis<'a> {
         let shared = Arc::clone(frame);
         let started = Instant::now();
         match task.pipeline.worker.run(move |d| d.detect(shared.view())) {
-            Ok(Ok(out)) => Ok(Some((out.detections, started.elapsed()))),
+            Ok(Ok(mut out)) => {
+                vision::nms::one_box_per_vehicle(&mut out.detections, is_vehicle);
+                Ok(Some((out.detections, started.elapsed())))
+            }
             Ok(Err(e)) => {
                 tracing::warn!(camera = task.id, error = %e, "detection failed");
                 task.event(CameraEvent::Failed(Stage::Detect));

@@ -177,6 +177,12 @@ fn alerts(r: &FrameResult<'_>) -> Vec<DangerAlert> {
             risk_types: vec![a.hit.kind.as_str().to_string()],
             trigger_object_ids: a.hit.track_ids.clone(),
             source: AlertSource::Rules,
+            measures: a
+                .hit
+                .measures
+                .iter()
+                .map(|&(k, v)| (k.to_string(), (v * 100.0).round() / 100.0))
+                .collect(),
             started_at: r.wall_time(a.started_at),
             is_stale: a.stale,
         })
@@ -232,6 +238,7 @@ mod tests {
                     confidence: 0.9,
                     track_ids: vec![7, 8],
                     description: "car #7 follows car #8 0.2 s behind".into(),
+                    measures: vec![("headway_s", 0.2345)],
                 },
                 started_at: 0.3,
                 stale: true,
@@ -318,6 +325,7 @@ mod tests {
         );
         assert_eq!(a["riskTypes"], json!(["tailgating"]));
         assert_eq!(a["triggerObjectIds"], json!([7, 8]));
+        assert_eq!(a["measures"], json!({"headway_s": 0.23}));
         // Started 1.2 s of stream time before this frame.
         assert_eq!(a["startedAt"], "2023-11-14T22:13:18.923Z");
         assert_eq!(

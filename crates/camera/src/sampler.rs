@@ -59,6 +59,9 @@ pub enum Decision {
 pub struct Sampler {
     interval: Duration,
     due: Option<Duration>,
+    /// No sample before this stream time (an alert pause): a floor, not a target, so the
+    /// keyframe nearest the due time cannot come early.
+    hold: Option<Duration>,
     gop: Vec<EncodedFrame>,
     gop_id: u64,
     handed_over: usize,
@@ -73,6 +76,7 @@ impl Sampler {
         Self {
             interval,
             due: None,
+            hold: None,
             gop: Vec::new(),
             gop_id: 0,
             handed_over: 0,
@@ -98,9 +102,11 @@ impl Sampler {
             .is_some_and(|k| k.as_secs_f64() <= self.interval.as_secs_f64() * (1.0 + SLACK))
     }
 
-    /// Delays the next sample until at least `until` (stream time), e.g. after a high risk.
+    /// Takes no sample before `until` (stream time), e.g. after a high risk; the next one is
+    /// the first due at or after it.
     pub fn pause_until(&mut self, until: Duration) {
         self.due = Some(self.due.map_or(until, |d| d.max(until)));
+        self.hold = Some(self.hold.map_or(until, |h| h.max(until)));
     }
 
     /// Takes one packet and says what to decode.
@@ -112,6 +118,7 @@ impl Sampler {
             .is_some_and(|last| frame.pts + self.interval < last)
         {
             self.due = None;
+            self.hold = None;
             self.last_keyframe = None;
         }
         self.last_pts = Some(frame.pts);
@@ -133,6 +140,10 @@ impl Sampler {
         let keyframe = frame.keyframe;
         self.gop.push(frame);
 
+        if self.hold.is_some_and(|h| pts < h) {
+            return self.overflow();
+        }
+        self.hold = None;
         let Some(due) = self.due else {
             return self.take(pts, pts);
         };
@@ -158,6 +169,11 @@ impl Sampler {
                 }
             }
         }
+        self.overflow()
+    }
+
+    /// Waits for more, unless the buffered group of pictures is too long to keep.
+    fn overflow(&mut self) -> Decision {
         if self.gop.len() > MAX_GOP_FRAMES {
             let dropped = self.gop.len();
             self.gop.clear();
@@ -306,6 +322,27 @@ mod tests {
             panic!("no sample at 4.2 s")
         };
         assert_eq!((job.frames.len(), job.resume_from), (106, 1));
+    }
+
+    #[test]
+    fn a_pause_is_a_floor_even_with_keyframes_every_two_seconds() {
+        // 25 fps, keyframe every 2 s, 1.8 s interval: samples at the keyframes. A 3 s pause
+        // after the sample at 4 s: the keyframe at 6 s is nearest the due time (7 s) within
+        // half a keyframe interval, but it is inside the pause; the next sample is at 8 s.
+        let mut s = Sampler::new(Duration::from_secs_f64(1.8));
+        let mut samples = Vec::new();
+        for i in 0..300u64 {
+            let keyframe = i % 50 == 0;
+            if let Decision::Decode(_) = s.push(f(keyframe, i * 40)) {
+                samples.push(i * 40);
+                if i * 40 == 4000 {
+                    s.pause_until(Duration::from_secs(7));
+                }
+            }
+        }
+        assert!(samples.contains(&4000), "{samples:?}");
+        let after = samples.iter().find(|&&ms| ms > 4000).unwrap();
+        assert_eq!(*after, 8000, "{samples:?}");
     }
 
     #[test]

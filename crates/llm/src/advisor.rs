@@ -226,6 +226,7 @@ pub fn annotate(result: &mut DetectionResult, verdict: &Verdict, fresh: bool) ->
                 source: AlertSource::Llm,
                 started_at: started_at.clone(),
                 is_stale: !fresh,
+                measures: Default::default(),
             },
         );
         attached.push(f.clone());

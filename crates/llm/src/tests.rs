@@ -47,6 +47,7 @@ fn scene() -> (Vec<Detection>, SceneFrame) {
             confidence: 0.9,
             track_ids: vec![9, 10],
             description: "car #9 follows car #10 0.3 s behind".into(),
+            measures: vec![("headway_s", 0.3)],
         },
         started_at: 0.0,
         stale: false,

@@ -171,6 +171,10 @@ pub struct DangerAlert {
     pub started_at: String,
     /// Carried from an earlier frame.
     pub is_stale: bool,
+    /// What the rule measured (beyond SPEC 4), e.g. `{"headway_s": 0.6, "speed_kmh": 52.0}`;
+    /// absent when nothing was measured.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub measures: std::collections::BTreeMap<String, f64>,
 }
 
 /// `trafficStats`.

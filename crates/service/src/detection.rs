@@ -45,6 +45,7 @@ pub fn scene_config(config: &Config) -> SceneConfig {
         grouping: config.grouping,
         rules: config.rules,
         alert_hold: config.stream.alert_pause.as_secs_f64(),
+        frame_interval: interval,
     }
 }
 

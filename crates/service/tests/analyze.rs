@@ -198,17 +198,26 @@ fn analyze_tracks_groups_and_crops_on_a_real_street() {
 
 #[test]
 fn a_fresh_high_alert_holds_the_next_sample_back() {
-    // Cars coming down a two-lane road, with the tailgating rule made hair-trigger (any moving
-    // follower within 60 s of its leader; slow image motion counts as moving): a high alert.
-    // After each fresh one the next sample comes `alert_pause_seconds` (5 s) later, not 0.6 s.
+    // Cars coming down a two-lane road, on a scene calibrated at 100 px per metre (a plain
+    // scale: the distances are not the road's, the rule only has to fire), with the
+    // tailgating rule made hair-trigger (any follower within 60 s of its leader, from 0 km/h):
+    // a high alert. After each fresh one the next sample comes `alert_pause_seconds` (5 s)
+    // later, not 0.6 s.
     let dir = tempfile::tempdir().unwrap();
+    let scene = dir.path().join("scene.yaml");
+    std::fs::write(
+        &scene,
+        "calibration:\n  image: [[0, 0], [1280, 0], [1280, 720], [0, 720], [640, 360]]\n  \
+         ground: [[0, 0], [12.8, 0], [12.8, 7.2], [0, 7.2], [6.4, 3.6]]\n",
+    )
+    .unwrap();
     let mut cmd = traffic_algo(dir.path());
-    cmd.arg("analyze");
+    cmd.arg("analyze").arg("--scene").arg(&scene);
     for set in [
         "stream.frame_interval=0.6",
         "stream.alert_pause_seconds=5",
         "rules.tailgating.headway_seconds=60",
-        "rules.moving_speed=0.3",
+        "rules.tailgating.min_speed_kmh=0",
     ] {
         cmd.args(["--set", set]);
     }

@@ -44,6 +44,7 @@ pub fn merge(
             source: AlertSource::Llm,
             started_at: data.timestamp.clone(),
             is_stale: false,
+            measures: Default::default(),
         };
         attach_alert(&mut data, alert);
     }
@@ -83,6 +84,7 @@ mod tests {
                     source: AlertSource::Rules,
                     started_at: String::new(),
                     is_stale: false,
+                    measures: Default::default(),
                 }],
                 max_risk_level: RiskLevel::Low,
                 ..Default::default()

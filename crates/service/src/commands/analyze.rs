@@ -18,8 +18,8 @@ use camera::source::file::FileSource;
 use camera::video::VideoDecoder;
 use protocol::ServerMessage;
 use vision::Detector;
-use vision::scene::Scene;
 use vision::scene::layout::Layout;
+use vision::scene::{Scene, is_vehicle};
 
 use crate::app::model_facts;
 use crate::cli::AnalyzeArgs;
@@ -55,8 +55,11 @@ pub fn run(config: &Config, args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let facts = model_facts(config);
     let layout = layout(config, args)?;
     let interval = detect_interval(&layout, config.stream.frame_interval);
-    let mut scene = Scene::with_layout(scene_config(config), layout);
     let mut source = FileSource::open(&args.video)?;
+    let mut scene = Scene::with_layout(scene_config(config), layout);
+    for reason in scene.rules_off() {
+        tracing::info!(reason = %reason, "rule off");
+    }
     let mut sampler = Sampler::new(interval);
     let mut decoder = VideoDecoder::new()?;
     let stdout = std::io::stdout();
@@ -73,7 +76,8 @@ pub fn run(config: &Config, args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
         let Some(picture) = decoder.decode(&job)? else {
             continue;
         };
-        let detections = detector.detect(picture.view())?.detections;
+        let mut detections = detector.detect(picture.view())?.detections;
+        vision::nms::one_box_per_vehicle(&mut detections, is_vehicle);
         let stream_time = job.frames.last().map_or(0.0, |f| f.pts.as_secs_f64());
         let input = FrameInput {
             camera_id: args.camera_id,

@@ -258,50 +258,66 @@ pub const SETTINGS: &[Setting] = &[
         "rules.stationary_speed",
         &[],
         "0.3",
-        "below this speed (box heights per second) a vehicle stands still",
+        "uncalibrated scenes: below this speed (box heights per second) a vehicle stands still",
     ),
     plain(
         "rules.moving_speed",
         &[],
         "1.0",
-        "from this speed (box heights per second) a vehicle is moving",
+        "uncalibrated scenes: from this speed (box heights per second) a vehicle is moving",
     ),
     plain(
         "rules.tailgating.headway_seconds",
         &[],
         "1.0",
-        "time gap to the vehicle ahead under which a follower tailgates (half: high)",
+        "time headway to the vehicle ahead in the same lane under which a follower tailgates \
+         (half: high); calibrated scenes only",
+    ),
+    plain(
+        "rules.tailgating.min_speed_kmh",
+        &[],
+        "30",
+        "tailgating is judged only from this speed (a queue is never tailgating)",
     ),
     plain(
         "rules.pedestrian.horizon_seconds",
         &[],
-        "2.0",
-        "how far ahead a vehicle's path is checked for pedestrians (within 1 s: high)",
+        "3.0",
+        "time to collision between a vehicle and a pedestrian in its path that is medium \
+         (1.5 s or less: high, calibrated only)",
     ),
     plain(
         "rules.wrong_way.min_samples",
         &[],
         "30",
-        "moving vehicles a grid cell must have seen before it judges direction",
+        "lanes without a direction: moving vehicles a grid cell of the learned flow must have \
+         seen before it judges direction",
     ),
     plain(
-        "rules.sudden_stop.min_speed",
+        "rules.sudden_stop.deceleration",
         &[],
-        "3.0",
-        "speed (box heights per second) before a stop that makes it sudden",
+        "4.0",
+        "hard braking: mean deceleration over a second (m/s^2) that is one (7: high); \
+         calibrated scenes at 0.5 s or faster only",
+    ),
+    plain(
+        "rules.sudden_stop.min_speed_kmh",
+        &[],
+        "25",
+        "hard braking counts only from this speed",
     ),
     plain(
         "rules.illegal_stop.dwell_seconds",
         &[],
         "60",
-        "seconds a vehicle that arrived moving may stand outside a queue (low; 3x as long: \
-         medium)",
+        "seconds a vehicle that arrived moving may stand in a `no_stopping` zone (or an `roi` \
+         zone outside the lanes) when not queued (low; 3x as long: medium)",
     ),
     plain(
         "rules.congestion.min_vehicles",
         &[],
         "6",
-        "fewest vehicles with a known speed before congestion is judged",
+        "fewest vehicles with a known speed (per lane, with lanes) before congestion is judged",
     ),
     plain(
         "post_processing.distance_threshold",

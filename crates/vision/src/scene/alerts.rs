@@ -83,6 +83,7 @@ mod tests {
             confidence: 0.9,
             track_ids: ids.to_vec(),
             description: String::new(),
+            measures: Vec::new(),
         }
     }
 

@@ -17,7 +17,7 @@ pub mod rules;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::detector::Detection;
@@ -29,7 +29,7 @@ use grouping::{Grouper, GroupingConfig, Member};
 use history::TrackHistory;
 use kinematics::{GroundTrack, MotionModel, foot};
 use layout::{Layout, Point};
-use rules::{RuleHit, RulesConfig, Subject};
+use rules::{CrosswalkVisit, RuleHit, RuleKind, RulesConfig, Subject};
 
 /// How long a track's history outlives its last sighting, in seconds.
 const HISTORY_TTL: f64 = 30.0;
@@ -93,6 +93,8 @@ pub struct SceneConfig {
     pub rules: RulesConfig,
     /// Seconds an alert lives after it last fired.
     pub alert_hold: f64,
+    /// Seconds between analysed frames unless the layout sets its `detect_interval`.
+    pub frame_interval: f64,
 }
 
 impl Default for SceneConfig {
@@ -103,6 +105,7 @@ impl Default for SceneConfig {
             grouping: GroupingConfig::default(),
             rules: RulesConfig::default(),
             alert_hold: 3.0,
+            frame_interval: 1.8,
         }
     }
 }
@@ -209,6 +212,14 @@ pub struct SceneFrame {
 pub struct Scene {
     cfg: SceneConfig,
     layout: Arc<Layout>,
+    /// The rules this camera's cadence and calibration allow.
+    runnable: HashSet<RuleKind>,
+    /// Why the others do not run.
+    rules_off: Vec<String>,
+    /// People seen in crosswalks within the last [`rules::PET_MEDIUM`] seconds.
+    crosswalk_visits: Vec<CrosswalkVisit>,
+    /// Hits waiting for their rule's minimum duration: since when each has fired.
+    pending: HashMap<(RuleKind, Vec<u64>), f64>,
     tracker: ByteTracker,
     histories: HashMap<u64, TrackHistory>,
     flow: FlowField,
@@ -228,9 +239,14 @@ impl Scene {
 
     /// An empty scene with a geometry.
     pub fn with_layout(cfg: SceneConfig, layout: Arc<Layout>) -> Self {
+        let (runnable, rules_off) = runnable_rules(&cfg, &layout);
         Self {
             cfg,
             layout,
+            runnable,
+            rules_off,
+            crosswalk_visits: Vec::new(),
+            pending: HashMap::new(),
             tracker: ByteTracker::new(cfg.tracker),
             histories: HashMap::new(),
             flow: FlowField::default(),
@@ -255,7 +271,20 @@ impl Scene {
                 h.ground = None;
             }
         }
+        (self.runnable, self.rules_off) = runnable_rules(&self.cfg, &layout);
+        self.crosswalk_visits.clear();
         self.layout = layout;
+    }
+
+    /// The rules that run on this camera now.
+    pub fn runnable(&self) -> &HashSet<RuleKind> {
+        &self.runnable
+    }
+
+    /// Why the other rules do not run (for the log), one line each; empty when rules or
+    /// tracking are off altogether.
+    pub fn rules_off(&self) -> &[String] {
+        &self.rules_off
     }
 
     /// Tracks currently remembered (with a history).
@@ -272,6 +301,7 @@ impl Scene {
         let track_ids = self.track(dets, &excluded);
         self.record(t, width, height, dets, &track_ids);
         self.locate(t, dets, &feet, &track_ids);
+        self.visit_crosswalks(t, dets, &feet, &track_ids);
         let (hits, congestion) = self.judge(t, dets, &track_ids);
         let motion = self.motion(&track_ids);
         let places = self.places(&feet, &excluded, &track_ids);
@@ -379,9 +409,10 @@ impl Scene {
             .collect()
     }
 
-    /// Runs the rules over the tracked detections: what fired, and the congestion level.
+    /// Runs the rules over the tracked detections: what fired for long enough, and the
+    /// congestion level.
     fn judge(
-        &self,
+        &mut self,
         t: f64,
         dets: &[Detection],
         track_ids: &[Option<u64>],
@@ -399,7 +430,68 @@ impl Scene {
                 })
             })
             .collect();
-        rules::evaluate(&self.cfg.rules, &subjects, t)
+        let (hits, level) = rules::evaluate(&rules::Frame {
+            cfg: &self.cfg.rules,
+            layout: &self.layout,
+            runnable: &self.runnable,
+            t,
+            subjects: &subjects,
+            crosswalk_visits: &self.crosswalk_visits,
+        });
+        (self.confirm(t, hits), level)
+    }
+
+    /// The hits whose rule has fired on the same tracks for its minimum duration; a pair that
+    /// stops firing starts over.
+    fn confirm(&mut self, t: f64, hits: Vec<RuleHit>) -> Vec<RuleHit> {
+        let key = |h: &RuleHit| {
+            let mut ids = h.track_ids.clone();
+            ids.sort_unstable();
+            (h.kind, ids)
+        };
+        let fired: HashSet<(RuleKind, Vec<u64>)> = hits.iter().map(key).collect();
+        self.pending.retain(|k, _| fired.contains(k));
+        hits.into_iter()
+            .filter(|h| {
+                let since = *self.pending.entry(key(h)).or_insert(t);
+                t - since >= h.kind.min_duration() - 1e-9
+            })
+            .collect()
+    }
+
+    /// Remembers the people in crosswalks for the post-encroachment time.
+    fn visit_crosswalks(
+        &mut self,
+        t: f64,
+        dets: &[Detection],
+        feet: &[Point],
+        ids: &[Option<u64>],
+    ) {
+        self.crosswalk_visits
+            .retain(|v| t - v.t <= rules::PET_MEDIUM);
+        let layout = &*self.layout;
+        for ((d, &p), id) in dets.iter().zip(feet).zip(ids) {
+            let Some(id) = *id else { continue };
+            if d.label != "person" {
+                continue;
+            }
+            for (zone, z) in layout.zones.iter().enumerate() {
+                if z.kind == layout::ZoneKind::Crosswalk && z.polygon.contains(p) {
+                    let ground = self
+                        .histories
+                        .get(&id)
+                        .and_then(|h| h.ground.as_ref())
+                        .map(GroundTrack::position);
+                    self.crosswalk_visits.push(CrosswalkVisit {
+                        zone,
+                        lane: layout.lane_at(p),
+                        ground,
+                        t,
+                        track_id: id,
+                    });
+                }
+            }
+        }
     }
 
     /// The motion of each detection, once its track was seen twice.
@@ -518,6 +610,17 @@ impl Scene {
             self.flow.learn(x, y, dir, width, height);
         }
         self.histories.retain(|_, h| t - h.last().t <= HISTORY_TTL);
+    }
+}
+
+/// The rules `cfg` and `layout` allow at the camera's cadence, and why the others do not.
+fn runnable_rules(cfg: &SceneConfig, layout: &Layout) -> (HashSet<RuleKind>, Vec<String>) {
+    let interval = layout.spec.detect_interval.unwrap_or(cfg.frame_interval);
+    let (on, off) = rules::runnable(interval, layout.calibrated());
+    if cfg.tracking && cfg.rules.enabled {
+        (on, off)
+    } else {
+        (on, Vec::new())
     }
 }
 

@@ -145,9 +145,11 @@ fn rules(r: &Reader<'_>) -> Result<RulesConfig, ConfigError> {
         stationary_speed: r.number("rules.stationary_speed", 0.0, 100.0)? as f32,
         moving_speed: r.number("rules.moving_speed", 0.0, 100.0)? as f32,
         tailgating_headway: r.number("rules.tailgating.headway_seconds", 0.0, 60.0)? as f32,
+        tailgating_min_kmh: r.number("rules.tailgating.min_speed_kmh", 0.0, 300.0)? as f32,
         pedestrian_horizon: r.number("rules.pedestrian.horizon_seconds", 0.1, 60.0)? as f32,
         wrong_way_min_samples: r.integer("rules.wrong_way.min_samples", 1, 1_000_000)? as u32,
-        sudden_stop_speed: r.number("rules.sudden_stop.min_speed", 0.0, 100.0)? as f32,
+        hard_braking_decel: r.number("rules.sudden_stop.deceleration", 0.5, 20.0)? as f32,
+        hard_braking_min_kmh: r.number("rules.sudden_stop.min_speed_kmh", 0.0, 300.0)? as f32,
         dwell_seconds: r.number("rules.illegal_stop.dwell_seconds", 0.0, 86_400.0)? as f32,
         congestion_min_vehicles: r.integer("rules.congestion.min_vehicles", 1, 10_000)? as usize,
     };
