@@ -112,6 +112,8 @@ pub enum Command {
     Detect(DetectArgs),
     /// Run the camera pipeline over a video file; prints `detection_result` JSON lines.
     Analyze(AnalyzeArgs),
+    /// Run the pipeline over labelled clips and score it against the labels.
+    Eval(EvalArgs),
     /// Print the effective configuration (secrets redacted) and where each value came from.
     CheckConfig,
     /// Measure performance.
@@ -146,6 +148,23 @@ pub struct AnalyzeArgs {
     /// A scene file to judge with instead (YAML or JSON, the shape of `scenes/<id>.yaml`).
     #[arg(long, value_name = "FILE")]
     pub scene: Option<PathBuf>,
+}
+
+/// Arguments of `eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The labels file (clips, scenes, normal spans, events, speeds, transforms).
+    #[arg(value_name = "LABELS")]
+    pub labels: PathBuf,
+    /// Seconds between analysed frames, instead of each clip scene's `detect_interval`.
+    #[arg(long)]
+    pub interval: Option<f64>,
+    /// Only the clip of this name.
+    #[arg(long)]
+    pub clip: Option<String>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Benchmarks.

@@ -9,6 +9,7 @@ pub mod bench_scene;
 pub mod bench_streaming;
 pub mod check_config;
 pub mod detect;
+pub mod eval;
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -67,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Serve => serve(&config),
         Command::Detect(args) => detect::run(&config, args),
         Command::Analyze(args) => analyze::run(&config, args),
+        Command::Eval(args) => eval::run(&config, args),
         Command::CheckConfig => check_config::run(&config, &layers),
         Command::Bench(BenchCommand::Detect(args)) => bench::run_detect(&config, args),
         Command::Bench(BenchCommand::Pipeline(args)) => bench_pipeline::run(&config, args),
