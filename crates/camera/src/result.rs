@@ -184,6 +184,7 @@ fn alerts(r: &FrameResult<'_>) -> Vec<DangerAlert> {
                 .map(|&(k, v)| (k.to_string(), (v * 100.0).round() / 100.0))
                 .collect(),
             started_at: r.wall_time(a.started_at),
+            llm_verdict: None,
             is_stale: a.stale,
         })
         .collect()

@@ -227,14 +227,31 @@ pub fn annotate(result: &mut DetectionResult, verdict: &Verdict, fresh: bool) ->
                 started_at: started_at.clone(),
                 is_stale: !fresh,
                 measures: Default::default(),
+                llm_verdict: None,
             },
         );
         attached.push(f.clone());
+    }
+    for f in &verdict.answer.results {
+        let id = verdict.group_ids.get(f.group_index.wrapping_sub(1));
+        if let (Some(id), Some(said)) = (id, f.rule_verdict) {
+            mark_rule_alerts(result, *id, said);
+        }
     }
     result.llm_latency = Some(verdict.latency.as_secs_f64());
     result.llm_model = Some(verdict.model.clone());
     result.llm_raw_text = Some(verdict.raw_text.clone());
     attached
+}
+
+/// Marks the rule alerts of group `group_id` as `confirmed` or `refuted` by the model; they
+/// stay in the result either way.
+pub fn mark_rule_alerts(result: &mut DetectionResult, group_id: u64, verdict: &str) {
+    for a in &mut result.dangerous_driving_results {
+        if a.source == AlertSource::Rules && a.group_id == Some(group_id) {
+            a.llm_verdict = Some(verdict.to_string());
+        }
+    }
 }
 
 /// The `type` of an LLM alert: its first risk type, else `llm_assessment`.

@@ -43,6 +43,9 @@ pub struct Finding {
     pub danger_object_count: u32,
     /// Track ids the model names.
     pub trigger_object_ids: Vec<u64>,
+    /// Whether the image confirms or refutes the rules that fired on the group
+    /// (`confirmed`/`refuted`), when the model says.
+    pub rule_verdict: Option<&'static str>,
 }
 
 /// The model's answer (SPEC section 5).
@@ -211,6 +214,13 @@ fn finding(v: &Value, position: usize, t: &RiskThresholds) -> Finding {
         risk_types: strings(&v["riskTypes"]),
         danger_object_count: number(&v["dangerObjectCount"]).map_or(0, |n| n.max(0.0) as u32),
         trigger_object_ids: ids(&v["triggerObjectIds"]),
+        rule_verdict: v["ruleVerdict"].as_str().and_then(|s| {
+            match s.trim().to_ascii_lowercase().as_str() {
+                "confirmed" | "confirm" => Some("confirmed"),
+                "refuted" | "refute" => Some("refuted"),
+                _ => None,
+            }
+        }),
     }
 }
 
@@ -304,7 +314,7 @@ mod tests {
         let text = r#"{"hasDangerousDriving": true, "maxRiskLevel": "high", "results": [
             {"groupIndex": 2, "description": "car cuts in front of a bus", "riskLevel": "high",
              "confidence": 0.86, "riskTypes": ["cut_in", "tailgating"], "dangerObjectCount": 2,
-             "triggerObjectIds": [12, 15]}]}"#;
+             "triggerObjectIds": [12, 15], "ruleVerdict": "Confirmed"}]}"#;
         let a = parse_answer(text, &T).unwrap();
         assert!(a.has_dangerous_driving);
         assert_eq!(a.max_risk_level, RiskLevel::High);
@@ -318,6 +328,7 @@ mod tests {
                 risk_types: vec!["cut_in".into(), "tailgating".into()],
                 danger_object_count: 2,
                 trigger_object_ids: vec![12, 15],
+                rule_verdict: Some("confirmed"),
             }]
         );
     }

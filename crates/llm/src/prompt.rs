@@ -22,8 +22,10 @@ pub const PIXELS_PER_TOKEN: u64 = 28 * 28;
 /// The instructions: the answer's schema and the levels.
 pub const INSTRUCTIONS: &str = "You are a traffic-safety analyst looking at crops of a road \
 camera frame. Each image is one group of nearby road users, described in the text with the \
-numbers the tracker measured (speeds in box heights per second, about 1.5 m for a car; headings \
-in degrees, 0 = right, 90 = down the image) and any rule that already fired. Judge for each group \
+numbers the tracker measured (on a calibrated camera speeds in km/h, the lane and zone of each \
+object, and the measures of the rules: time headway, time to collision, post-encroachment time, \
+deceleration; otherwise speeds in box heights per second, about 1.5 m for a car; headings in \
+degrees, 0 = right, 90 = down the image) and any rule that already fired. Judge for each group \
 whether it shows dangerous driving or a dangerous situation: tailgating, unsafe lane changes or \
 cut-ins, vehicles in conflict with pedestrians or cyclists, wrong-way driving, running a red \
 light, sudden stops, illegal stopping, collisions. Levels: \"none\" nothing dangerous; \"low\" \
@@ -34,8 +36,9 @@ Answer with JSON only, no prose and no code fences, exactly: {\"hasDangerousDriv
 group's number in the text), \"description\": string (one sentence), \"riskLevel\": \
 \"none\"|\"low\"|\"medium\"|\"high\", \"confidence\": number 0-1, \"riskTypes\": [any of \
 tailgating, pedestrian_conflict, wrong_way, sudden_stop, illegal_stop, congestion, speeding, \
-cut_in, red_light, unsafe_lane_change, other], \"dangerObjectCount\": int, \"triggerObjectIds\": [track ids from the text]}]}. Give one result \
-per group.";
+cut_in, red_light, unsafe_lane_change, other], \"dangerObjectCount\": int, \"triggerObjectIds\": [track ids from the text], \"ruleVerdict\": \
+\"confirmed\"|\"refuted\" (only for a group where a rule fired: whether the image shows what the \
+rule says)}]}. Give one result per group.";
 
 /// How requests are built.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,23 +116,51 @@ pub fn group_summary(k: usize, group: &Group, dets: &[Detection], scene: &SceneF
             || format!("{} (untracked)", d.label),
             |id| format!("{} #{id}", d.label),
         );
-        let motion = match scene.motion.get(m).copied().flatten() {
-            Some(mv) if mv.speed >= 0.3 => format!(
+        let place = scene.places.get(m);
+        let motion = match (
+            place.and_then(|p| p.speed_kmh),
+            scene.motion.get(m).copied().flatten(),
+        ) {
+            (Some(kmh), mv) => {
+                let heading = mv.map_or_else(String::new, |mv| {
+                    format!(" heading {:.0} deg", mv.heading_degrees)
+                });
+                format!("{kmh:.0} km/h{heading}")
+            }
+            (None, Some(mv)) if mv.speed >= 0.3 => format!(
                 "moving {:.1} heights/s heading {:.0} deg",
                 mv.speed, mv.heading_degrees
             ),
-            Some(_) => "standing still".to_string(),
-            None => "motion unknown".to_string(),
+            (None, Some(_)) => "standing still".to_string(),
+            (None, None) => "motion unknown".to_string(),
         };
-        let _ = write!(text, " {name}: {motion}, confidence {:.2}.", d.confidence);
+        let _ = write!(text, " {name}: {motion}");
+        if let Some(lane) = place.and_then(|p| p.lane.as_deref()) {
+            let _ = write!(text, ", lane {lane}");
+        }
+        if let Some(zone) = place.and_then(|p| p.zone.as_deref()) {
+            let _ = write!(text, ", in zone {zone}");
+        }
+        let _ = write!(text, ", confidence {:.2}.", d.confidence);
     }
     let fired: Vec<String> = scene
         .alerts
         .iter()
         .filter(|a| a.group.is_some_and(|(_, id)| id == group.id))
         .map(|a| {
+            let measures: Vec<String> = a
+                .hit
+                .measures
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.2}"))
+                .collect();
+            let measures = if measures.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", measures.join(", "))
+            };
             format!(
-                "{} ({}): {}",
+                "{} ({}): {}{measures}",
                 a.hit.kind.as_str(),
                 a.hit.level.as_str(),
                 a.hit.description

@@ -111,6 +111,29 @@ fn a_group_summary_carries_the_tracker_and_the_rules() {
 }
 
 #[test]
+fn a_calibrated_group_summary_speaks_in_km_h_lanes_and_measures() {
+    let (dets, mut scene) = scene();
+    scene.places = vec![vision::scene::Place::default(); 14];
+    scene.places[8] = vision::scene::Place {
+        ground: Some([3.0, 20.0]),
+        speed_kmh: Some(52.4),
+        lane: Some("nb-1".into()),
+        zone: Some("crossing".into()),
+        excluded: false,
+    };
+    let text = group_summary(1, &scene.groups[4], &dets, &scene);
+    assert!(
+        text.contains("car #9: 52 km/h heading 0 deg, lane nb-1, in zone crossing, confidence"),
+        "{text}"
+    );
+    assert!(
+        text.contains("car #10: standing still, confidence"),
+        "{text}"
+    );
+    assert!(text.contains("0.3 s behind [headway_s 0.30]"), "{text}");
+}
+
+#[test]
 fn an_image_over_the_token_budget_is_scaled_down() {
     let frame = RgbFrame {
         width: 1280,
@@ -352,6 +375,7 @@ fn annotate_puts_each_finding_on_the_group_it_names() {
         risk_types: vec!["tailgating".into()],
         danger_object_count: 2,
         trigger_object_ids: vec![1],
+        rule_verdict: None,
     };
     let verdict = Verdict {
         answer: Answer {
@@ -408,4 +432,64 @@ fn annotate_puts_each_finding_on_the_group_it_names() {
     let mut later = protocol::DetectionResult::default();
     annotate(&mut later, &verdict, false);
     assert!(later.dangerous_driving_results.iter().all(|a| a.is_stale));
+}
+
+#[test]
+fn a_refuted_rule_alert_stays_and_says_so() {
+    use crate::advisor::{Verdict, annotate};
+    use crate::parse::{Answer, Finding};
+    use protocol::detection::{AlertSource, DangerAlert};
+    let rule = |group_id: u64| DangerAlert {
+        kind: "tailgating".into(),
+        description: "car #1 follows car #2 0.6 s behind".into(),
+        risk_level: RiskLevel::Medium,
+        confidence: 0.7,
+        group_index: Some(1),
+        group_id: Some(group_id),
+        risk_types: vec!["tailgating".into()],
+        trigger_object_ids: vec![1, 2],
+        source: AlertSource::Rules,
+        started_at: String::new(),
+        is_stale: false,
+        measures: Default::default(),
+        llm_verdict: None,
+    };
+    let said = |k: usize, verdict: Option<&'static str>| Finding {
+        group_index: k,
+        description: "two cars queueing at a light".into(),
+        level: RiskLevel::None,
+        confidence: 0.8,
+        risk_types: vec![],
+        danger_object_count: 0,
+        trigger_object_ids: vec![],
+        rule_verdict: verdict,
+    };
+    let verdict = Verdict {
+        answer: Answer {
+            has_dangerous_driving: false,
+            max_risk_level: RiskLevel::None,
+            results: vec![said(1, Some("refuted")), said(2, None)],
+        },
+        group_ids: vec![40, 41],
+        raw_text: "{...}".into(),
+        model: "qwen-vl-plus".into(),
+        latency: std::time::Duration::from_millis(900),
+        asked_at: chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap(),
+    };
+    let mut result = protocol::DetectionResult {
+        dangerous_driving_results: vec![rule(40), rule(41)],
+        max_risk_level: RiskLevel::Medium,
+        ..Default::default()
+    };
+    let attached = annotate(&mut result, &verdict, true);
+    assert!(attached.is_empty(), "level none: no LLM alert");
+    let alerts = &result.dangerous_driving_results;
+    assert_eq!(alerts.len(), 2, "nothing dropped");
+    assert_eq!(alerts[0].llm_verdict.as_deref(), Some("refuted"));
+    assert_eq!(
+        alerts[1].llm_verdict, None,
+        "the model said nothing of group 41"
+    );
+    let json = serde_json::to_value(&alerts[0]).unwrap();
+    assert_eq!(json["llmVerdict"], "refuted");
 }

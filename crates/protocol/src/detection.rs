@@ -175,6 +175,10 @@ pub struct DangerAlert {
     /// absent when nothing was measured.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub measures: std::collections::BTreeMap<String, f64>,
+    /// A rule alert the LLM looked at: `confirmed` or `refuted` (beyond SPEC 4); absent
+    /// otherwise. A refuted alert is still shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm_verdict: Option<String>,
 }
 
 /// `trafficStats`.

@@ -310,6 +310,7 @@ async fn the_aggregator_merges_answers_in_any_order_and_publishes_partial_after_
             confidence: 0.9,
             risk_types: vec!["tailgating".into()],
             trigger_object_ids: vec![1],
+            rule_verdict: None,
         };
         answer(n, group, finding)
     };
@@ -588,6 +589,7 @@ async fn the_aggregator_rides_out_a_redis_restart_without_dead_letters() {
                     confidence: 0.7,
                     risk_types: vec![],
                     trigger_object_ids: vec![],
+                    rule_verdict: None,
                 };
                 let outcome = answer(n, group, finding);
                 producer

@@ -3,7 +3,7 @@
 //! group's `riskLevel` raised, `maxRiskLevel` and `hasDangerousDriving` updated, `llmLatency`,
 //! `llmModel`, `llmRawText`), plus `detectionId` and `partial` (some answers never came).
 
-use llm::advisor::{alert_kind, attach_alert};
+use llm::advisor::{alert_kind, attach_alert, mark_rule_alerts};
 use protocol::detection::{AlertSource, DangerAlert};
 use protocol::{DetectionResult, RiskLevel};
 
@@ -29,6 +29,9 @@ pub fn merge(
         model.get_or_insert_with(|| o.model.clone());
         texts.push(o.raw_text.clone());
         let Some(f) = &o.finding else { continue };
+        if let Some(said) = &f.rule_verdict {
+            mark_rule_alerts(&mut data, o.group_id, said);
+        }
         if f.risk_level == RiskLevel::None {
             continue;
         }
@@ -45,6 +48,7 @@ pub fn merge(
             started_at: data.timestamp.clone(),
             is_stale: false,
             measures: Default::default(),
+            llm_verdict: None,
         };
         attach_alert(&mut data, alert);
     }
@@ -85,6 +89,7 @@ mod tests {
                     started_at: String::new(),
                     is_stale: false,
                     measures: Default::default(),
+                    llm_verdict: None,
                 }],
                 max_risk_level: RiskLevel::Low,
                 ..Default::default()
@@ -125,6 +130,7 @@ mod tests {
                 confidence: 0.9,
                 risk_types: vec!["tailgating".into()],
                 trigger_object_ids: vec![3],
+                rule_verdict: None,
             }),
             raw_text: format!("answer {group}"),
             model: "qwen-vl-plus".into(),

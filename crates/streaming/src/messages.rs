@@ -85,6 +85,9 @@ pub struct FindingRecord {
     pub risk_types: Vec<String>,
     /// Track ids the model named.
     pub trigger_object_ids: Vec<u64>,
+    /// `confirmed` or `refuted`: what the model said of the rules that fired on the group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_verdict: Option<String>,
 }
 
 /// `risk-assessment-results`: the answer to one task.

@@ -101,6 +101,7 @@ impl WorkerHandler {
                             confidence: f.confidence,
                             risk_types: f.risk_types.clone(),
                             trigger_object_ids: f.trigger_object_ids.clone(),
+                            rule_verdict: f.rule_verdict.map(str::to_string),
                         });
                     }
                     Err(e) => {

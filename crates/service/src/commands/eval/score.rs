@@ -258,6 +258,7 @@ mod tests {
             started_at: started.into(),
             is_stale: false,
             measures: BTreeMap::new(),
+            llm_verdict: None,
         }
     }
 
