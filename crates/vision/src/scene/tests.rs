@@ -449,3 +449,38 @@ fn wrong_way_is_learned_from_the_traffic_and_fires_on_the_scene() {
     }
     assert!(fired, "a car against the learned flow is reported");
 }
+
+#[test]
+fn held_alerts_keep_tracks_running_and_a_restart_forgets_them() {
+    let mut s = scene();
+    let pair = |x: f32| {
+        [
+            det("car", 2, b(x, 300.0, 100.0, 50.0)),
+            det("car", 2, b(x + 130.0, 300.0, 100.0, 50.0)),
+        ]
+    };
+    // The tailgater of the test above, with the alerts held up to 0.9 s.
+    s.hold_alerts(0.9);
+    let mut frames = Vec::new();
+    for k in 0..5 {
+        frames.push(s.update(0.3 * f64::from(k), 1280, 720, &pair(45.0 * k as f32)));
+    }
+    for f in &frames[..4] {
+        assert!(f.alerts.is_empty(), "held: {:?}", f.alerts);
+        assert_eq!(f.track_ids, vec![Some(1), Some(2)], "tracking runs on");
+    }
+    let a = &frames[4].alerts;
+    assert!(
+        a.iter()
+            .any(|a| a.hit.kind == RuleKind::Tailgating && a.started_at == 1.2),
+        "{a:?}"
+    );
+    assert!(frames[4].motion[0].is_some());
+
+    // Another picture: tracks, motion and alerts start over; totals stay.
+    s.restart();
+    let f = s.update(1.5, 1280, 720, &pair(600.0));
+    assert_eq!(f.track_ids, vec![Some(1), Some(2)], "ids start over");
+    assert!(f.alerts.is_empty() && f.motion.iter().all(Option::is_none));
+    assert_eq!(f.stats.vehicles_total, 4);
+}
