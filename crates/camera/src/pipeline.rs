@@ -5,8 +5,9 @@
 //! decodes, runs detection on the shared inference thread, judges the frame with the camera's
 //! [`Scene`] (tracks, groups, rules), encodes the evidence, hands the frame to every
 //! [`FrameSink`] and broadcasts the `detection_result`. A fresh `high` alert asks the source side
-//! to hold the next sample back by the alert pause. Every wait races the camera's cancellation
-//! token.
+//! to hold the next sample back by the alert pause. A frozen picture is told to the watchers as
+//! the camera's status message (and its end too); freezes, cuts, camera moves and frames with
+//! held alerts go to the sinks as events. Every wait races the camera's cancellation token.
 
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -24,14 +25,15 @@ use protocol::server::{CameraState as State, CameraStatus};
 use protocol::{CameraId, ServerMessage};
 use retry::{Backoff, sleep_or_cancelled};
 use vision::Detection;
+use vision::sanity::{PictureState, PictureVerdict, PictureWatch};
 use vision::scene::is_vehicle;
 
 use crate::broadcast::Broadcast;
-use crate::judge::{FrameInput, fresh_high, judge_frame};
+use crate::judge::{FrameInput, PICTURE_FROZEN, PICTURE_MOVING, fresh_high, judge_frame};
 use crate::layout::{LayoutSlot, detect_interval};
 use crate::result::ModelFacts;
 use crate::sampler::{Decision, DecodeJob, Sampler};
-use crate::sink::{CameraEvent, FrameReport, FrameSink, Stage};
+use crate::sink::{CameraEvent, FrameReport, FrameSink, PictureEvent, Stage};
 use crate::source::{FrameSource, SourceError, SourceOpener};
 use crate::video::VideoDecoder;
 
@@ -138,9 +140,24 @@ impl CameraTask {
 
     /// Moves to `state` and tells the watchers, unless nothing changed.
     fn set_state(&self, state: State, message: &str) {
+        self.set_state_if(state, message, |_| true);
+    }
+
+    /// Changes the message of an `online` camera and tells the watchers; with `replacing`,
+    /// only while that is the message shown (a freeze's end answers the freeze, not a
+    /// reconnect that came between).
+    fn set_online_message(&self, message: &str, replacing: Option<&str>) {
+        self.set_state_if(State::Online, message, |info| {
+            info.state == State::Online && replacing.is_none_or(|m| info.message == m)
+        });
+    }
+
+    /// [`CameraTask::set_state`] when `allowed` says so of the current state (checked under
+    /// the same lock).
+    fn set_state_if(&self, state: State, message: &str, allowed: impl FnOnce(&CameraInfo) -> bool) {
         let msg = {
             let mut info = self.info.lock().unwrap_or_else(|e| e.into_inner());
-            if info.state == state && info.message == message {
+            if (info.state == state && info.message == message) || !allowed(&info) {
                 return;
             }
             info.state = state;
@@ -423,14 +440,15 @@ struct Sample {
     connection: u64,
 }
 
-/// One camera's analysis state: its decoder and its scene (with the layout generation it
-/// judges with).
+/// One camera's analysis state: its decoder, its scene (with the layout generation it judges
+/// with) and the watch on its picture.
 struct Analysis<'a> {
     task: &'a CameraTask,
     decoder: VideoDecoder,
     scene: Scene,
     layout_seen: u64,
     last_decoded: u64,
+    watch: PictureWatch,
 }
 
 impl<'a> Analysis<'a> {
@@ -446,6 +464,7 @@ impl<'a> Analysis<'a> {
             scene,
             layout_seen,
             last_decoded: 0,
+            watch: PictureWatch::default(),
         })
     }
 
@@ -523,7 +542,8 @@ impl<'a> Analysis<'a> {
             started: sample.started,
             with_frame: true,
         };
-        let mut judged = match judge_frame(&mut self.scene, &pipeline.facts, &input) {
+        let judged = judge_frame(&mut self.scene, &mut self.watch, &pipeline.facts, &input);
+        let mut judged = match judged {
             Ok(judged) => judged,
             Err(e) => {
                 tracing::warn!(camera = task.id, error = %e, "JPEG encode failed");
@@ -531,6 +551,7 @@ impl<'a> Analysis<'a> {
                 return true;
             }
         };
+        report_picture(task, &judged.picture, sample.stream_time);
         let report = FrameReport {
             camera_id: task.id,
             frame,
@@ -569,6 +590,41 @@ impl<'a> Analysis<'a> {
             ..Broadcast::new(message)
         });
         true
+    }
+}
+
+/// Tells the watchers and the sinks what the picture did: a freeze and its end as the
+/// camera's status message (the state stays `online`), every freeze, cut, move and frame with
+/// held alerts as an event. (An encode failure loses the frame's verdict with the frame: the
+/// watch has seen the frame all the same, and a freeze is reported on the next one.)
+fn report_picture(task: &CameraTask, picture: &PictureVerdict, stream_time: f64) {
+    if picture.thawed {
+        // Logged as the camera's state (unless a reconnect came between, which said more).
+        task.event(CameraEvent::Picture(PictureEvent::Thawed));
+        task.set_online_message(PICTURE_MOVING, Some(PICTURE_FROZEN));
+    }
+    match picture.state {
+        PictureState::Cut => {
+            tracing::info!(
+                camera = task.id,
+                stream_time,
+                "scene cut: tracks start over"
+            );
+            task.event(CameraEvent::Picture(PictureEvent::Cut));
+        }
+        PictureState::Moved => {
+            tracing::debug!(camera = task.id, stream_time, change = ?picture.change, "camera moved");
+            task.event(CameraEvent::Picture(PictureEvent::Moved));
+        }
+        _ => {}
+    }
+    if picture.froze {
+        tracing::warn!(camera = task.id, stream_time, "picture frozen");
+        task.event(CameraEvent::Picture(PictureEvent::Froze));
+        task.set_online_message(PICTURE_FROZEN, None);
+    }
+    if picture.holds_alerts() {
+        task.event(CameraEvent::Picture(PictureEvent::AlertsHeld));
     }
 }
 

@@ -2,8 +2,8 @@
 //! to each [`FrameSink`] in turn (a typed [`FrameReport`] plus the frame's
 //! [`DetectionResult`], which a sink may add to: the LLM attaches its findings, streaming mode
 //! its detection id), then broadcasts the result. Sinks also hear each camera's
-//! [`CameraEvent`]s (frames received, decoded and dropped, reconnects, failures), which is how
-//! the service counts them without this crate knowing any metric.
+//! [`CameraEvent`]s (frames received, decoded and dropped, reconnects, failures, what the
+//! picture did), which is how the service counts them without this crate knowing any metric.
 
 use std::time::Duration;
 
@@ -91,8 +91,26 @@ pub enum CameraEvent {
     Reconnecting,
     /// A stage failed.
     Failed(Stage),
+    /// The picture did something that is not traffic (see `vision::sanity`).
+    Picture(PictureEvent),
     /// The camera left the hub: nothing more will be heard of it.
     Removed,
+}
+
+/// What a camera's picture did, as its analysis saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PictureEvent {
+    /// The picture froze (unchanged for seconds).
+    Froze,
+    /// The frozen picture moves again (or the stream started over).
+    Thawed,
+    /// The picture was replaced by another: a scene cut.
+    Cut,
+    /// The whole picture shifted: the camera moved or shook.
+    Moved,
+    /// An analysed frame's rule alerts were held (the picture was repeated, frozen, cut,
+    /// moved, or settling after one of those).
+    AlertsHeld,
 }
 
 /// A sink's problem with a frame, shown as the camera's last error (the sink has already

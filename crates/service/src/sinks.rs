@@ -205,13 +205,18 @@ impl FrameSink for MetricsSink {
                     m.reconnects.inc();
                 }
             }
+            CameraEvent::Picture(event) => {
+                if let Some(m) = self.camera(camera) {
+                    m.picture(event);
+                }
+            }
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use camera::sink::Stage;
+    use camera::sink::{PictureEvent, Stage};
 
     use super::*;
     use crate::metrics::{InfoLabel, Sources, registry, render};
@@ -235,6 +240,16 @@ mod tests {
         sink.event(7, CameraEvent::FramesDropped(1));
         sink.event(7, CameraEvent::Reconnecting);
         sink.event(7, CameraEvent::Failed(Stage::Source));
+        for event in [
+            PictureEvent::AlertsHeld,
+            PictureEvent::Froze,
+            PictureEvent::AlertsHeld,
+            PictureEvent::Cut,
+            PictureEvent::Moved,
+            PictureEvent::AlertsHeld,
+        ] {
+            sink.event(7, CameraEvent::Picture(event));
+        }
         let shown = text();
         for line in [
             "frames_received_total{camera_id=\"7\"} 25\n",
@@ -242,9 +257,16 @@ mod tests {
             "frames_dropped_total{camera_id=\"7\"} 1\n",
             "stream_reconnects_total{camera_id=\"7\"} 1\n",
             "pipeline_errors_total{stage=\"source\"} 1\n",
+            "picture_freezes_total{camera_id=\"7\"} 1\n",
+            "picture_frozen{camera_id=\"7\"} 1\n",
+            "picture_cuts_total{camera_id=\"7\"} 1\n",
+            "picture_moves_total{camera_id=\"7\"} 1\n",
+            "frames_alerts_held_total{camera_id=\"7\"} 3\n",
         ] {
             assert!(shown.contains(line), "no {line:?} in\n{shown}");
         }
+        sink.event(7, CameraEvent::Picture(PictureEvent::Thawed));
+        assert!(text().contains("picture_frozen{camera_id=\"7\"} 0\n"));
         // Removed: its series go, and a late event of its old task brings none back.
         sink.event(7, CameraEvent::Removed);
         sink.event(7, CameraEvent::FramesReceived(1));

@@ -245,3 +245,131 @@ fn a_fresh_high_alert_holds_the_next_sample_back() {
     }
     assert!(paused >= 1, "no fresh high alert in {} frames", lines.len());
 }
+
+/// Writes `traffic-street-h264.mp4`'s first `seconds` s to `out` with its picture frozen at the
+/// keyframe at `at` s for `frozen` s (that keyframe stored again every 40 ms, as a stuck
+/// encoder sends it), the rest following later by `frozen`.
+fn frozen_clip(out: &std::path::Path, seconds: f64, at: f64, frozen: f64) {
+    let file = std::fs::File::open(media("traffic-street-h264.mp4")).unwrap();
+    let size = file.metadata().unwrap().len();
+    let mut reader = mp4::Mp4Reader::read_header(std::io::BufReader::new(file), size).unwrap();
+    let (id, track) = reader.tracks().iter().next().map(|(i, t)| (*i, t)).unwrap();
+    let timescale = track.timescale();
+    let config = mp4::AvcConfig {
+        width: track.width(),
+        height: track.height(),
+        seq_param_set: track.sequence_parameter_set().unwrap().to_vec(),
+        pic_param_set: track.picture_parameter_set().unwrap().to_vec(),
+    };
+    let count = track.sample_count();
+    let mut writer = mp4::Mp4Writer::write_start(
+        std::fs::File::create(out).unwrap(),
+        &mp4::Mp4Config {
+            major_brand: "isom".parse().unwrap(),
+            minor_version: 512,
+            compatible_brands: vec!["isom".parse().unwrap(), "avc1".parse().unwrap()],
+            timescale: 1000,
+        },
+    )
+    .unwrap();
+    writer
+        .add_track(&mp4::TrackConfig {
+            track_type: mp4::TrackType::Video,
+            timescale,
+            language: "und".into(),
+            media_conf: mp4::MediaConfig::AvcConfig(config),
+        })
+        .unwrap();
+    let mut froze = false;
+    for n in 1..=count {
+        let s = reader.read_sample(id, n).unwrap().unwrap();
+        let t = s.start_time as f64 / f64::from(timescale);
+        if t > seconds {
+            break;
+        }
+        let sample = |start_time| mp4::Mp4Sample {
+            start_time,
+            duration: s.duration,
+            rendering_offset: 0,
+            is_sync: s.is_sync,
+            bytes: s.bytes.clone(),
+        };
+        writer.write_sample(1, &sample(s.start_time)).unwrap();
+        if s.is_sync && !froze && t >= at {
+            froze = true;
+            let repeats = (frozen * f64::from(timescale) / f64::from(s.duration)) as u64;
+            for k in 1..=repeats {
+                writer
+                    .write_sample(1, &sample(s.start_time + k * u64::from(s.duration)))
+                    .unwrap();
+            }
+        }
+    }
+    writer.write_end().unwrap();
+}
+
+#[test]
+fn analyze_reports_a_frozen_picture_and_raises_nothing_over_it() {
+    // The street, frozen from 12 s to 18 s, sampled every 0.5 s on a scene calibrated at
+    // 10 px per metre with a hard-braking rule that fires at 0.5 m/s^2 from any speed (a car
+    // driving when the picture stops trips it, unless held).
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("frozen.mp4");
+    frozen_clip(&clip, 20.0, 12.0, 6.0);
+    let scene = dir.path().join("scene.yaml");
+    std::fs::write(
+        &scene,
+        "calibration:\n  image: [[0, 0], [640, 0], [640, 360], [0, 360], [320, 180]]\n  \
+         ground: [[0, 0], [64, 0], [64, 36], [0, 36], [32, 18]]\n",
+    )
+    .unwrap();
+    let mut cmd = traffic_algo(dir.path());
+    cmd.arg("analyze").arg("--scene").arg(&scene);
+    for set in [
+        "stream.frame_interval=0.5",
+        "rules.sudden_stop.deceleration=0.5",
+        "rules.sudden_stop.min_speed_kmh=0",
+    ] {
+        cmd.args(["--set", set]);
+    }
+    let lines = results(&run_ok(cmd.arg("--model").arg(model()).arg(&clip)));
+    // Each status with the stream time of the result it comes with (printed just before it).
+    let mut heard = Vec::new();
+    let mut pending = Vec::new();
+    for v in &lines {
+        let d = &v["data"];
+        match v["type"].as_str().unwrap() {
+            "camera_status" => {
+                assert_eq!(
+                    (d["state"].as_str(), d["status"].as_u64()),
+                    (Some("online"), Some(1))
+                );
+                pending.push(d["message"].as_str().unwrap().to_string());
+            }
+            "detection_result" => {
+                let t = d["streamTime"].as_f64().unwrap();
+                heard.extend(pending.drain(..).map(|m| (t, m)));
+                let fresh = d["dangerousDrivingResults"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|a| a["isStale"] == false)
+                    .count();
+                assert!(
+                    fresh == 0 || !(12.0..=19.6).contains(&t),
+                    "{fresh} alerts at {t} s, in the freeze"
+                );
+            }
+            other => panic!("{other}: {v}"),
+        }
+    }
+    // 3 s into the freeze, and on the first frame after it.
+    let said: Vec<&str> = heard.iter().map(|(_, m)| m.as_str()).collect();
+    assert_eq!(
+        said,
+        ["picture frozen", "picture moving again"],
+        "{heard:?}"
+    );
+    assert!((15.0..=15.6).contains(&heard[0].0), "{heard:?}");
+    assert!((18.0..=18.6).contains(&heard[1].0), "{heard:?}");
+}

@@ -18,7 +18,7 @@ use support::{
 };
 
 /// Families that must show on every scrape.
-const EXPOSED: [&str; 44] = [
+const EXPOSED: [&str; 49] = [
     // The original's 25.
     "detection_total",
     "detection_latency_seconds",
@@ -52,6 +52,11 @@ const EXPOSED: [&str; 44] = [
     "frames_decoded_total",
     "frames_dropped_total",
     "stream_reconnects_total",
+    "picture_freezes_total",
+    "picture_frozen",
+    "picture_cuts_total",
+    "picture_moves_total",
+    "frames_alerts_held_total",
     "camera_online",
     "ws_clients",
     "ws_connections_total",

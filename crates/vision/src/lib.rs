@@ -14,6 +14,7 @@
 //! - [`tracker`]: multi-object tracking: ByteTrack, its Kalman filter and assignment.
 //! - [`scene`]: one camera's judgement over time: track histories, traffic groups, danger
 //!   rules, alert persistence and traffic counters.
+//! - [`sanity`]: whether the picture shows traffic at all: frozen, cut, camera moved.
 //! - [`worker`]: the inference thread that owns a detector.
 
 pub mod calibration;
@@ -24,6 +25,7 @@ pub mod geometry;
 pub mod letterbox;
 pub mod nms;
 pub mod runtime;
+pub mod sanity;
 pub mod scene;
 pub mod tracker;
 pub mod worker;

@@ -1,8 +1,10 @@
 //! `traffic-algo analyze VIDEO`: the camera pipeline over a file, as fast as the machine allows
 //! (sampling by the video's own clock at the scene's `detect_interval` or
 //! `stream.frame_interval`, with the alert pause after a fresh `high` alert), one
-//! `detection_result` JSON line per analysed frame. The scene is `--scene FILE`, else camera
-//! `--camera-id`'s from the configuration (scenes folder, `cameras.yaml`).
+//! `detection_result` JSON line per analysed frame, and a `camera_status` line (`picture
+//! frozen`, `picture moving again`) where a watcher of the live camera would get one. The scene
+//! is `--scene FILE`, else camera `--camera-id`'s from the configuration (scenes folder,
+//! `cameras.yaml`).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -10,14 +12,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use camera::judge::{FrameInput, fresh_high, judge_frame};
+use camera::judge::{FrameInput, PICTURE_FROZEN, PICTURE_MOVING, fresh_high, judge_frame};
 use camera::layout::detect_interval;
 use camera::sampler::{Decision, Sampler};
 use camera::source::SourceError;
 use camera::source::file::FileSource;
 use camera::video::VideoDecoder;
 use protocol::ServerMessage;
+use protocol::server::{CameraState, CameraStatus};
 use vision::Detector;
+use vision::sanity::PictureWatch;
 use vision::scene::layout::Layout;
 use vision::scene::{Scene, is_vehicle};
 
@@ -55,6 +59,7 @@ pub fn run(config: &Config, args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let facts = model_facts(config);
     let layout = layout(config, args)?;
     let interval = detect_interval(&layout, config.stream.frame_interval);
+    let mut watch = PictureWatch::default();
     let mut source = FileSource::open(&args.video)?;
     let mut scene = Scene::with_layout(scene_config(config), layout);
     for reason in scene.rules_off() {
@@ -87,14 +92,25 @@ pub fn run(config: &Config, args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
             started,
             with_frame: args.frames,
         };
-        let judged = judge_frame(&mut scene, &facts, &input)?;
+        let judged = judge_frame(&mut scene, &mut watch, &facts, &input)?;
         if fresh_high(&judged.result) {
             sampler.pause_until(Duration::from_secs_f64(stream_time) + config.stream.alert_pause);
         }
-        let message = ServerMessage::DetectionResult(Box::new(judged.result));
-        let line = crate::http::ws::message_text(&message);
+        let mut messages = Vec::new();
+        for (said, status) in [
+            (judged.picture.thawed, PICTURE_MOVING),
+            (judged.picture.froze, PICTURE_FROZEN),
+        ] {
+            if said {
+                let status = CameraStatus::new(args.camera_id, CameraState::Online, status);
+                messages.push(ServerMessage::CameraStatus(status));
+            }
+        }
+        messages.push(ServerMessage::DetectionResult(Box::new(judged.result)));
         let mut out = stdout.lock();
-        writeln!(out, "{line}")?;
+        for message in &messages {
+            writeln!(out, "{}", crate::http::ws::message_text(message))?;
+        }
         out.flush()?;
     }
     tracing::info!(decoded = decoder.frames_decoded(), "analysis finished");

@@ -65,6 +65,17 @@ pub struct Metrics {
     pub frames_dropped: Family<CameraLabel, Counter>,
     /// Reconnects after a source failed.
     pub reconnects: Family<CameraLabel, Counter>,
+    /// Times a camera's picture froze.
+    pub picture_freezes: Family<CameraLabel, Counter>,
+    /// 1 while a camera's picture is frozen.
+    pub picture_frozen: Family<CameraLabel, Gauge>,
+    /// Scene cuts: a camera's picture replaced by another.
+    pub picture_cuts: Family<CameraLabel, Counter>,
+    /// Analysed frames whose whole picture shifted (the camera moved or shook).
+    pub picture_moves: Family<CameraLabel, Counter>,
+    /// Analysed frames whose rule alerts were held (picture repeated, frozen, cut, moved, or
+    /// settling after one of those).
+    pub frames_alerts_held: Family<CameraLabel, Counter>,
     /// Open WebSocket connections.
     pub ws_clients: Gauge,
     /// WebSocket connections accepted.
@@ -104,6 +115,11 @@ impl Default for Metrics {
             frames_decoded: Family::default(),
             frames_dropped: Family::default(),
             reconnects: Family::default(),
+            picture_freezes: Family::default(),
+            picture_frozen: Family::default(),
+            picture_cuts: Family::default(),
+            picture_moves: Family::default(),
+            frames_alerts_held: Family::default(),
             ws_clients: Gauge::default(),
             ws_connections: Counter::default(),
             ws_received: Family::default(),
@@ -173,7 +189,7 @@ impl Metrics {
 
     /// The families labelled by camera only, with their names and help: registered together,
     /// and a stopped camera's series removed from each.
-    fn camera_counters(&self) -> [(&'static str, &'static str, &Family<CameraLabel, Counter>); 6] {
+    fn camera_counters(&self) -> [(&'static str, &'static str, &Family<CameraLabel, Counter>); 10] {
         [
             (
                 "detection",
@@ -200,6 +216,27 @@ impl Metrics {
                 "stream_reconnects",
                 "reconnects after the source failed",
                 &self.reconnects,
+            ),
+            (
+                "picture_freezes",
+                "times the picture froze (unchanged for 3 s: a frozen encoder or camera)",
+                &self.picture_freezes,
+            ),
+            (
+                "picture_cuts",
+                "scene cuts: the picture replaced by another (tracks start over)",
+                &self.picture_cuts,
+            ),
+            (
+                "picture_moves",
+                "analysed frames whose whole picture shifted (the camera moved or shook)",
+                &self.picture_moves,
+            ),
+            (
+                "frames_alerts_held",
+                "analysed frames whose rule alerts were held (picture repeated, frozen, cut, \
+                 moved, or settling after one of those)",
+                &self.frames_alerts_held,
             ),
         ]
     }

@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 
 use super::Metrics;
 use super::labels::{AlertLabel, CameraLabel, ObjectLabel, RiskTypeLabel, risk_type_label};
+use camera::sink::PictureEvent;
 use protocol::CameraId;
 
 /// The per-camera series a camera created beyond its fixed ones, and whether it was retired.
@@ -39,6 +41,16 @@ pub struct CameraMetrics {
     pub frames_dropped: Counter,
     /// `stream_reconnects_total`.
     pub reconnects: Counter,
+    /// `picture_freezes_total`.
+    pub picture_freezes: Counter,
+    /// `picture_frozen`.
+    pub picture_frozen: Gauge,
+    /// `picture_cuts_total`.
+    pub picture_cuts: Counter,
+    /// `picture_moves_total`.
+    pub picture_moves: Counter,
+    /// `frames_alerts_held_total`.
+    pub frames_alerts_held: Counter,
     /// The shared families.
     pub all: Arc<Metrics>,
     created: Arc<std::sync::Mutex<Created>>,
@@ -92,6 +104,7 @@ impl CameraMetrics {
         for (_, _, family) in all.camera_counters() {
             family.remove(&label);
         }
+        all.picture_frozen.remove(&label);
         for (class, _) in created.objects.drain() {
             all.detected_objects.remove(&ObjectLabel {
                 camera_id: self.camera_id,
@@ -105,6 +118,28 @@ impl CameraMetrics {
                     level,
                     source,
                 });
+            }
+        }
+    }
+
+    /// Counts what the camera's picture did.
+    pub fn picture(&self, event: PictureEvent) {
+        match event {
+            PictureEvent::Froze => {
+                self.picture_freezes.inc();
+                self.picture_frozen.set(1);
+            }
+            PictureEvent::Thawed => {
+                self.picture_frozen.set(0);
+            }
+            PictureEvent::Cut => {
+                self.picture_cuts.inc();
+            }
+            PictureEvent::Moved => {
+                self.picture_moves.inc();
+            }
+            PictureEvent::AlertsHeld => {
+                self.frames_alerts_held.inc();
             }
         }
     }
@@ -153,6 +188,11 @@ impl Metrics {
             frames_decoded: self.frames_decoded.get_or_create(&label).clone(),
             frames_dropped: self.frames_dropped.get_or_create(&label).clone(),
             reconnects: self.reconnects.get_or_create(&label).clone(),
+            picture_freezes: self.picture_freezes.get_or_create(&label).clone(),
+            picture_frozen: self.picture_frozen.get_or_create(&label).clone(),
+            picture_cuts: self.picture_cuts.get_or_create(&label).clone(),
+            picture_moves: self.picture_moves.get_or_create(&label).clone(),
+            frames_alerts_held: self.frames_alerts_held.get_or_create(&label).clone(),
             all: Arc::clone(self),
             created: Arc::default(),
         }

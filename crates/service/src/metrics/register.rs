@@ -27,6 +27,11 @@ impl Metrics {
             r.register(name, help, family.clone());
         }
         r.register(
+            "picture_frozen",
+            "1 while the camera's picture is frozen",
+            self.picture_frozen.clone(),
+        );
+        r.register(
             "detection_latency_seconds",
             "detector time per frame, waiting for the inference thread included",
             self.detection_latency.clone(),

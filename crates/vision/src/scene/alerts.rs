@@ -28,6 +28,8 @@ struct Entry {
 #[derive(Debug, Clone, Default)]
 pub struct AlertBook {
     entries: BTreeMap<(RuleKind, Vec<u64>), Entry>,
+    /// Hits at stream times up to this one are dropped ([`AlertBook::hold`]).
+    held_until: Option<f64>,
 }
 
 impl AlertBook {
@@ -42,11 +44,18 @@ impl AlertBook {
         (hit.kind, ids)
     }
 
+    /// Drops every hit at a stream time up to and including `until` (a later call may extend
+    /// the hold, never shorten it); alerts already live keep their course.
+    pub fn hold(&mut self, until: f64) {
+        self.held_until = Some(self.held_until.map_or(until, |h| h.max(until)));
+    }
+
     /// Records this frame's hits at stream time `t` and returns every live alert: fresh ones
     /// and those that fired within `hold` seconds, ordered by rule then tracks.
     pub fn update(&mut self, t: f64, hold: f64, hits: Vec<RuleHit>) -> Vec<ActiveAlert> {
         self.entries.retain(|_, e| t - e.last_fired <= hold);
-        for hit in hits {
+        let held = self.held_until.is_some_and(|until| t <= until);
+        for hit in hits.into_iter().filter(|_| !held) {
             let started_at = self
                 .entries
                 .get(&Self::key(&hit))
@@ -97,6 +106,24 @@ mod tests {
         assert!(
             book.update(3.6, 3.0, vec![]).is_empty(),
             "3.6 s after it last fired"
+        );
+    }
+
+    #[test]
+    fn held_hits_never_enter_the_book() {
+        let mut book = AlertBook::default();
+        book.update(0.0, 3.0, vec![hit(RuleKind::WrongWay, &[4])]);
+        book.hold(1.0);
+        book.hold(0.5); // never shortens
+        // Held: the new hit is dropped, the live alert carries on, stale.
+        let a = book.update(1.0, 3.0, vec![hit(RuleKind::SuddenStop, &[5])]);
+        assert_eq!(a.len(), 1);
+        assert_eq!((a[0].hit.kind, a[0].stale), (RuleKind::WrongWay, true));
+        // After the hold, hits count again.
+        let a = book.update(1.5, 3.0, vec![hit(RuleKind::SuddenStop, &[5])]);
+        assert!(
+            a.iter()
+                .any(|a| a.hit.kind == RuleKind::SuddenStop && !a.stale)
         );
     }
 

@@ -321,13 +321,26 @@ impl Scene {
         }
     }
 
-    /// Starts over when time went backwards (the stream restarted): nothing from before can be
-    /// compared with what comes. The totals survive.
+    /// Holds the alerts up to stream time `until` (inclusive): tracks, histories and rules run
+    /// on, but no rule hit enters the alert book, and alerts already live take their course.
+    /// For pictures that say nothing about traffic (a frozen picture, a scene cut, a camera
+    /// that moved: see [`crate::sanity`]), where every vehicle seems to stop dead or leap.
+    pub fn hold_alerts(&mut self, until: f64) {
+        self.book.hold(until);
+    }
+
+    /// Starts over: tracks, histories, flow, groups and alerts are forgotten (another
+    /// picture: nothing from before can be compared with what comes). The totals survive.
+    pub fn restart(&mut self) {
+        let totals = (self.stats.vehicles_total, self.stats.persons_total);
+        *self = Self::with_layout(self.cfg, Arc::clone(&self.layout));
+        (self.stats.vehicles_total, self.stats.persons_total) = totals;
+    }
+
+    /// Starts over when time went backwards (the stream restarted).
     fn restart_if_rewound(&mut self, t: f64) {
         if self.last_t.is_some_and(|last| t < last) {
-            let totals = (self.stats.vehicles_total, self.stats.persons_total);
-            *self = Self::with_layout(self.cfg, Arc::clone(&self.layout));
-            (self.stats.vehicles_total, self.stats.persons_total) = totals;
+            self.restart();
         }
     }
 

@@ -764,3 +764,38 @@ fn wrong_way_is_learned_from_the_traffic_and_fires_on_the_scene() {
     }
     assert!(fired, "a car against the learned flow is reported");
 }
+
+#[test]
+fn held_alerts_keep_tracks_running_and_a_restart_forgets_them() {
+    let mut s = Scene::with_layout(scene().cfg, big_road());
+    let v = 35.0 / 3.6;
+    let pair = |t: f64| {
+        let x = 5.0 + v * t;
+        [big_car([x, 11.7]), big_car([x + 8.0, 11.7])]
+    };
+    // The tailgater of the test above (an alert from 1.8 s), with the alerts held up to 2.1 s.
+    s.hold_alerts(2.1);
+    let mut frames = Vec::new();
+    for k in 0..9 {
+        let t = 0.3 * f64::from(k);
+        frames.push(s.update(t, 3000, 1000, &pair(t)));
+    }
+    for f in &frames[..8] {
+        assert!(f.alerts.is_empty(), "held: {:?}", f.alerts);
+        assert_eq!(f.track_ids, vec![Some(1), Some(2)], "tracking runs on");
+    }
+    let a = &frames[8].alerts;
+    assert!(
+        a.iter()
+            .any(|a| a.hit.kind == RuleKind::Tailgating && (a.started_at - 2.4).abs() < 1e-9),
+        "{a:?}"
+    );
+    assert!(frames[8].motion[0].is_some());
+
+    // Another picture: tracks, motion and alerts start over; totals stay.
+    s.restart();
+    let f = s.update(2.7, 3000, 1000, &pair(30.0));
+    assert_eq!(f.track_ids, vec![Some(1), Some(2)], "ids start over");
+    assert!(f.alerts.is_empty() && f.motion.iter().all(Option::is_none));
+    assert_eq!(f.stats.vehicles_total, 4);
+}

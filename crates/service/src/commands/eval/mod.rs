@@ -3,7 +3,8 @@
 //! true alerts, false alarms and missed events, false alarms per camera-hour, and for
 //! calibrated clips the speed error against hand measurements. Clips may be played transformed
 //! (faster, a segment reversed, a segment frozen) for metamorphic checks that need no ground
-//! truth. Every sample is judged (no alert pause), as fast as the machine allows.
+//! truth. Every sample is judged (no alert pause), as fast as the machine allows; the picture
+//! watch runs as on a live camera, and the freezes it reports are in the report.
 
 pub mod labels;
 pub mod score;
@@ -23,6 +24,7 @@ use camera::video::VideoDecoder;
 use imaging::RgbFrame;
 use protocol::DetectionResult;
 use vision::Detector;
+use vision::sanity::PictureWatch;
 use vision::scene::layout::Layout;
 use vision::scene::{Scene, is_vehicle};
 
@@ -60,12 +62,14 @@ pub fn run(config: &Config, args: &EvalArgs) -> anyhow::Result<ExitCode> {
         );
         let mut run = ClipRun {
             scene: Scene::with_layout(scene_config(config), layout),
+            watch: PictureWatch::default(),
             detector: &mut detector,
             facts: &facts,
             results: Vec::new(),
+            freezes: Vec::new(),
         };
         run.play(clip, interval)?;
-        let report = score(clip, &run.results, interval.as_secs_f64(), Vec::new());
+        let report = score(clip, &run.results, interval.as_secs_f64(), run.freezes);
         tracing::info!(clip = %clip.name, frames = report.frames, "clip evaluated");
         reports.push(report);
     }
@@ -89,9 +93,12 @@ fn load_scene(path: &Path, max_error_px: f64) -> anyhow::Result<Layout> {
 /// One clip being played through the pipeline.
 struct ClipRun<'a> {
     scene: Scene,
+    watch: PictureWatch,
     detector: &'a mut Detector,
     facts: &'a ModelFacts,
     results: Vec<DetectionResult>,
+    /// Stream times the picture was reported frozen.
+    freezes: Vec<f64>,
 }
 
 impl ClipRun<'_> {
@@ -181,7 +188,10 @@ impl ClipRun<'_> {
             started,
             with_frame: false,
         };
-        let judged = judge_frame(&mut self.scene, self.facts, &input)?;
+        let judged = judge_frame(&mut self.scene, &mut self.watch, self.facts, &input)?;
+        if judged.picture.froze {
+            self.freezes.push(t);
+        }
         let mut result = judged.result;
         result.group_images.clear(); // Crops are not scored; do not keep them around.
         self.results.push(result);
