@@ -20,14 +20,21 @@ pub const MIN_UPDATES: u32 = 3;
 pub const MAX_GAP: f64 = 6.0;
 /// Speeds kept for the deceleration window.
 const SPEED_SAMPLES: usize = 16;
+/// A measurement this far from the prediction (squared Mahalanobis distance; 2 degrees of
+/// freedom, about 1 in 10^6 by chance) is another object: the tracker swapped identities, or
+/// the box jumped. The caller starts a new filter.
+pub const GATE: f64 = 28.0;
+/// Faster than this (m/s, 250 km/h) between two sightings is not one road user.
+pub const MAX_SPEED: f64 = 70.0;
+/// Speeds further apart than this (s) do not make one deceleration: a gap in the sightings
+/// hides what happened in between.
+pub const MAX_SPEED_GAP: f64 = 1.0;
 
 /// How a class of object moves and how well its box edge is seen.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MotionModel {
     /// Standard deviation of the unmodelled acceleration, m/s^2 (white-noise acceleration).
     pub accel_sigma: f64,
-    /// Uncertainty of the first velocity, m/s.
-    pub initial_speed_sigma: f64,
     /// Noise of the foot point, as a share of the box height (bottom edges jitter with the box).
     pub foot_noise_share: f64,
     /// Smallest foot-point noise, pixels.
@@ -39,14 +46,12 @@ impl MotionModel {
     /// filter follow it within a second.
     pub const VEHICLE: Self = Self {
         accel_sigma: 3.0,
-        initial_speed_sigma: 15.0,
         foot_noise_share: 0.04,
         foot_noise_min_px: 1.5,
     };
     /// People walk at 1-2 m/s and change pace gently.
     pub const PERSON: Self = Self {
         accel_sigma: 1.0,
-        initial_speed_sigma: 3.0,
         foot_noise_share: 0.03,
         foot_noise_min_px: 1.5,
     };
@@ -93,9 +98,6 @@ impl GroundTrack {
         let r = measurement_noise(cal, px, g, sigma_px(model, b))?;
         let mut p = Matrix4::zeros();
         p.fixed_view_mut::<2, 2>(0, 0).copy_from(&r);
-        let v0 = model.initial_speed_sigma * model.initial_speed_sigma;
-        p[(2, 2)] = v0;
-        p[(3, 3)] = v0;
         Some(Self {
             model,
             x: Vector4::new(g[0], g[1], 0.0, 0.0),
@@ -107,7 +109,8 @@ impl GroundTrack {
     }
 
     /// Takes the sighting of box `b` at time `t` (later than the last); false when it could not
-    /// (above the horizon, or a gap too long: the caller starts over).
+    /// (above the horizon, a gap too long, or a position the motion cannot explain: the caller
+    /// starts over).
     pub fn update(&mut self, cal: &Calibration, t: f64, b: &BBox) -> bool {
         let dt = t - self.t;
         if dt <= 0.0 || dt > MAX_GAP {
@@ -120,6 +123,9 @@ impl GroundTrack {
         let Some(r) = measurement_noise(cal, px, g, sigma_px(self.model, b)) else {
             return false;
         };
+        if self.updates == 1 {
+            return self.second_sighting(t, dt, g, r);
+        }
         // Predict.
         let f = Matrix4::new(
             1.0, 0.0, dt, 0.0, //
@@ -145,6 +151,9 @@ impl GroundTrack {
         };
         let k: Matrix4x2<f64> = p * h.transpose() * s_inv;
         let innovation = Vector2::new(g[0], g[1]) - h * x;
+        if (innovation.transpose() * s_inv * innovation)[(0, 0)] > GATE {
+            return false;
+        }
         self.x = x + k * innovation;
         self.p = (Matrix4::identity() - k * h) * p;
         self.t = t;
@@ -155,6 +164,28 @@ impl GroundTrack {
             }
             self.speeds.push_back((t, self.speed_ms()));
         }
+        true
+    }
+
+    /// The second sighting starts the velocity from the two positions (two-point
+    /// initialisation): a filter that starts at rest needs several sightings to believe a fast
+    /// car, and under-reads it meanwhile. A displacement no road user makes is refused.
+    fn second_sighting(&mut self, t: f64, dt: f64, g: Point, r: Matrix2<f64>) -> bool {
+        let v = [(g[0] - self.x[0]) / dt, (g[1] - self.x[1]) / dt];
+        if v[0].hypot(v[1]) > MAX_SPEED {
+            return false;
+        }
+        let first = self.p.fixed_view::<2, 2>(0, 0).into_owned();
+        let mut p = Matrix4::zeros();
+        p.fixed_view_mut::<2, 2>(0, 0).copy_from(&r);
+        p.fixed_view_mut::<2, 2>(0, 2).copy_from(&(r / dt));
+        p.fixed_view_mut::<2, 2>(2, 0).copy_from(&(r / dt));
+        p.fixed_view_mut::<2, 2>(2, 2)
+            .copy_from(&((r + first) / (dt * dt)));
+        self.x = Vector4::new(g[0], g[1], v[0], v[1]);
+        self.p = p;
+        self.t = t;
+        self.updates = 2;
         true
     }
 
@@ -188,16 +219,21 @@ impl GroundTrack {
     }
 
     /// The mean deceleration (m/s^2, positive when slowing) over at least `window` seconds
-    /// ending now, with the speed at the window's start: `None` until that much is known.
+    /// ending now, with the speed at the window's start: `None` until that much is known from
+    /// sightings no more than [`MAX_SPEED_GAP`] apart.
     pub fn deceleration(&self, window: f64) -> Option<(f64, f64)> {
         let now = *self.speeds.back()?;
-        let (t0, v0) = self
-            .speeds
-            .iter()
-            .copied()
-            .rev()
-            .find(|&(t, _)| now.0 - t >= window)?;
-        Some(((v0 - now.1) / (now.0 - t0), v0))
+        let mut later = now.0;
+        for &(t, v) in self.speeds.iter().rev().skip(1) {
+            if later - t > MAX_SPEED_GAP {
+                return None;
+            }
+            if now.0 - t >= window {
+                return Some(((v - now.1) / (now.0 - t), v));
+            }
+            later = t;
+        }
+        None
     }
 }
 
@@ -301,6 +337,36 @@ mod tests {
         let (decel, from) = braking.deceleration(1.0).unwrap();
         assert!(decel > 3.5, "braking at 6 m/s^2 measured {decel:.1}");
         assert!(from * 3.6 > 35.0, "from {:.0} km/h", from * 3.6);
+    }
+
+    #[test]
+    fn a_position_the_motion_cannot_explain_is_refused() {
+        let cal = road();
+        // 50 km/h, then the box is suddenly 30 m further (another car took over the track).
+        let v = 50.0 / 3.6;
+        let mut track = drive(&cal, 0.3, 8, |t| [1.5, 20.0 + v * t]);
+        let jump = car_at(&cal, [1.5, 20.0 + v * 2.4 + 30.0]);
+        assert!(!track.update(&cal, 2.4, &jump));
+        let near = car_at(&cal, [1.5, 20.0 + v * 2.4]);
+        assert!(
+            track.update(&cal, 2.4, &near),
+            "the refused one changed nothing"
+        );
+    }
+
+    #[test]
+    fn a_deceleration_needs_sightings_close_together() {
+        let cal = road();
+        let v0 = 60.0 / 3.6;
+        // Seen every 0.3 s until 1.2 s, then not until 4.2 s, stopped.
+        let mut track = drive(&cal, 0.3, 5, |t| [1.5, 10.0 + v0 * t]);
+        let stop = 10.0 + v0 * 1.4;
+        assert!(track.update(&cal, 4.2, &car_at(&cal, [1.5, stop])));
+        assert_eq!(
+            track.deceleration(1.0),
+            None,
+            "3 s unseen: not a measured braking"
+        );
     }
 
     #[test]

@@ -283,6 +283,12 @@ impl Layout {
             .any(|z| z.kind == kind && z.polygon.contains(p))
     }
 
+    /// Whether `p` is watched: in an `roi` zone, or anywhere when the scene has none (the rules
+    /// judge only watched objects).
+    pub fn watched(&self, p: Point) -> bool {
+        !self.zones.iter().any(|z| z.kind == ZoneKind::Roi) || self.in_zone(p, ZoneKind::Roi)
+    }
+
     /// Whether `p` is in an `exclude` zone (objects there are ignored).
     pub fn excluded(&self, p: Point) -> bool {
         self.in_zone(p, ZoneKind::Exclude)
@@ -531,6 +537,18 @@ mod tests {
         assert_eq!(l.zone_at([10.0, 10.0]), None, "exclude zones are not zones");
         assert_eq!(l.zone_at([110.0, 50.0]), Some(1));
         assert!(l.in_zone([110.0, 50.0], ZoneKind::Crosswalk));
+        assert!(
+            l.watched([390.0, 290.0]),
+            "no roi zone: everything is watched"
+        );
+        let mut with_roi = spec();
+        with_roi.zones.push(ZoneSpec {
+            name: "road".into(),
+            kind: ZoneKind::Roi,
+            polygon: square(100.0, 0.0, 100.0),
+        });
+        let l = with_roi.compile(2.0).unwrap();
+        assert!(l.watched([150.0, 50.0]) && !l.watched([390.0, 290.0]));
     }
 
     #[test]

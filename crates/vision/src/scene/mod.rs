@@ -300,7 +300,7 @@ impl Scene {
         let excluded: Vec<bool> = feet.iter().map(|&p| self.layout.excluded(p)).collect();
         let track_ids = self.track(dets, &excluded);
         self.record(t, width, height, dets, &track_ids);
-        self.locate(t, dets, &feet, &track_ids);
+        self.locate(t, (width, height), dets, &feet, &track_ids);
         self.visit_crosswalks(t, dets, &feet, &track_ids);
         let (hits, congestion) = self.judge(t, dets, &track_ids);
         let motion = self.motion(&track_ids);
@@ -367,7 +367,16 @@ impl Scene {
     }
 
     /// Updates each tracked detection's lane and ground motion.
-    fn locate(&mut self, t: f64, dets: &[Detection], feet: &[Point], ids: &[Option<u64>]) {
+    /// A box cut by the frame's bottom, left or right edge has no true foot point (the object
+    /// goes on beyond the picture): its ground motion is dropped, not fed a wrong position.
+    fn locate(
+        &mut self,
+        t: f64,
+        (width, height): (u32, u32),
+        dets: &[Detection],
+        feet: &[Point],
+        ids: &[Option<u64>],
+    ) {
         let layout = &*self.layout;
         for ((d, &p), id) in dets.iter().zip(feet).zip(ids) {
             let Some(h) = id.and_then(|id| self.histories.get_mut(&id)) else {
@@ -377,6 +386,13 @@ impl Scene {
             let Some(cal) = &layout.calibration else {
                 continue;
             };
+            let cut = d.bbox.y2 >= height as f32 - 2.0
+                || d.bbox.x1 <= 1.0
+                || d.bbox.x2 >= width as f32 - 2.0;
+            if cut {
+                h.ground = None;
+                continue;
+            }
             let kept = h.ground.as_mut().is_some_and(|g| g.update(cal, t, &d.bbox));
             if !kept {
                 let model = if d.label == "person" {
@@ -433,6 +449,7 @@ impl Scene {
         let subjects: Vec<Subject<'_>> = dets
             .iter()
             .zip(track_ids)
+            .filter(|(d, _)| self.layout.watched(foot(&d.bbox)))
             .filter_map(|(d, id)| {
                 let track = self.histories.get(&(*id)?)?;
                 Some(Subject {

@@ -365,11 +365,17 @@ pub fn tailgating(f: &Frame<'_>) -> Vec<RuleHit> {
     hits
 }
 
-/// Whether a person box is a rider (mostly inside a bicycle or motorcycle box).
-fn is_rider(person: &BBox, subjects: &[Subject<'_>]) -> bool {
+/// Whether a person box is aboard a vehicle: a rider (a third of it inside a bicycle or
+/// motorcycle box) or an occupant seen through the windscreen (most of it inside a car, bus or
+/// truck box).
+fn is_aboard(person: &BBox, subjects: &[Subject<'_>]) -> bool {
     subjects.iter().any(|s| {
-        matches!(s.track.class.as_str(), "bicycle" | "motorcycle")
-            && s.bbox.intersection(person) >= 0.3 * person.area()
+        let share = match s.track.class.as_str() {
+            "bicycle" | "motorcycle" => 0.3,
+            "car" | "bus" | "truck" => 0.6,
+            _ => return false,
+        };
+        s.bbox.intersection(person) >= share * person.area()
     })
 }
 
@@ -381,10 +387,10 @@ fn in_a_path(layout: &Layout, p: Point) -> bool {
     !has_paths || layout.lane_at(p).is_some() || layout.in_zone(p, ZoneKind::Crosswalk)
 }
 
-/// The pedestrians (not riders) that can be in a path.
+/// The pedestrians (not riders or occupants) that can be in a path.
 fn pedestrians<'a>(f: &'a Frame<'a>) -> impl Iterator<Item = &'a Subject<'a>> + 'a {
     f.subjects.iter().filter(move |s| {
-        s.person && !is_rider(&s.bbox, f.subjects) && in_a_path(f.layout, s.foot())
+        s.person && !is_aboard(&s.bbox, f.subjects) && in_a_path(f.layout, s.foot())
     })
 }
 

@@ -438,6 +438,19 @@ fn uncalibrated_pedestrian_conflicts_stay_medium() {
     let rider = TrackHistory::new(4, "person", 0.9, 1.0, b(410.0, 270.0, 40.0, 70.0));
     let tracks = [car_px(1, 0.0, 300.0, 200.0), moto, rider];
     assert!(of(&judge(&l, &tracks, 1.0, &[]), RuleKind::PedestrianConflict).is_empty());
+    // A driver seen through the windscreen of a car ahead.
+    let driver = || TrackHistory::new(6, "person", 0.9, 1.0, b(450.0, 305.0, 25.0, 40.0));
+    let tracks = [car_px(1, 0.0, 300.0, 200.0), driver()];
+    assert!(
+        !judge(&l, &tracks, 1.0, &[]).is_empty(),
+        "alone, it would be a pedestrian"
+    );
+    let tracks = [
+        car_px(1, 0.0, 300.0, 200.0),
+        car_px(5, 420.0, 300.0, 0.0),
+        driver(),
+    ];
+    assert!(of(&judge(&l, &tracks, 1.0, &[]), RuleKind::PedestrianConflict).is_empty());
 }
 
 #[test]
