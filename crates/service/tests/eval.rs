@@ -37,27 +37,26 @@ fn clip<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no clip {name} in {report}"))
 }
 
+/// No `high` alert at all, and false `medium` ones (in spans labelled normal) at most one per
+/// ten camera-minutes.
 fn normal_traffic_is_quiet(report: &Value, what: &str) {
     let clips = report["clips"].as_array().unwrap();
     assert!(clips.len() >= 3, "{report}");
     let minutes: f64 = clips.iter().map(|c| c["minutes"].as_f64().unwrap()).sum();
-    let (mut high, mut medium) = (0, 0);
+    let mut false_medium = 0;
     for c in clips {
-        assert!(c["frames"].as_u64().unwrap() > 10, "{what}: {c}");
-        high += c["high"].as_u64().unwrap();
-        medium += c["medium"].as_u64().unwrap();
-        let false_alarms: u64 = c["rules"]
+        assert!(c["frames"].as_u64().unwrap() > 4, "{what}: {c}");
+        assert_eq!(c["high"], 0, "{what}: {}", c["episodes"]);
+        false_medium += c["rules"]
             .as_object()
             .unwrap()
             .values()
-            .map(|r| r["false_high"].as_u64().unwrap() + r["false_medium"].as_u64().unwrap())
-            .sum();
-        assert_eq!(false_alarms, 0, "{what}: {}", c["episodes"]);
+            .map(|r| r["false_medium"].as_u64().unwrap())
+            .sum::<u64>();
     }
-    assert_eq!(high, 0, "{what}: {report}");
     assert!(
-        medium as f64 <= minutes / 10.0,
-        "{what}: {medium} medium alerts in {minutes:.1} camera-minutes: {report}"
+        false_medium as f64 <= minutes / 10.0,
+        "{what}: {false_medium} false medium alerts in {minutes:.1} camera-minutes: {report}"
     );
 }
 
@@ -73,6 +72,14 @@ fn normal_traffic_raises_nothing_at_the_default_cadence() {
 fn normal_traffic_raises_nothing_at_a_measuring_cadence() {
     let report = eval("tests/data/eval/labels.yaml", &["--interval", "0.3"]);
     normal_traffic_is_quiet(&report, "0.3 s");
+    // The one real event of the clips, a car following another 0.8 s behind at 110 km/h, is
+    // found.
+    let tailgating = &clip(&report, "road-cars")["rules"]["tailgating"];
+    assert!(
+        tailgating["true_alerts"].as_u64().unwrap() >= 1,
+        "{tailgating}"
+    );
+    assert_eq!(tailgating["missed"], 0);
     // The calibrated clips measure speeds close to the hand measurements.
     for c in report["clips"].as_array().unwrap() {
         let Some(speed) = c["speed"].as_object() else {
@@ -89,7 +96,11 @@ fn normal_traffic_raises_nothing_at_a_measuring_cadence() {
 fn metamorphic_twice_as_fast_measures_twice_the_speed() {
     let report = eval("tests/data/eval/metamorphic.yaml", &["--clip", "road"]);
     let normal = clip(&report, "road")["moving_median_kmh"].as_f64().unwrap();
-    let report = eval("tests/data/eval/metamorphic.yaml", &["--clip", "road-2x"]);
+    // The same video frames, half the time apart (see metamorphic.yaml).
+    let report = eval(
+        "tests/data/eval/metamorphic.yaml",
+        &["--clip", "road-2x", "--interval", "0.15"],
+    );
     let fast = clip(&report, "road-2x")["moving_median_kmh"]
         .as_f64()
         .unwrap();

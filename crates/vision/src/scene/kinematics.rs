@@ -71,6 +71,8 @@ pub struct GroundTrack {
     p: Matrix4<f64>,
     t: f64,
     updates: u32,
+    /// Seconds between the last two sightings.
+    last_gap: f64,
     /// Recent `(t, speed m/s)` after each update from the [`MIN_UPDATES`]th, oldest first.
     speeds: std::collections::VecDeque<(f64, f64)>,
 }
@@ -104,6 +106,7 @@ impl GroundTrack {
             p,
             t,
             updates: 1,
+            last_gap: 0.0,
             speeds: std::collections::VecDeque::new(),
         })
     }
@@ -157,6 +160,7 @@ impl GroundTrack {
         self.x = x + k * innovation;
         self.p = (Matrix4::identity() - k * h) * p;
         self.t = t;
+        self.last_gap = dt;
         self.updates += 1;
         if self.updates >= MIN_UPDATES {
             if self.speeds.len() == SPEED_SAMPLES {
@@ -185,6 +189,7 @@ impl GroundTrack {
         self.x = Vector4::new(g[0], g[1], v[0], v[1]);
         self.p = p;
         self.t = t;
+        self.last_gap = dt;
         self.updates = 2;
         true
     }
@@ -194,9 +199,12 @@ impl GroundTrack {
         [self.x[0], self.x[1]]
     }
 
-    /// Smoothed velocity, m/s, once the track was seen [`MIN_UPDATES`] times.
+    /// Smoothed velocity, m/s, once the track was seen [`MIN_UPDATES`] times, the last two at
+    /// most [`MAX_SPEED_GAP`] apart (sparser, the tracker's identities are not sure enough to
+    /// speak of a speed).
     pub fn velocity(&self) -> Option<Point> {
-        (self.updates >= MIN_UPDATES).then(|| [self.x[2], self.x[3]])
+        (self.updates >= MIN_UPDATES && self.last_gap <= MAX_SPEED_GAP)
+            .then(|| [self.x[2], self.x[3]])
     }
 
     fn speed_ms(&self) -> f64 {

@@ -654,12 +654,11 @@ pub fn sudden_stop(f: &Frame<'_>) -> Vec<RuleHit> {
     hits
 }
 
-/// Whether vehicle `s` stands or is slow (calibrated: under [`STOPPED_KMH`]; else under
-/// `stationary_speed`).
+/// Whether vehicle `s` stands (calibrated speed under [`STOPPED_KMH`]; without one, as at a
+/// sparse cadence, image speed under `stationary_speed`).
 fn standing(cfg: &RulesConfig, s: &Subject<'_>) -> Option<bool> {
     match s.kmh() {
         Some(kmh) => Some(kmh < STOPPED_KMH),
-        None if s.track.ground.is_some() => None,
         None => s.track.speed().map(|v| v < cfg.stationary_speed),
     }
 }

@@ -203,7 +203,7 @@ impl ClipRun<'_> {
 pub fn table(reports: &[ClipReport]) -> String {
     let mut out = String::new();
     for r in reports {
-        let speed = r.speed.as_ref().map_or_else(
+        let speed = r.speed.as_ref().filter(|s| s.matched > 0).map_or_else(
             || "-".to_string(),
             |s| {
                 format!(
