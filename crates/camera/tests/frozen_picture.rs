@@ -29,7 +29,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 use vision::sanity::PictureWatch;
-use vision::scene::layout::{CalibrationSpec, Layout, SceneSpec};
+use vision::scene::layout::{CalibrationSpec, Layout, SceneSpec, ZoneKind, ZoneSpec};
 use vision::scene::rules::{RuleKind, RulesConfig};
 use vision::scene::{Scene, SceneConfig, is_vehicle};
 use vision::{Detection, Detector, DetectorOptions};
@@ -63,16 +63,16 @@ fn detector() -> Detector {
     .unwrap()
 }
 
-/// Hair-trigger rules, so that they fire on this ordinary street: hard braking at 0.5 m/s^2
-/// from any speed, which the cars stopping dead in a frozen picture trip, and tailgating for
-/// any follower within 60 s of its leader.
+/// Hair-trigger rules, so that they fire on this ordinary street when its picture stops and
+/// every car seems to stand: congestion from one vehicle, an illegal stop after 2 s anywhere
+/// (the whole frame is a no-stopping zone), hard braking at 0.5 m/s^2 from any speed.
 fn scene_config() -> SceneConfig {
     SceneConfig {
         rules: RulesConfig {
             hard_braking_decel: 0.5,
             hard_braking_min_kmh: 0.0,
-            tailgating_headway: 60.0,
-            tailgating_min_kmh: 0.0,
+            congestion_min_vehicles: 1,
+            dwell_seconds: 2.0,
             moving_speed: 0.3,
             ..RulesConfig::default()
         },
@@ -82,9 +82,14 @@ fn scene_config() -> SceneConfig {
 }
 
 /// A calibration of the 640x360 street at 10 px per metre (a plain scale: the rules only have
-/// to run in metres).
+/// to run in metres), all of it a no-stopping zone.
 fn layout() -> Arc<Layout> {
     let spec = SceneSpec {
+        zones: vec![ZoneSpec {
+            name: "street".into(),
+            kind: ZoneKind::NoStopping,
+            polygon: vec![[0.0, 0.0], [640.0, 0.0], [640.0, 360.0], [0.0, 360.0]],
+        }],
         calibration: Some(CalibrationSpec {
             image: vec![
                 [0.0, 0.0],
