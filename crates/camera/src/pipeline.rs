@@ -506,7 +506,7 @@ impl<'a> Analysis<'a> {
         let started = Instant::now();
         match task.pipeline.worker.run(move |d| d.detect(shared.view())) {
             Ok(Ok(mut out)) => {
-                vision::nms::one_box_per_vehicle(&mut out.detections, is_vehicle);
+                vision::detector::one_box_per_vehicle(&mut out.detections, is_vehicle);
                 Ok(Some((out.detections, started.elapsed())))
             }
             Ok(Err(e)) => {

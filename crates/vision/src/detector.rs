@@ -1,6 +1,7 @@
 //! The detection step: letterbox a frame, run the YOLO model in ONNX Runtime, decode, suppress,
 //! and map boxes back to frame pixels. A [`Detector`] owns one session and its buffers; it is
-//! `Send` but used from one thread at a time (see [`crate::worker`]).
+//! `Send` but used from one thread at a time (see [`crate::worker`]). [`one_box_per_vehicle`]
+//! drops the weaker of two boxes of different vehicle classes on one vehicle (cameras use it).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -296,5 +297,75 @@ fn input_size(session: &Session, fallback: u32) -> Result<(u32, u32), String> {
             input.name(),
             &**shape
         )),
+    }
+}
+
+/// IoU above which two boxes of different vehicle classes are one vehicle. Two vehicles side
+/// by side or one behind the other overlap far less, even in dense traffic.
+pub const VEHICLE_DUPLICATE_IOU: f32 = 0.7;
+
+/// Drops each road vehicle (as `is_vehicle` says) whose box overlaps a more confident vehicle
+/// of another class by more than [`VEHICLE_DUPLICATE_IOU`]; the order of the rest is kept.
+pub fn one_box_per_vehicle(detections: &mut Vec<Detection>, is_vehicle: impl Fn(&str) -> bool) {
+    let n = detections.len();
+    let mut drop = vec![false; n];
+    for i in 0..n {
+        let a = &detections[i];
+        if !is_vehicle(&a.label) {
+            continue;
+        }
+        drop[i] = detections.iter().enumerate().any(|(j, b)| {
+            j != i
+                && b.class_id != a.class_id
+                && is_vehicle(&b.label)
+                && (b.confidence > a.confidence || (b.confidence == a.confidence && j < i))
+                && b.bbox.iou(&a.bbox) > VEHICLE_DUPLICATE_IOU
+        });
+    }
+    let mut k = 0;
+    detections.retain(|_| {
+        k += 1;
+        !drop[k - 1]
+    });
+}
+
+#[cfg(test)]
+mod vehicle_tests {
+    use super::*;
+
+    fn det(label: &str, class_id: usize, x: f32, confidence: f32) -> Detection {
+        Detection {
+            label: label.into(),
+            class_id,
+            confidence,
+            bbox: BBox::new(x, 0.0, x + 100.0, 50.0),
+        }
+    }
+
+    #[test]
+    fn one_vehicle_reported_as_car_and_truck_keeps_the_better_box() {
+        let vehicle = |l: &str| matches!(l, "car" | "truck" | "bus");
+        let mut d = vec![
+            det("car", 2, 0.0, 0.6),
+            det("truck", 7, 3.0, 0.8), // IoU 0.94 with the car: the same vehicle
+            det("car", 2, 60.0, 0.7),  // IoU 0.25: the next car
+            det("person", 0, 1.0, 0.9), // not a vehicle
+            det("bus", 5, 200.0, 0.5),
+        ];
+        one_box_per_vehicle(&mut d, vehicle);
+        let labels: Vec<(&str, f32)> = d.iter().map(|d| (d.label.as_str(), d.bbox.x1)).collect();
+        assert_eq!(
+            labels,
+            vec![
+                ("truck", 3.0),
+                ("car", 60.0),
+                ("person", 1.0),
+                ("bus", 200.0)
+            ]
+        );
+        // Same class is NMS's business, not this.
+        let mut d = vec![det("car", 2, 0.0, 0.6), det("car", 2, 1.0, 0.8)];
+        one_box_per_vehicle(&mut d, vehicle);
+        assert_eq!(d.len(), 2);
     }
 }

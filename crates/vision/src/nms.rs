@@ -1,42 +1,9 @@
 //! Class-aware non-maximum suppression: within each class, a box is dropped when it overlaps a
 //! higher-scoring kept box by more than the IoU threshold; boxes of different classes never
 //! suppress each other. Ties in score keep the earlier box, as a stable sort does.
-//!
-//! And one vehicle, one box: YOLO often reports the same vehicle as both car and truck (or bus),
-//! which class-aware NMS keeps; [`one_box_per_vehicle`] drops the weaker of two road-vehicle
-//! boxes of different classes that overlap that much, so tracks, rules and counts see one.
+//! One vehicle seen as two classes is `crate::detector::one_box_per_vehicle`'s business.
 
 use crate::decode::Candidate;
-use crate::detector::Detection;
-
-/// IoU above which two boxes of different vehicle classes are one vehicle. Two vehicles side
-/// by side or one behind the other overlap far less, even in dense traffic.
-pub const VEHICLE_DUPLICATE_IOU: f32 = 0.7;
-
-/// Drops each road vehicle (as `is_vehicle` says) whose box overlaps a more confident vehicle
-/// of another class by more than [`VEHICLE_DUPLICATE_IOU`]; the order of the rest is kept.
-pub fn one_box_per_vehicle(detections: &mut Vec<Detection>, is_vehicle: impl Fn(&str) -> bool) {
-    let n = detections.len();
-    let mut drop = vec![false; n];
-    for i in 0..n {
-        let a = &detections[i];
-        if !is_vehicle(&a.label) {
-            continue;
-        }
-        drop[i] = detections.iter().enumerate().any(|(j, b)| {
-            j != i
-                && b.class_id != a.class_id
-                && is_vehicle(&b.label)
-                && (b.confidence > a.confidence || (b.confidence == a.confidence && j < i))
-                && b.bbox.iou(&a.bbox) > VEHICLE_DUPLICATE_IOU
-        });
-    }
-    let mut k = 0;
-    detections.retain(|_| {
-        k += 1;
-        !drop[k - 1]
-    });
-}
 
 /// Suppresses overlapping candidates in place and keeps at most `max_det`, best first.
 pub fn nms(candidates: &mut Vec<Candidate>, iou_threshold: f32, max_det: usize) {
@@ -75,42 +42,6 @@ mod tests {
         let mut c = vec![cand(2.0, 0.6, 0), cand(0.0, 0.9, 0)];
         nms(&mut c, 0.5, 100);
         assert_eq!(c, vec![cand(0.0, 0.9, 0)]);
-    }
-
-    fn det(label: &str, class_id: usize, x: f32, confidence: f32) -> Detection {
-        Detection {
-            label: label.into(),
-            class_id,
-            confidence,
-            bbox: BBox::new(x, 0.0, x + 100.0, 50.0),
-        }
-    }
-
-    #[test]
-    fn one_vehicle_reported_as_car_and_truck_keeps_the_better_box() {
-        let vehicle = |l: &str| matches!(l, "car" | "truck" | "bus");
-        let mut d = vec![
-            det("car", 2, 0.0, 0.6),
-            det("truck", 7, 3.0, 0.8), // IoU 0.94 with the car: the same vehicle
-            det("car", 2, 60.0, 0.7),  // IoU 0.25: the next car
-            det("person", 0, 1.0, 0.9), // not a vehicle
-            det("bus", 5, 200.0, 0.5),
-        ];
-        one_box_per_vehicle(&mut d, vehicle);
-        let labels: Vec<(&str, f32)> = d.iter().map(|d| (d.label.as_str(), d.bbox.x1)).collect();
-        assert_eq!(
-            labels,
-            vec![
-                ("truck", 3.0),
-                ("car", 60.0),
-                ("person", 1.0),
-                ("bus", 200.0)
-            ]
-        );
-        // Same class is NMS's business, not this.
-        let mut d = vec![det("car", 2, 0.0, 0.6), det("car", 2, 1.0, 0.8)];
-        one_box_per_vehicle(&mut d, vehicle);
-        assert_eq!(d.len(), 2);
     }
 
     #[test]

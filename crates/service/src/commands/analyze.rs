@@ -82,7 +82,7 @@ pub fn run(config: &Config, args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
             continue;
         };
         let mut detections = detector.detect(picture.view())?.detections;
-        vision::nms::one_box_per_vehicle(&mut detections, is_vehicle);
+        vision::detector::one_box_per_vehicle(&mut detections, is_vehicle);
         let stream_time = job.frames.last().map_or(0.0, |f| f.pts.as_secs_f64());
         let input = FrameInput {
             camera_id: args.camera_id,

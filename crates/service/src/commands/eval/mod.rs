@@ -179,7 +179,7 @@ impl ClipRun<'_> {
     fn judge(&mut self, t: f64, picture: &RgbFrame) -> anyhow::Result<()> {
         let started = Instant::now();
         let mut detections = self.detector.detect(picture.view())?.detections;
-        vision::nms::one_box_per_vehicle(&mut detections, is_vehicle);
+        vision::detector::one_box_per_vehicle(&mut detections, is_vehicle);
         let input = FrameInput {
             camera_id: 0,
             frame: picture,
