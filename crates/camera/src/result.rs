@@ -252,6 +252,7 @@ mod tests {
                 ..Default::default()
             },
             max_level: RiskLevel::High,
+            ..SceneFrame::default()
         };
         let crops = [Some(GroupCrop {
             jpeg: b"\xff\xd8".to_vec(),

@@ -60,6 +60,27 @@ pub struct Health {
     pub mode: String,
     /// Messages not delivered to slow WebSocket clients since start (beyond SPEC 3).
     pub ws_messages_dropped: u64,
+    /// The measurement database, when measurement is on (beyond SPEC 3); `status` is
+    /// `DEGRADED` while it is unreachable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseHealth>,
+}
+
+/// The measurement database in the health check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseHealth {
+    /// `sqlite` or `postgresql`.
+    pub backend: String,
+    /// Whether the last write (or connection) worked.
+    pub up: bool,
+    /// Rows waiting to be written.
+    pub pending_rows: u64,
+    /// Rows dropped since start (no room while the database was down).
+    pub rows_dropped: u64,
+    /// The last failure, while it lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// One camera in `GET /api/cameras`.

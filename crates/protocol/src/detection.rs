@@ -182,7 +182,7 @@ pub struct DangerAlert {
 }
 
 /// `trafficStats`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TrafficStats {
     /// Distinct vehicles (tracks) that appeared in the last minute.
@@ -191,6 +191,39 @@ pub struct TrafficStats {
     pub persons_per_minute: u32,
     /// `none`, `low`, `medium` or `high`.
     pub congestion_level: RiskLevel,
+    /// Each count line of the camera's scene, crossings in the current bin (SPEC 9); absent
+    /// without lines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<LineStat>,
+    /// Each lane of the camera's scene in the current bin (SPEC 9); absent without lanes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lanes: Vec<LaneStat>,
+}
+
+/// One count line in `trafficStats.lines`: crossings in the current bin, all classes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LineStat {
+    /// The line's name.
+    pub name: String,
+    /// Crossings from the left of its arrow to the right.
+    #[serde(rename = "in")]
+    pub in_: u64,
+    /// Crossings the other way.
+    pub out: u64,
+}
+
+/// One lane in `trafficStats.lanes`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LaneStat {
+    /// The lane's name.
+    pub name: String,
+    /// Vehicles that drove through it in the current bin.
+    pub vehicles: u64,
+    /// Their mean speed, km/h, when measured (calibrated scenes).
+    pub mean_speed_kmh: Option<f64>,
+    /// The queue standing at its head now, metres (calibrated lanes with a direction).
+    pub queue_length_m: Option<f64>,
 }
 
 impl From<vision::scene::TrafficStats> for TrafficStats {
@@ -199,6 +232,8 @@ impl From<vision::scene::TrafficStats> for TrafficStats {
             vehicles_per_minute: s.vehicles_per_minute,
             persons_per_minute: s.persons_per_minute,
             congestion_level: s.congestion,
+            lines: Vec::new(),
+            lanes: Vec::new(),
         }
     }
 }

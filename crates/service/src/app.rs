@@ -28,10 +28,12 @@ use crate::config::Config;
 use crate::config::kafka::Role;
 use crate::detection::{detector_options, scene_config};
 use crate::http::{AppState, router};
+use crate::measure::sink::MeasureSink;
 use crate::metrics::{InfoLabel, Metrics, Sources};
 use crate::scenes::SceneBook;
 use crate::sinks::{LlmSink, MetricsSink, StoreSink};
 use crate::storage::FrameStore;
+use store::{Store, Writer, WriterConfig};
 
 /// How long cameras get to stop after the signal.
 pub const GRACE: Duration = Duration::from_secs(8);
@@ -81,6 +83,40 @@ pub struct Parts {
     pub store: Option<FrameStore>,
     /// The API-key pool, when the LLM is on (standalone or streaming).
     pub pool: Option<Arc<KeyPool>>,
+    /// Measures and events to the database, when `measurement.enabled`.
+    pub measure: Option<Arc<MeasureSink>>,
+    /// The measurement database, for the API.
+    pub database: Option<Store>,
+}
+
+/// Opens the measurement database (lazily: one that is down at start delays the writes, the
+/// service starts anyway) and starts its writer.
+fn measurement(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Option<(Store, Arc<MeasureSink>)>> {
+    let m = &config.measurement;
+    if !m.enabled {
+        return Ok(None);
+    }
+    let backend = match &m.database_url {
+        Some(url) => store::Backend::Postgres(url.expose().to_string()),
+        None => store::Backend::Sqlite(m.database_path.clone()),
+    };
+    let db = Store::open_lazy(&store::StoreConfig {
+        backend,
+        retention_days: m.retention_days,
+    });
+    tracing::info!(database = %db.describe(), bin_seconds = m.bin_seconds, "measurement on");
+    let writer = Writer::spawn(db.clone(), WriterConfig::default())
+        .context("cannot start the database writer")?;
+    let sink = MeasureSink::new(
+        m.bin_seconds,
+        writer,
+        Arc::clone(metrics),
+        m.snapshot_dir.clone(),
+    );
+    Ok(Some((db, Arc::new(sink))))
 }
 
 /// Builds the shared pipeline and its sinks. Must run inside the async runtime when the LLM is
@@ -124,6 +160,10 @@ pub fn parts(
             Arc::clone(&metrics),
         )));
     }
+    let measured = measurement(config, &metrics)?;
+    if let Some((_, sink)) = &measured {
+        sinks.push(Arc::clone(sink) as Arc<dyn FrameSink>);
+    }
     sinks.push(Arc::new(MetricsSink::new(Arc::clone(&metrics))));
     if let Some(publisher) = &publisher {
         sinks.push(Arc::clone(publisher) as Arc<dyn FrameSink>);
@@ -143,6 +183,8 @@ pub fn parts(
         publisher,
         store,
         pool,
+        database: measured.as_ref().map(|(db, _)| db.clone()),
+        measure: measured.map(|(_, sink)| sink),
     })
 }
 
@@ -282,6 +324,16 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
     )
     .await?;
     stop(&hub, &tracker, &shutdown).await;
+    if let Some(sink) = &parts.measure {
+        let writer = sink.writer().clone();
+        let stats = tokio::task::spawn_blocking(move || writer.close()).await?;
+        tracing::info!(
+            written = stats.rows_written,
+            pending = stats.pending_rows,
+            dropped = stats.rows_dropped,
+            "measurement database closed"
+        );
+    }
     Ok(())
 }
 
@@ -374,6 +426,7 @@ fn app_state(
         hub: Some(Arc::clone(hub)),
         node,
         publisher: parts.publisher.as_ref().map(|p| Arc::clone(&p.stats)),
+        database: parts.measure.as_ref().map(|m| m.writer().clone()),
     };
     AppState {
         scenes: Arc::clone(scenes),
@@ -388,6 +441,14 @@ fn app_state(
         metrics: Arc::new(crate::metrics::registry(&parts.metrics, sources)),
         stats: Arc::clone(&parts.metrics),
         llm: parts.llm.clone(),
+        measure: parts
+            .database
+            .as_ref()
+            .map(|db| crate::http::measure::MeasureApi {
+                store: db.clone(),
+                bin_seconds: config.measurement.bin_seconds,
+            }),
+        database: parts.measure.as_ref().map(|m| m.writer().clone()),
         connections: Arc::new(crate::http::limits::ConnectionLimiter::new(
             config.server.max_ws_connections,
             config.server.max_ws_connections_per_ip,

@@ -28,6 +28,7 @@ pub mod config;
 pub mod detection;
 pub mod http;
 pub mod logging;
+pub mod measure;
 pub mod metrics;
 pub mod reference;
 pub mod scenes;

@@ -117,9 +117,8 @@ impl Source {
 pub struct PacedFile {
     file: FileSource,
     looping: bool,
+    /// When the current pass's stream time 0 was (moves on with each loop).
     started: tokio::time::Instant,
-    /// Stream time added to the file's timestamps (grows with each loop).
-    offset: Duration,
     last_pts: Duration,
 }
 
@@ -135,22 +134,23 @@ impl PacedFile {
             file: FileSource::open(&path)?,
             looping,
             started: tokio::time::Instant::now(),
-            offset: Duration::ZERO,
             last_pts: Duration::ZERO,
         })
     }
 
     async fn next_frame(&mut self) -> Result<EncodedFrame, SourceError> {
-        let mut frame = match self.file.next_frame() {
+        let frame = match self.file.next_frame() {
             Err(SourceError::Ended) if self.looping => {
-                // One frame's worth after the last frame, so time keeps increasing.
-                self.offset = self.last_pts + Duration::from_millis(40);
+                // Each pass is the file again from its start, as an encoder that restarted:
+                // stream time starts over (the scene starts over with it, so each pass is
+                // tracked and counted as the file alone is), paced from one frame after the
+                // last one.
+                self.started += self.last_pts + Duration::from_millis(40);
                 self.file.rewind();
                 self.file.next_frame()?
             }
             other => other?,
         };
-        frame.pts += self.offset;
         self.last_pts = frame.pts;
         tokio::time::sleep_until(self.started + frame.pts).await;
         Ok(frame)

@@ -29,6 +29,7 @@ use crate::app::model_facts;
 use crate::cli::AnalyzeArgs;
 use crate::config::{Config, scenes};
 use crate::detection::{detector_options, scene_config};
+use crate::measure::tally::Tally;
 
 /// The scene to judge with: `--scene`, else the camera's from the configuration, else none.
 pub fn layout(config: &Config, args: &AnalyzeArgs) -> anyhow::Result<Arc<Layout>> {
@@ -68,6 +69,8 @@ pub fn run(config: &Config, args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let mut sampler = Sampler::new(interval);
     let mut decoder = VideoDecoder::new()?;
     let stdout = std::io::stdout();
+    // The whole file is one bin: `trafficStats.lines` and `.lanes` count from its start.
+    let mut tally = Tally::new(86_400);
     loop {
         let frame = match source.next_frame() {
             Ok(frame) => frame,
@@ -92,7 +95,14 @@ pub fn run(config: &Config, args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
             started,
             with_frame: args.frames,
         };
-        let judged = judge_frame(&mut scene, &mut watch, &facts, &input)?;
+        let mut judged = judge_frame(&mut scene, &mut watch, &facts, &input)?;
+        for m in &judged.scene.measures {
+            tally.add(m.t, stream_time, m);
+        }
+        (
+            judged.result.traffic_stats.lines,
+            judged.result.traffic_stats.lanes,
+        ) = tally.current(stream_time, &judged.scene.layout, &judged.scene.lanes);
         if fresh_high(&judged.result) {
             sampler.pause_until(Duration::from_secs_f64(stream_time) + config.stream.alert_pause);
         }
@@ -112,6 +122,12 @@ pub fn run(config: &Config, args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
             writeln!(out, "{}", crate::http::ws::message_text(message))?;
         }
         out.flush()?;
+    }
+    for m in scene.finish() {
+        tally.add(m.t, m.t, &m);
+    }
+    for ((line, direction, class), n) in tally.crossings() {
+        tracing::info!(%line, direction = direction.as_str(), %class, crossings = n, "count");
     }
     tracing::info!(decoded = decoder.frames_decoded(), "analysis finished");
     Ok(ExitCode::SUCCESS)

@@ -270,6 +270,23 @@ pub struct StorageConfig {
     pub retention: crate::storage::Retention,
 }
 
+/// Traffic measurement and its database (SPEC 9).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeasurementConfig {
+    /// Whether measures and events are kept.
+    pub enabled: bool,
+    /// Bin length, seconds (a divisor of a day).
+    pub bin_seconds: u32,
+    /// Days of bins and events kept.
+    pub retention_days: u32,
+    /// The embedded SQLite database.
+    pub database_path: PathBuf,
+    /// A PostgreSQL database instead.
+    pub database_url: Option<Secret>,
+    /// Where event snapshots go.
+    pub snapshot_dir: PathBuf,
+}
+
 /// Logging.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
@@ -308,6 +325,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Scene geometry.
     pub scenes: ScenesConfig,
+    /// Traffic measurement and its database.
+    pub measurement: MeasurementConfig,
     /// Logging.
     pub log: LogConfig,
     /// Cameras declared in `cameras.yaml` and by `--camera`.

@@ -570,6 +570,45 @@ pub const SETTINGS: &[Setting] = &[
          start-up and every minute); 0 = no cap; the total is in `saved_frames_bytes`",
     ),
     plain(
+        "measurement.enabled",
+        &["ALGO_MEASUREMENT_ENABLED"],
+        "true",
+        "keep what the scenes measure (line counts, movements, lane speeds) and the danger \
+         events in the database ([traffic measurement](measurement.md))",
+    ),
+    plain(
+        "measurement.bin_seconds",
+        &["ALGO_MEASUREMENT_BIN_SECONDS"],
+        "900",
+        "length of a counting bin, seconds, aligned to the clock; a divisor of a day (60, \
+         300, 900, 3600, ...)",
+    ),
+    plain(
+        "measurement.retention_days",
+        &["ALGO_MEASUREMENT_RETENTION_DAYS"],
+        "365",
+        "bins and events older than this many days are deleted (hourly), with their snapshots",
+    ),
+    plain(
+        "measurement.database_path",
+        &["ALGO_DATABASE_PATH"],
+        "data/traffic.db",
+        "the embedded SQLite database, used unless `measurement.database_url` is set",
+    ),
+    secret(
+        "measurement.database_url",
+        &["ALGO_DATABASE_URL"],
+        "ALGO_DATABASE_URL_FILE",
+        "a PostgreSQL database (`postgresql://USER:PASSWORD@HOST:PORT/DB`) shared by every \
+         instance instead of the embedded SQLite one",
+    ),
+    plain(
+        "measurement.snapshot_dir",
+        &["ALGO_SNAPSHOT_DIR"],
+        "data/snapshots",
+        "where each danger event's frame is saved (`DIR/CAMERA/YYYY-MM-DD/HHMMSS.mmm-TYPE.jpg`)",
+    ),
+    plain(
         "log.level",
         &["ALGO_LOG_LEVEL"],
         "info",

@@ -9,8 +9,23 @@ use super::error::ok;
 
 /// Liveness and a summary, as SPEC section 3.
 pub async fn health_check(State(state): State<AppState>) -> Response {
+    let database = state.database.as_ref().map(|w| {
+        let s = w.stats();
+        protocol::api::DatabaseHealth {
+            backend: state
+                .measure
+                .as_ref()
+                .map_or("", |m| m.store.backend_name())
+                .to_string(),
+            up: s.up,
+            pending_rows: s.pending_rows,
+            rows_dropped: s.rows_dropped,
+            last_error: (!s.up).then_some(s.last_error).flatten(),
+        }
+    });
+    let degraded = database.as_ref().is_some_and(|d| !d.up);
     ok(Health {
-        status: "UP".into(),
+        status: if degraded { "DEGRADED" } else { "UP" }.into(),
         service: "algo".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         uptime_seconds: state.started.elapsed().as_secs(),
@@ -18,6 +33,7 @@ pub async fn health_check(State(state): State<AppState>) -> Response {
         llm_enabled: state.llm_enabled,
         mode: state.mode.into(),
         ws_messages_dropped: state.stats.ws_dropped.get(),
+        database,
     })
 }
 

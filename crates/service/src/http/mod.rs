@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod health;
 pub mod limits;
+pub mod measure;
 pub mod scene;
 pub mod web;
 pub mod ws;
@@ -51,6 +52,10 @@ pub struct AppState {
     pub stats: Arc<crate::metrics::Metrics>,
     /// The LLM beside each camera (its counters show in `/api/cameras`), when on.
     pub llm: Option<Arc<LlmSink>>,
+    /// The measurement database, when `measurement.enabled`.
+    pub measure: Option<measure::MeasureApi>,
+    /// Its writer (health shows whether it keeps up).
+    pub database: Option<store::WriterHandle>,
     /// WebSocket connections at once.
     pub connections: Arc<limits::ConnectionLimiter>,
     /// Messages a WebSocket client may send per second.
@@ -86,6 +91,10 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
                 .put(scene::put_scene)
                 .delete(scene::delete_scene),
         )
+        .route("/api/cameras/{id}/counts", get(measure::counts))
+        .route("/api/cameras/{id}/movements", get(measure::movements))
+        .route("/api/cameras/{id}/speeds", get(measure::speeds))
+        .route("/api/events", get(measure::events))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require,

@@ -45,6 +45,51 @@ impl Collector for CameraCollector {
     }
 }
 
+/// The measurement database's writer: rows written, failed writes, dropped and pending rows,
+/// and whether the database is reachable (all zero with measurement off).
+#[derive(Debug)]
+pub struct DatabaseCollector {
+    /// The writer, when measurement is on.
+    pub writer: Option<store::WriterHandle>,
+}
+
+impl Collector for DatabaseCollector {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = self.writer.as_ref().map(store::WriterHandle::stats);
+        let get = |f: fn(&store::WriterStats) -> u64| s.as_ref().map_or(0, f);
+        counter(
+            &mut e,
+            "database_rows_written",
+            "measurement rows written to the database",
+            get(|s| s.rows_written),
+        )?;
+        counter(
+            &mut e,
+            "database_write_errors",
+            "failed measurement database operations (each is retried)",
+            get(|s| s.write_errors),
+        )?;
+        counter(
+            &mut e,
+            "database_rows_dropped",
+            "measurement rows dropped: no room while the database was unreachable",
+            get(|s| s.rows_dropped),
+        )?;
+        gauge(
+            &mut e,
+            "database_pending_rows",
+            "measurement rows waiting to be written",
+            get(|s| s.pending_rows) as i64,
+        )?;
+        gauge(
+            &mut e,
+            "database_up",
+            "1 while the measurement database takes writes (0 with measurement off)",
+            i64::from(s.as_ref().is_some_and(|s| s.up)),
+        )
+    }
+}
+
 /// The streaming families from this process's consume loops.
 #[derive(Debug)]
 pub struct StreamingCollector {

@@ -12,6 +12,29 @@ pub struct CameraLabel {
     pub camera_id: CameraId,
 }
 
+/// Line crossings (SPEC 9) by camera, line, direction and class: line names come from the
+/// camera's scene (at most `MAX_ITEMS` of them), never from tracks.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CrossingLabel {
+    /// Camera id.
+    pub camera: CameraId,
+    /// The count line's name.
+    pub line: String,
+    /// `in` or `out`.
+    pub direction: &'static str,
+    /// Detector class.
+    pub class: String,
+}
+
+/// Lane speeds by camera and lane (a name from the camera's scene).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LaneLabel {
+    /// Camera id.
+    pub camera: CameraId,
+    /// The lane's name.
+    pub lane: String,
+}
+
 /// Detected objects by camera and class.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ObjectLabel {

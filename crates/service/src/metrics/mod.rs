@@ -27,13 +27,18 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 pub use labels::{
-    AlertLabel, CameraLabel, EndpointLabel, InfoLabel, LIMITS, LimitLabel, ObjectLabel, RISK_TYPES,
-    RiskTypeLabel, StageLabel, WsTypeLabel, risk_type_label,
+    AlertLabel, CameraLabel, CrossingLabel, EndpointLabel, InfoLabel, LIMITS, LaneLabel,
+    LimitLabel, ObjectLabel, RISK_TYPES, RiskTypeLabel, StageLabel, WsTypeLabel, risk_type_label,
 };
 pub use per_camera::CameraMetrics;
 pub use register::{Sources, registry};
 pub use streaming::counters::{KafkaMetrics, LagLabel, TopicLabel};
 pub use text::{OPENMETRICS, PROMETHEUS_TEXT, render, to_prometheus_text};
+
+/// Lane speeds, km/h: 5 km/h buckets to 150.
+fn speed_histogram() -> Histogram {
+    Histogram::new((1..=30).map(|k| f64::from(k) * 5.0))
+}
 
 fn latency_histogram() -> Histogram {
     // 5 ms .. ~40 s.
@@ -76,6 +81,12 @@ pub struct Metrics {
     /// Analysed frames whose rule alerts were held (picture repeated, frozen, cut, moved, or
     /// settling after one of those).
     pub frames_alerts_held: Family<CameraLabel, Counter>,
+    /// Line crossings (`traffic_line_crossings_total`).
+    pub line_crossings: Family<CrossingLabel, Counter>,
+    /// Measured lane speeds (`traffic_lane_speed_kmh`).
+    pub lane_speeds: Family<LaneLabel, Histogram, fn() -> Histogram>,
+    /// Measures that came after their bin was gone (the clock jumped).
+    pub measures_late: Counter,
     /// Open WebSocket connections.
     pub ws_clients: Gauge,
     /// WebSocket connections accepted.
@@ -120,6 +131,9 @@ impl Default for Metrics {
             picture_cuts: Family::default(),
             picture_moves: Family::default(),
             frames_alerts_held: Family::default(),
+            line_crossings: Family::default(),
+            lane_speeds: Family::new_with_constructor(speed_histogram),
+            measures_late: Counter::default(),
             ws_clients: Gauge::default(),
             ws_connections: Counter::default(),
             ws_received: Family::default(),

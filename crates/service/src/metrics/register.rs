@@ -52,6 +52,21 @@ impl Metrics {
             self.risk_types.clone(),
         );
         r.register(
+            "traffic_line_crossings",
+            "count-line crossings by camera, line, direction and class (scene lines)",
+            self.line_crossings.clone(),
+        );
+        r.register(
+            "traffic_lane_speed_kmh",
+            "calibrated speed of each vehicle's pass through a lane, km/h",
+            self.lane_speeds.clone(),
+        );
+        r.register(
+            "traffic_measures_late",
+            "measures that came after their bin was written and forgotten (clock jumps)",
+            self.measures_late.clone(),
+        );
+        r.register(
             "pipeline_errors",
             "pipeline errors by stage",
             self.pipeline_errors.clone(),
@@ -147,6 +162,8 @@ pub struct Sources {
     pub node: Option<Arc<streaming::node::NodeStats>>,
     /// The detector role's queue to the broker.
     pub publisher: Option<Arc<streaming::publisher::DetectorStats>>,
+    /// The measurement database's writer.
+    pub database: Option<store::WriterHandle>,
 }
 
 /// The registry behind `/metrics`.
@@ -155,6 +172,9 @@ pub fn registry(metrics: &Metrics, sources: Sources) -> Registry {
     metrics.register(&mut r);
     r.register_collector(Box::new(key_pool::LlmCollector::new(sources.pool)));
     r.register_collector(Box::new(collect::CameraCollector { hub: sources.hub }));
+    r.register_collector(Box::new(collect::DatabaseCollector {
+        writer: sources.database,
+    }));
     r.register_collector(Box::new(collect::StreamingCollector {
         node: sources.node,
         publisher: sources.publisher,

@@ -207,6 +207,12 @@ impl GroundTrack {
             .then(|| [self.x[2], self.x[3]])
     }
 
+    /// Smoothed speed, m/s, whatever the gap between sightings (enough to tell standing from
+    /// moving; not a measured speed).
+    pub fn speed_any_gap(&self) -> f64 {
+        self.speed_ms()
+    }
+
     fn speed_ms(&self) -> f64 {
         self.x[2].hypot(self.x[3])
     }

@@ -13,6 +13,7 @@ pub mod grouping;
 pub mod history;
 pub mod kinematics;
 pub mod layout;
+pub mod measure;
 pub mod rules;
 #[cfg(test)]
 mod tests;
@@ -29,6 +30,7 @@ use grouping::{Grouper, GroupingConfig, Member};
 use history::TrackHistory;
 use kinematics::{GroundTrack, MotionModel, foot};
 use layout::{Layout, Point};
+use measure::{GroundFix, LaneNow, Measure, Meter, Sighting};
 use rules::{CrosswalkVisit, RuleHit, RuleKind, RulesConfig, Subject};
 
 /// How long a track's history outlives its last sighting, in seconds.
@@ -205,6 +207,12 @@ pub struct SceneFrame {
     pub stats: TrafficStats,
     /// Highest alert level.
     pub max_level: RiskLevel,
+    /// What was measured on this frame (line crossings, movements, lane passes; SPEC 9).
+    pub measures: Vec<Measure>,
+    /// Each lane of the layout now.
+    pub lanes: Vec<LaneNow>,
+    /// The geometry this frame was judged with.
+    pub layout: Arc<Layout>,
 }
 
 /// The per-camera state.
@@ -225,6 +233,9 @@ pub struct Scene {
     flow: FlowField,
     grouper: Grouper,
     book: AlertBook,
+    meter: Meter,
+    /// Measures completed outside a frame (a restart, a new layout), for the next frame.
+    flushed: Vec<Measure>,
     /// First sightings within the last minute: (time, is vehicle).
     arrivals: VecDeque<(f64, bool)>,
     stats: TrafficStats,
@@ -252,6 +263,8 @@ impl Scene {
             flow: FlowField::default(),
             grouper: Grouper::new(),
             book: AlertBook::default(),
+            meter: Meter::default(),
+            flushed: Vec::new(),
             arrivals: VecDeque::new(),
             stats: TrafficStats::default(),
             last_t: None,
@@ -266,6 +279,8 @@ impl Scene {
     /// Judges with `layout` from the next frame on. Tracks keep their identity, but their
     /// ground motion restarts when the calibration changed (old metres mean nothing now).
     pub fn set_layout(&mut self, layout: Arc<Layout>) {
+        let ended = self.meter.finish(&self.layout);
+        self.flushed.extend(ended);
         if layout.calibration != self.layout.calibration {
             for h in self.histories.values_mut() {
                 h.ground = None;
@@ -299,8 +314,11 @@ impl Scene {
         let feet: Vec<Point> = dets.iter().map(|d| foot(&d.bbox)).collect();
         let excluded: Vec<bool> = feet.iter().map(|&p| self.layout.excluded(p)).collect();
         let track_ids = self.track(dets, &excluded);
-        self.record(t, width, height, dets, &track_ids);
+        let mut measures = std::mem::take(&mut self.flushed);
+        let forgotten = self.record(t, width, height, dets, &track_ids);
+        measures.extend(self.meter.end(&self.layout, forgotten));
         self.locate(t, (width, height), dets, &feet, &track_ids);
+        let lanes = self.measure(t, dets, &feet, &track_ids, &mut measures);
         self.visit_crosswalks(t, dets, &feet, &track_ids);
         let (hits, congestion) = self.judge(t, dets, &track_ids);
         let motion = self.motion(&track_ids);
@@ -318,7 +336,55 @@ impl Scene {
             alerts,
             stats: self.stats,
             max_level,
+            measures,
+            lanes,
+            layout: Arc::clone(&self.layout),
         }
+    }
+
+    /// Measures this frame's tracked road users (vehicles and people): the crossings it
+    /// completes go to `out`; returns each lane's state now.
+    fn measure(
+        &mut self,
+        t: f64,
+        dets: &[Detection],
+        feet: &[Point],
+        ids: &[Option<u64>],
+        out: &mut Vec<Measure>,
+    ) -> Vec<LaneNow> {
+        let layout = &*self.layout;
+        if layout.lines.is_empty() && layout.lanes.is_empty() && layout.zones.is_empty() {
+            return Vec::new();
+        }
+        let sightings: Vec<Sighting<'_>> = dets
+            .iter()
+            .zip(feet)
+            .zip(ids)
+            .filter_map(|((d, &foot), id)| {
+                let vehicle = is_vehicle(&d.label);
+                if !vehicle && d.label != "person" {
+                    return None;
+                }
+                let track_id = (*id)?;
+                let ground = self.histories.get(&track_id)?.ground.as_ref();
+                Some(Sighting {
+                    track_id,
+                    class: &d.label,
+                    confidence: d.confidence,
+                    vehicle,
+                    foot,
+                    box_height: f64::from(d.bbox.height()),
+                    ground: ground.map(|g| GroundFix {
+                        position: g.position(),
+                        speed_ms: g.speed_any_gap(),
+                        updates: g.updates(),
+                    }),
+                })
+            })
+            .collect();
+        let (measures, lanes) = self.meter.observe(layout, t, &sightings);
+        out.extend(measures);
+        lanes
     }
 
     /// Holds the alerts up to stream time `until` (inclusive): tracks, histories and rules run
@@ -332,9 +398,20 @@ impl Scene {
     /// Starts over: tracks, histories, flow, groups and alerts are forgotten (another
     /// picture: nothing from before can be compared with what comes). The totals survive.
     pub fn restart(&mut self) {
+        let mut flushed = self.finish();
         let totals = (self.stats.vehicles_total, self.stats.persons_total);
         *self = Self::with_layout(self.cfg, Arc::clone(&self.layout));
         (self.stats.vehicles_total, self.stats.persons_total) = totals;
+        self.flushed.append(&mut flushed);
+    }
+
+    /// Ends every track's measurement (the stream ended): the movements and lane passes still
+    /// open, and any measures not yet handed out with a frame.
+    pub fn finish(&mut self) -> Vec<Measure> {
+        let ended = self.meter.finish(&self.layout);
+        let mut out = std::mem::take(&mut self.flushed);
+        out.extend(ended);
+        out
     }
 
     /// Starts over when time went backwards (the stream restarted).
@@ -604,8 +681,16 @@ impl Scene {
         self.stats.congestion = congestion;
     }
 
-    /// Updates histories, arrivals and the flow field with this frame's tracked detections.
-    fn record(&mut self, t: f64, width: u32, height: u32, dets: &[Detection], ids: &[Option<u64>]) {
+    /// Updates histories, arrivals and the flow field with this frame's tracked detections;
+    /// returns the tracks forgotten (not seen for [`HISTORY_TTL`]).
+    fn record(
+        &mut self,
+        t: f64,
+        width: u32,
+        height: u32,
+        dets: &[Detection],
+        ids: &[Option<u64>],
+    ) -> Vec<u64> {
         let rules = self.cfg.rules;
         for (d, id) in dets.iter().zip(ids) {
             let Some(id) = *id else { continue };
@@ -639,7 +724,17 @@ impl Scene {
             history.against_flow = if against { history.against_flow + 1 } else { 0 };
             self.flow.learn(x, y, dir, width, height);
         }
-        self.histories.retain(|_, h| t - h.last().t <= HISTORY_TTL);
+        let mut forgotten: Vec<u64> = self
+            .histories
+            .iter()
+            .filter(|(_, h)| t - h.last().t > HISTORY_TTL)
+            .map(|(&id, _)| id)
+            .collect();
+        forgotten.sort_unstable();
+        for id in &forgotten {
+            self.histories.remove(id);
+        }
+        forgotten
     }
 }
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::{
     BackendConfig, Config, ConfigError, GroupingConfig, KafkaConfig, Layers, LlmConfig, LogConfig,
-    LogFormat, ModelConfig, RiskThresholds, RulesConfig, Secret, SecurityConfig, ServerConfig,
-    StorageConfig, StreamConfig, TrackingConfig,
+    LogFormat, MeasurementConfig, ModelConfig, RiskThresholds, RulesConfig, Secret, SecurityConfig,
+    ServerConfig, StorageConfig, StreamConfig, TrackingConfig,
 };
 use reader::Reader;
 
@@ -50,6 +50,7 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
         max_error_px: r.number("scenes.max_reprojection_error_px", 0.1, 1000.0)?,
         files: Vec::new(),
     };
+    let measurement = measurement(&r)?;
     let log = log(&r)?;
     Ok(Config {
         server,
@@ -65,6 +66,7 @@ pub fn build(layers: &Layers, runtime_library: Option<PathBuf>) -> Result<Config
         security,
         storage,
         scenes,
+        measurement,
         log,
         cameras: Vec::new(),
     })
@@ -300,6 +302,35 @@ fn storage(r: &Reader<'_>) -> Result<StorageConfig, ConfigError> {
                 mb => Some(mb << 20),
             },
         },
+    })
+}
+
+/// `measurement.*`: bins, retention and the database.
+fn measurement(r: &Reader<'_>) -> Result<MeasurementConfig, ConfigError> {
+    let bin_seconds = r.integer("measurement.bin_seconds", 60, 86_400)? as u32;
+    if 86_400 % bin_seconds != 0 {
+        return Err(r.err(
+            "measurement.bin_seconds",
+            "must divide a day (60, 300, 900, 3600, ...) so that bins align with the clock",
+        ));
+    }
+    let database_url = r.secret("measurement.database_url");
+    if let Some(url) = &database_url {
+        let lower = url.expose().to_ascii_lowercase();
+        if !(lower.starts_with("postgresql://") || lower.starts_with("postgres://")) {
+            return Err(r.err(
+                "measurement.database_url",
+                "must be a PostgreSQL URL: postgresql://USER:PASSWORD@HOST:PORT/DB",
+            ));
+        }
+    }
+    Ok(MeasurementConfig {
+        enabled: r.bool("measurement.enabled")?,
+        bin_seconds,
+        retention_days: r.integer("measurement.retention_days", 1, 36_500)? as u32,
+        database_path: PathBuf::from(r.string("measurement.database_path")?),
+        database_url,
+        snapshot_dir: PathBuf::from(r.string("measurement.snapshot_dir")?),
     })
 }
 
