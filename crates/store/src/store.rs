@@ -18,7 +18,7 @@ use crate::connection::Connection;
 use crate::error::StoreError;
 use crate::queries::{self, BinRange};
 use crate::rows::{Batch, CountBin, EventFilter, EventRow, MovementBin, SpeedBin};
-use crate::schema;
+use crate::{schema, upserts};
 
 /// The measurement database.
 #[derive(Clone)]
@@ -89,7 +89,7 @@ impl Store {
         }
         let run = self.inner.run.as_str();
         self.inner.with(&self.inner.writer, |conn| {
-            conn.transaction(|sql| queries::write(sql, run, batch))
+            conn.transaction(|sql| upserts::write(sql, run, batch))
         })
     }
 

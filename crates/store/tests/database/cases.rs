@@ -373,3 +373,18 @@ pub(crate) fn pruning_deletes_what_is_older_than_the_retention(db: &Db) {
         "retention 0 keeps all"
     );
 }
+
+pub(crate) fn odd_text_is_written(db: &Db) {
+    let store = db.open();
+    // NUL cannot be stored in PostgreSQL's text: a row with one must not fail its batch.
+    let odd = "stop\0n ✓ 'quoted'; DROP TABLE counts; --";
+    store
+        .write(&counts_only(vec![count(H, odd, In, "car", 2)]))
+        .unwrap();
+    let rows = store.counts(1, H, H + 3600, 3600).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(
+        rows[0].line.ends_with(" ✓ 'quoted'; DROP TABLE counts; --"),
+        "{rows:?}"
+    );
+}

@@ -38,6 +38,7 @@ on_both_backends! {
     crate::cases::speeds_merge_over_rows_and_runs => speeds_merge_over_rows_and_runs,
     crate::cases::events_filter_limit_and_order => events_filter_limit_and_order,
     crate::cases::pruning_deletes_what_is_older_than_the_retention => pruning,
+    crate::cases::odd_text_is_written => odd_text_is_written,
     crate::writer::waiting_rows_merge_and_close_flushes_them => writer_merges_and_close_flushes,
     crate::writer::flushes_write_absolute_values_periodically => writer_flushes_periodically,
     crate::writer::the_writer_prunes_old_rows => the_writer_prunes_old_rows,
