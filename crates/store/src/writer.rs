@@ -319,7 +319,8 @@ impl WriterHandle {
 
     /// Stops taking rows, flushes what waits (retrying for up to `close_timeout`) and ends the
     /// thread; the stats at the end (`pending_rows` are the rows that could not be written).
-    /// Later calls return at once.
+    /// Later calls return at once. Blocks for up to `close_timeout` and a second: from async
+    /// code, call it through `spawn_blocking`.
     pub fn close(&self) -> WriterStats {
         self.shared.closed.store(true, Ordering::Release);
         let timeout = self.control.close_timeout;
