@@ -1,6 +1,6 @@
 //! The store against real databases: every case of `cases` and `writer` runs on an embedded
 //! SQLite file and on a real PostgreSQL server (`postgres_server`, started by the first test
-//! that needs it and stopped after the last), plus what only one backend can show: a SQLite
+//! that needs it and stopped when the binary ends), plus what only one backend can show: a SQLite
 //! folder that cannot be created, a PostgreSQL server that is not up yet or restarts, and two
 //! service instances sharing one PostgreSQL database.
 

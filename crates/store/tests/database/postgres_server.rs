@@ -2,17 +2,19 @@
 //! the `postgresql` package; `$PG_BIN` may point at another `bin` folder): `initdb` into a
 //! temporary folder, then `postgres` on 127.0.0.1 at a free port with its socket in that folder
 //! and `fsync=off`. PostgreSQL refuses to run as root, so as root both run as the `postgres`
-//! user (the folder is given to it). Dropping the server stops it (fast shutdown, then a kill)
-//! and removes the folder.
+//! user (the folder is given to it).
 //!
-//! [`shared`] hands out one server per test binary while any test holds it: the first test
-//! starts it, the last one to finish stops it, so no server outlives the tests.
+//! No server outlives its test binary, even one killed: beside each server runs a watchdog (a
+//! shell loop) that, once the test process is gone, stops the server (fast shutdown) and removes
+//! its folder. Dropping a [`PgServer`] stops it at once. [`shared`] is the one server the cases of
+//! a binary share (each in a database of its own): started by the first, stopped by the watchdog
+//! when the binary exits.
 
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// A PostgreSQL server of the tests' own.
@@ -21,19 +23,14 @@ pub(crate) struct PgServer {
     pub(crate) port: u16,
     dir: tempfile::TempDir,
     owner: Option<(u32, u32)>,
-    child: Option<Child>,
+    /// The server and its watchdog, while running.
+    running: Option<(Child, Child)>,
 }
 
 /// The server the tests of this binary share (see the module's documentation).
-pub(crate) fn shared() -> Arc<PgServer> {
-    static SHARED: Mutex<Weak<PgServer>> = Mutex::new(Weak::new());
-    let mut slot = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(server) = slot.upgrade() {
-        return server;
-    }
-    let server = Arc::new(PgServer::start_on(free_port()));
-    *slot = Arc::downgrade(&server);
-    server
+pub(crate) fn shared() -> &'static PgServer {
+    static SHARED: OnceLock<PgServer> = OnceLock::new();
+    SHARED.get_or_init(|| PgServer::start_on(free_port()))
 }
 
 /// A free loopback port (bound, then released).
@@ -96,7 +93,7 @@ impl PgServer {
             port,
             dir,
             owner,
-            child: None,
+            running: None,
         };
         let initdb = server
             .command("initdb")
@@ -156,8 +153,30 @@ impl PgServer {
             .stderr(log)
             .spawn()
             .expect("start postgres");
-        self.child = Some(child);
+        let watchdog = self.watchdog(child.id());
+        self.running = Some((child, watchdog));
         self.wait_ready();
+    }
+
+    /// A shell loop that waits while both this process and the server `pid` live; if this
+    /// process goes first, it stops the server, waits up to 15 s for it and removes the folder.
+    fn watchdog(&self, pid: u32) -> Child {
+        let script = format!(
+            "while kill -0 {me} && kill -0 {pid}; do sleep 0.2; done 2>/dev/null
+             kill -0 {me} 2>/dev/null && exit 0
+             kill -INT {pid} 2>/dev/null
+             for _ in $(seq 150); do kill -0 {pid} 2>/dev/null || break; sleep 0.1; done
+             rm -rf '{dir}'",
+            me = std::process::id(),
+            dir = self.dir.path().display(),
+        );
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the watchdog shell")
     }
 
     fn wait_ready(&mut self) {
@@ -167,9 +186,9 @@ impl PgServer {
                 return;
             }
             let exited = self
-                .child
+                .running
                 .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
+                .and_then(|(c, _)| c.try_wait().ok().flatten());
             if exited.is_some() || Instant::now() > deadline {
                 panic!(
                     "postgres did not start on port {} ({exited:?}): {}",
@@ -183,7 +202,7 @@ impl PgServer {
 
     /// Stops the server (fast shutdown: clients are disconnected); the cluster stays.
     pub(crate) fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
+        let Some((mut child, mut watchdog)) = self.running.take() else {
             return;
         };
         // SIGINT is PostgreSQL's fast shutdown; a kill would leave shared memory behind.
@@ -191,14 +210,15 @@ impl PgServer {
             .args(["-INT", &child.id().to_string()])
             .status();
         let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
+        while !matches!(child.try_wait(), Ok(Some(_))) {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        // It sees the server gone within 0.2 s and ends.
+        let _ = watchdog.wait();
     }
 
     /// The URL of `database` on this server.

@@ -2,7 +2,6 @@
 //! temporary folder, or a database of its own on the shared PostgreSQL server), and the rows
 //! the cases write.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -11,18 +10,14 @@ use store::{
     StoreConfig,
 };
 
-use crate::postgres_server::{self, PgServer};
+use crate::postgres_server;
 
 /// A fresh, empty database.
 pub(crate) enum Db {
     /// A SQLite file (not yet created) in a temporary folder.
     Sqlite(tempfile::TempDir),
-    /// A database of its own on the shared server.
-    Postgres {
-        /// Held so that the server lives as long as the test.
-        _server: Arc<PgServer>,
-        url: String,
-    },
+    /// A database of its own on the shared server: its URL.
+    Postgres(String),
 }
 
 impl Db {
@@ -37,10 +32,7 @@ impl Db {
         let server = postgres_server::shared();
         let name = format!("test_{}", NEXT.fetch_add(1, Ordering::Relaxed));
         server.create_database(&name);
-        Self::Postgres {
-            url: server.url(&name),
-            _server: server,
-        }
+        Self::Postgres(server.url(&name))
     }
 
     /// The store's settings for this database, keeping everything (the rows the cases write
@@ -48,7 +40,7 @@ impl Db {
     pub(crate) fn config(&self) -> StoreConfig {
         let backend = match self {
             Self::Sqlite(dir) => Backend::Sqlite(dir.path().join("data/traffic.db")),
-            Self::Postgres { url, .. } => Backend::Postgres(url.clone()),
+            Self::Postgres(url) => Backend::Postgres(url.clone()),
         };
         StoreConfig {
             backend,
@@ -71,7 +63,7 @@ impl Db {
                 let rows = statement.query_map([], |r| r.get(0)).unwrap();
                 rows.map(Result::unwrap).collect()
             }
-            Self::Postgres { url, .. } => {
+            Self::Postgres(url) => {
                 let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
                 let rows = client.query(SQL, &[]).unwrap();
                 rows.iter().map(|r| r.get(0)).collect()
