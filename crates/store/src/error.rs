@@ -75,5 +75,6 @@ pub(crate) fn chain(error: &dyn std::error::Error) -> String {
         }
         cause = c.source();
     }
-    text
+    // PostgreSQL puts its DETAIL and HINT on lines of their own.
+    text.replace('\n', " ")
 }

@@ -11,9 +11,9 @@
 //! - [`writer`]: [`Writer`], which writes submitted batches from its own thread, merging,
 //!   retrying and counting what it cannot keep.
 //! - [`error`]: the one error type, [`StoreError`].
-//! - inside: `schema` (migrations), `queries` (the SQL, written once), `sql` (the little the
-//!   SQL needs from a backend), `connection`, `sqlite` and `postgresql` (the two backends),
-//!   `pending` (the writer's map of waiting rows).
+//! - inside: `schema` (migrations), `upserts` and `queries` (the SQL, written once), `sql`
+//!   (the little the SQL needs from a backend), `connection`, `sqlite` and `postgresql` (the
+//!   two backends), `pending` (the writer's map of waiting rows).
 //!
 //! Rows are absolute values per process run: each [`Store`] has a run id written into its bin
 //! rows, an upsert replaces the run's row and queries sum over runs. So a retried write never
@@ -31,6 +31,7 @@ mod schema;
 mod sql;
 mod sqlite;
 pub mod store;
+mod upserts;
 pub mod writer;
 
 pub use config::{Backend, StoreConfig, redact_url};

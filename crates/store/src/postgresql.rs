@@ -143,6 +143,11 @@ impl ToSql for Value {
             Self::Null => Ok(IsNull::Yes),
             Self::Int(v) => v.to_sql_checked(ty, out),
             Self::Real(v) => v.to_sql_checked(ty, out),
+            // PostgreSQL's text cannot hold NUL, which would fail the whole batch at every
+            // retry: it is replaced, as a bad UTF-8 byte would be.
+            Self::Text(v) if v.contains('\0') => {
+                v.replace('\0', "\u{FFFD}").to_sql_checked(ty, out)
+            }
             Self::Text(v) => v.to_sql_checked(ty, out),
         }
     }

@@ -1,51 +1,12 @@
-//! The store's SQL, written once for both backends: the upserts of a batch (absolute values of
-//! this run), the bin queries (summed over runs, rolled up into the bins asked for), the event
-//! listing and pruning.
+//! The store's reading SQL, written once for both backends: the bin queries (summed over runs,
+//! rolled up into the bins asked for), the event listing, and pruning.
 
 use std::collections::BTreeMap;
 
 use crate::error::StoreError;
 use crate::histogram::SpeedHistogram;
-use crate::rows::{Batch, CountBin, Direction, EventFilter, EventRow, MovementBin, SpeedBin};
+use crate::rows::{CountBin, Direction, EventFilter, EventRow, MovementBin, SpeedBin};
 use crate::sql::{Columns, Sql, Statement, Value};
-
-const UPSERT_COUNT: Statement<'static> = Statement {
-    action: "writing counts",
-    sql: "INSERT INTO counts (camera_id, bin_start, line, direction, class, run, count)
-          VALUES (?, ?, ?, ?, ?, ?, ?)
-          ON CONFLICT (camera_id, bin_start, line, direction, class, run)
-          DO UPDATE SET count = excluded.count",
-};
-
-const UPSERT_MOVEMENT: Statement<'static> = Statement {
-    action: "writing movements",
-    sql: "INSERT INTO movements (camera_id, bin_start, from_zone, to_zone, class, run, count)
-          VALUES (?, ?, ?, ?, ?, ?, ?)
-          ON CONFLICT (camera_id, bin_start, from_zone, to_zone, class, run)
-          DO UPDATE SET count = excluded.count",
-};
-
-const UPSERT_SPEED: Statement<'static> = Statement {
-    action: "writing speeds",
-    sql: "INSERT INTO speeds
-              (camera_id, bin_start, lane, class, run, count, sum_kmh, over_limit, histogram)
-          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-          ON CONFLICT (camera_id, bin_start, lane, class, run)
-          DO UPDATE SET count = excluded.count, sum_kmh = excluded.sum_kmh,
-              over_limit = excluded.over_limit, histogram = excluded.histogram",
-};
-
-const UPSERT_EVENT: Statement<'static> = Statement {
-    action: "writing events",
-    sql: "INSERT INTO events (uid, camera_id, kind, level, started_at, ended_at, track_ids,
-              measures, description, snapshot)
-          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-          ON CONFLICT (uid) DO UPDATE SET camera_id = excluded.camera_id,
-              kind = excluded.kind, level = excluded.level, started_at = excluded.started_at,
-              ended_at = excluded.ended_at, track_ids = excluded.track_ids,
-              measures = excluded.measures, description = excluded.description,
-              snapshot = excluded.snapshot",
-};
 
 const COUNTS: Statement<'static> = Statement {
     action: "reading counts",
@@ -121,93 +82,6 @@ impl BinRange {
         }
         Ok([self.bin, self.bin, self.camera_id, self.since, self.until].map(Value::from))
     }
-}
-
-/// Writes the batch's rows as this run's absolute values.
-pub(crate) fn write(sql: &mut dyn Sql, run: &str, batch: &Batch) -> Result<(), StoreError> {
-    let run = || Value::from(run);
-    let counts: Vec<Vec<Value>> = batch
-        .counts
-        .iter()
-        .map(|r| {
-            vec![
-                r.camera_id.into(),
-                r.bin_start.into(),
-                r.line.as_str().into(),
-                r.direction.as_str().into(),
-                r.class.as_str().into(),
-                run(),
-                r.count.into(),
-            ]
-        })
-        .collect();
-    let movements: Vec<Vec<Value>> = batch
-        .movements
-        .iter()
-        .map(|r| {
-            vec![
-                r.camera_id.into(),
-                r.bin_start.into(),
-                r.from.as_str().into(),
-                r.to.as_str().into(),
-                r.class.as_str().into(),
-                run(),
-                r.count.into(),
-            ]
-        })
-        .collect();
-    let speeds: Vec<Vec<Value>> = batch
-        .speeds
-        .iter()
-        .map(|r| {
-            let h = &r.histogram;
-            vec![
-                r.camera_id.into(),
-                r.bin_start.into(),
-                r.lane.as_str().into(),
-                r.class.as_str().into(),
-                run(),
-                h.count().into(),
-                h.sum_kmh().into(),
-                h.over_limit().into(),
-                h.to_text().into(),
-            ]
-        })
-        .collect();
-    let events: Vec<Vec<Value>> = batch
-        .events
-        .iter()
-        .map(|e| {
-            vec![
-                e.uid.as_str().into(),
-                e.camera_id.into(),
-                e.kind.as_str().into(),
-                e.level.as_str().into(),
-                e.started_at_ms.into(),
-                e.ended_at_ms.into(),
-                json(&e.track_ids).into(),
-                json(&e.measures).into(),
-                e.description.as_str().into(),
-                e.snapshot.clone().into(),
-            ]
-        })
-        .collect();
-    for (statement, rows) in [
-        (UPSERT_COUNT, counts),
-        (UPSERT_MOVEMENT, movements),
-        (UPSERT_SPEED, speeds),
-        (UPSERT_EVENT, events),
-    ] {
-        if !rows.is_empty() {
-            sql.execute(statement, &rows)?;
-        }
-    }
-    Ok(())
-}
-
-/// JSON text of a value that always serializes (numbers, JSON values).
-fn json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
 }
 
 /// Line crossings per bin, line, direction and class.

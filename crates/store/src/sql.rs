@@ -31,8 +31,8 @@ impl Dialect {
             Self::Sqlite => None,
             Self::Postgres => Some(Statement {
                 action: "locking the schema for migration",
-                // Any constant, the same in every process: "traffic" in ASCII.
-                sql: "SELECT pg_advisory_xact_lock(0x74726166666963)",
+                // Any constant, the same in every process: "traffic" in ASCII, as a number.
+                sql: "SELECT pg_advisory_xact_lock(32776859953817955)",
             }),
         }
     }

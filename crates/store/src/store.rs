@@ -2,14 +2,14 @@
 //! threads, synchronous (from async code, call it through `spawn_blocking`). It keeps one
 //! connection for writes and one for reads, each opened on first use and opened again after the
 //! server dropped it, so a database that is down at start or restarts later only fails the calls
-//! made meanwhile. The first connection brings the schema up to date.
+//! made meanwhile. Each new connection brings the schema up to date.
 //!
 //! Each store is one run: its id goes into every bin row it writes, so that its rows hold
 //! absolute values that a retried write replaces, and queries sum over runs.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -18,7 +18,7 @@ use crate::connection::Connection;
 use crate::error::StoreError;
 use crate::queries::{self, BinRange};
 use crate::rows::{Batch, CountBin, EventFilter, EventRow, MovementBin, SpeedBin};
-use crate::schema;
+use crate::{schema, upserts};
 
 /// The measurement database.
 #[derive(Clone)]
@@ -29,8 +29,6 @@ pub struct Store {
 struct Inner {
     config: StoreConfig,
     run: String,
-    /// Whether a connection of this store brought the schema up to date.
-    migrated: AtomicBool,
     writer: Mutex<Option<Connection>>,
     reader: Mutex<Option<Connection>>,
 }
@@ -60,7 +58,6 @@ impl Store {
             inner: Arc::new(Inner {
                 config: config.clone(),
                 run: new_run_id(),
-                migrated: AtomicBool::new(false),
                 writer: Mutex::new(None),
                 reader: Mutex::new(None),
             }),
@@ -92,7 +89,7 @@ impl Store {
         }
         let run = self.inner.run.as_str();
         self.inner.with(&self.inner.writer, |conn| {
-            conn.transaction(|sql| queries::write(sql, run, batch))
+            conn.transaction(|sql| upserts::write(sql, run, batch))
         })
     }
 
@@ -197,18 +194,17 @@ impl Inner {
         out
     }
 
+    /// A new connection, the schema checked (on every connection: the database may have been
+    /// replaced by an empty one while the store was away).
     fn connect(&self) -> Result<Connection, StoreError> {
         let mut conn = Connection::open(&self.config.backend)?;
-        if !self.migrated.load(Ordering::Acquire) {
-            let applied = schema::migrate(&mut conn, unix_now())?;
-            if !applied.is_empty() {
-                tracing::info!(
-                    database = %self.config.backend.describe(),
-                    versions = ?applied,
-                    "database schema migrated"
-                );
-            }
-            self.migrated.store(true, Ordering::Release);
+        let applied = schema::migrate(&mut conn, unix_now())?;
+        if !applied.is_empty() {
+            tracing::info!(
+                database = %self.config.backend.describe(),
+                versions = ?applied,
+                "database schema migrated"
+            );
         }
         Ok(conn)
     }

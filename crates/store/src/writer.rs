@@ -117,7 +117,7 @@ impl Shared {
         health.last_success = Some(SystemTime::now());
     }
 
-    fn failed(&self, store: &Store, error: &StoreError, during: &str) {
+    fn failed(&self, store: &Store, error: &StoreError) {
         self.write_errors.fetch_add(1, Ordering::Relaxed);
         let pending = lock(&self.pending).len();
         let mut health = lock(&self.health);
@@ -126,7 +126,7 @@ impl Shared {
                 database = %store.describe(),
                 %error,
                 pending,
-                "cannot {during}; rows are kept and the write retried"
+                "cannot write to the database; rows are kept and the write retried"
             );
         }
         health.up = false;
@@ -253,8 +253,7 @@ impl Writer {
                 let dropped = lock(&self.shared.pending).restore(batch);
                 self.shared
                     .dropped(dropped, "too many rows waiting for the database");
-                self.shared
-                    .failed(&self.store, &error, "write to the database");
+                self.shared.failed(&self.store, &error);
                 false
             }
         }
@@ -280,9 +279,13 @@ impl Writer {
         match self.store.prune(unix_now()) {
             Ok(0) => {}
             Ok(rows) => tracing::info!(rows, "old measurements pruned"),
-            Err(error) => self
-                .shared
-                .failed(&self.store, &error, "prune old measurements"),
+            Err(error) => {
+                // Not a lost write: counted and reported, but the writer stays up.
+                self.shared.write_errors.fetch_add(1, Ordering::Relaxed);
+                lock(&self.shared.health).last_error = Some(error.to_string());
+                let retry = self.config.prune_every;
+                tracing::warn!(%error, ?retry, "cannot prune old measurements");
+            }
         }
     }
 }
@@ -319,7 +322,8 @@ impl WriterHandle {
 
     /// Stops taking rows, flushes what waits (retrying for up to `close_timeout`) and ends the
     /// thread; the stats at the end (`pending_rows` are the rows that could not be written).
-    /// Later calls return at once.
+    /// Later calls return at once. Blocks for up to `close_timeout` and a second: from async
+    /// code, call it through `spawn_blocking`.
     pub fn close(&self) -> WriterStats {
         self.shared.closed.store(true, Ordering::Release);
         let timeout = self.control.close_timeout;
