@@ -22,6 +22,8 @@ use super::layout::{Layout, Point, ZoneKind};
 pub const SETTLE_SHARE: f64 = 0.08;
 /// The least distance (pixels) off a line that settles a side.
 pub const SETTLE_MIN_PX: f64 = 2.0;
+/// On a track's first sighting, this far (pixels) off a line is enough to say its side.
+pub const FIRST_SIDE_MIN_PX: f64 = 0.5;
 /// A crossing point may lie this share of the line's length beyond its ends (a line drawn
 /// kerb to kerb, a vehicle on the kerb's edge).
 const LINE_END_SLACK: f64 = 0.02;
@@ -171,6 +173,8 @@ struct TrackState {
     vehicle: bool,
     /// Per line (layout order): the settled side.
     sides: Vec<Option<Side>>,
+    /// Sightings so far.
+    seen_lines: u32,
     /// Lines and directions already counted.
     counted: Vec<(usize, Direction)>,
     first_approach: Option<usize>,
@@ -225,6 +229,7 @@ impl Meter {
             state.vehicle |= s.vehicle;
             state.last_t = t;
             state.sides.resize(layout.lines.len(), None);
+            state.seen_lines += 1;
             cross_lines(layout, t, s, state, &mut out);
             if let Some(zone) = approach_at(layout, s.foot) {
                 state.first_approach.get_or_insert(zone);
@@ -305,7 +310,11 @@ fn cross_lines(
     let margin = (SETTLE_SHARE * s.box_height).max(SETTLE_MIN_PX);
     for (i, line) in layout.lines.iter().enumerate() {
         let d = signed_distance(line.a, line.b, s.foot);
-        if d.abs() < margin {
+        // A track's first sighting near a line still tells its side: the tracker confirms a
+        // new track a frame or two late, and a vehicle first tracked right at the line would
+        // otherwise never have a side to cross from.
+        let first = state.sides[i].is_none() && state.seen_lines <= 1;
+        if d.abs() < margin && !(first && d.abs() >= FIRST_SIDE_MIN_PX) {
             continue;
         }
         let now = Side {
@@ -547,6 +556,18 @@ mod tests {
         }
         path.push((300.0, 350.0));
         assert_eq!(run(&l, &path), vec![("stop".to_string(), Direction::In)]);
+    }
+
+    #[test]
+    fn a_track_first_seen_at_the_line_has_the_side_it_is_on() {
+        // Confirmed by the tracker 1 px above the line (within the 4 px margin), then seen
+        // well below it: one "in". Later sightings that close do not settle a side.
+        let l = one_line();
+        assert_eq!(
+            run(&l, &[(300.0, 299.0), (300.0, 330.0)]),
+            vec![("stop".to_string(), Direction::In)]
+        );
+        assert!(run(&l, &[(300.0, 250.0), (300.0, 299.0), (300.0, 250.0)]).is_empty());
     }
 
     #[test]

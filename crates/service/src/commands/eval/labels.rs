@@ -35,6 +35,9 @@ pub struct Clip {
     /// Hand-measured speeds.
     #[serde(default)]
     pub speeds: Vec<SpeedLabel>,
+    /// Vehicles and people crossing the scene's count lines, counted by eye.
+    #[serde(default)]
+    pub counts: Vec<CountLabel>,
     /// A metamorphic variant of the clip.
     #[serde(default)]
     pub transform: Option<Transform>,
@@ -69,8 +72,21 @@ pub struct SpeedLabel {
     pub kmh: f64,
 }
 
-/// How to play the clip.
+/// The crossings of one count line over the whole clip (every class), by eye.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountLabel {
+    /// The line's name in the scene.
+    pub line: String,
+    /// Crossings from the left of its arrow to the right.
+    #[serde(rename = "in")]
+    pub in_: u64,
+    /// Crossings the other way.
+    pub out: u64,
+}
+
+/// How to play the clip.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Transform {
     /// Play this many times faster (stream time = video time / speed).
@@ -82,6 +98,10 @@ pub struct Transform {
     /// Show the picture at `from` until `to` (a frozen encoder).
     #[serde(default)]
     pub freeze: Option<[f64; 2]>,
+    /// Play the whole clip this many times, stream time starting over on each pass (a looping
+    /// file camera).
+    #[serde(default)]
+    pub loops: Option<u32>,
 }
 
 impl Labels {

@@ -9,6 +9,7 @@
 pub mod labels;
 pub mod score;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use protocol::DetectionResult;
 use vision::Detector;
 use vision::sanity::PictureWatch;
 use vision::scene::layout::Layout;
+use vision::scene::measure::{Direction, Measure, MeasureKind};
 use vision::scene::{Scene, is_vehicle};
 
 use crate::app::model_facts;
@@ -67,9 +69,17 @@ pub fn run(config: &Config, args: &EvalArgs) -> anyhow::Result<ExitCode> {
             facts: &facts,
             results: Vec::new(),
             freezes: Vec::new(),
+            crossings: BTreeMap::new(),
         };
-        run.play(clip, interval)?;
-        let report = score(clip, &run.results, interval.as_secs_f64(), run.freezes);
+        let transform = clip.transform.clone().unwrap_or_default();
+        for _ in 0..transform.loops.unwrap_or(1).max(1) {
+            run.play(clip, &transform, interval)?;
+        }
+        for m in run.scene.finish() {
+            run.count(&m);
+        }
+        let mut report = score(clip, &run.results, interval.as_secs_f64(), run.freezes);
+        report.counts = score::counts(clip, &run.crossings);
         tracing::info!(clip = %clip.name, frames = report.frames, "clip evaluated");
         reports.push(report);
     }
@@ -99,16 +109,30 @@ struct ClipRun<'a> {
     results: Vec<DetectionResult>,
     /// Stream times the picture was reported frozen.
     freezes: Vec<f64>,
+    /// Crossings per count line: (in, out), every class.
+    crossings: BTreeMap<String, (u64, u64)>,
 }
 
 impl ClipRun<'_> {
-    /// Samples the clip every `interval` of stream time, applying its transform.
-    fn play(&mut self, clip: &Clip, interval: Duration) -> anyhow::Result<()> {
-        let transform = clip.transform.clone().unwrap_or(labels::Transform {
-            speed: None,
-            reverse: None,
-            freeze: None,
-        });
+    /// Counts a crossing.
+    fn count(&mut self, m: &Measure) {
+        if let MeasureKind::Crossing { line, direction } = &m.kind {
+            let n = self.crossings.entry(line.to_string()).or_default();
+            match direction {
+                Direction::In => n.0 += 1,
+                Direction::Out => n.1 += 1,
+            }
+        }
+    }
+
+    /// Samples the clip every `interval` of stream time, applying `transform` (its `loops`
+    /// excepted: one call is one pass, its stream time from 0).
+    fn play(
+        &mut self,
+        clip: &Clip,
+        transform: &labels::Transform,
+        interval: Duration,
+    ) -> anyhow::Result<()> {
         let speed = transform.speed.unwrap_or(1.0);
         anyhow::ensure!(speed > 0.0, "clip {}: speed must be above 0", clip.name);
         let mut source = FileSource::open(&clip.video)
@@ -189,6 +213,9 @@ impl ClipRun<'_> {
             with_frame: false,
         };
         let judged = judge_frame(&mut self.scene, &mut self.watch, self.facts, &input)?;
+        for m in &judged.scene.measures {
+            self.count(m);
+        }
         if judged.picture.froze {
             self.freezes.push(t);
         }
@@ -225,6 +252,21 @@ pub fn table(reports: &[ClipReport]) -> String {
             speed,
             r.moving_median_kmh.map_or_else(|| "-".into(), |v| format!("{v:.0} km/h")),
         ));
+        for c in &r.counts {
+            let label = c.labelled.map_or_else(
+                || "-".to_string(),
+                |l| {
+                    format!(
+                        "{l} by eye, accuracy {:.0}%",
+                        100.0 * c.accuracy.unwrap_or(0.0)
+                    )
+                },
+            );
+            out.push_str(&format!(
+                "  line {:<16} {:<3} counted {:>3}  ({label})\n",
+                c.line, c.direction, c.measured
+            ));
+        }
         for (rule, s) in &r.rules {
             out.push_str(&format!(
                 "  {rule:<20} true {:>3}  false {:>3} (high {}, medium {})  unlabeled {:>3}  missed {:>3}\n",

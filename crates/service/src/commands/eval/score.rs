@@ -77,6 +77,53 @@ pub struct ClipReport {
     pub episodes: Vec<(String, RiskLevel, f64)>,
     /// Times (s) the picture was reported frozen.
     pub freezes: Vec<f64>,
+    /// Crossings of each count line and direction, against the labels where there are some.
+    pub counts: Vec<LineCount>,
+}
+
+/// The crossings of one line in one direction over the clip.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LineCount {
+    /// The line.
+    pub line: String,
+    /// `in` or `out`.
+    pub direction: &'static str,
+    /// Counted by the pipeline.
+    pub measured: u64,
+    /// Counted by eye.
+    pub labelled: Option<u64>,
+    /// `1 - |measured - labelled| / labelled` (1 when both are 0), when labelled.
+    pub accuracy: Option<f64>,
+}
+
+/// Each line and direction counted or labelled, sorted by line then direction.
+pub fn counts(clip: &Clip, crossings: &BTreeMap<String, (u64, u64)>) -> Vec<LineCount> {
+    let mut lines: Vec<&str> = crossings.keys().map(String::as_str).collect();
+    lines.extend(clip.counts.iter().map(|c| c.line.as_str()));
+    lines.sort_unstable();
+    lines.dedup();
+    let mut out = Vec::new();
+    for line in lines {
+        let measured = crossings.get(line).copied().unwrap_or_default();
+        let label = clip.counts.iter().find(|c| c.line == line);
+        for (direction, m, l) in [
+            ("in", measured.0, label.map(|c| c.in_)),
+            ("out", measured.1, label.map(|c| c.out)),
+        ] {
+            let accuracy = l.map(|l| match l {
+                0 => f64::from(u8::from(m == 0)),
+                l => (1.0 - m.abs_diff(l) as f64 / l as f64).max(0.0),
+            });
+            out.push(LineCount {
+                line: line.to_string(),
+                direction,
+                measured: m,
+                labelled: l,
+                accuracy,
+            });
+        }
+    }
+    out
 }
 
 /// An alert episode: its type, level (highest seen) and first stream time.
@@ -234,6 +281,7 @@ pub fn score(
         episodes: eps.into_iter().map(|e| (e.kind, e.level, e.t)).collect(),
         rules,
         freezes,
+        counts: Vec::new(),
     }
 }
 
@@ -281,11 +329,40 @@ mod tests {
     }
 
     #[test]
+    fn counts_are_scored_per_line_and_direction() {
+        let clip: Clip = crate::config::yaml::parse(
+            "name: c\nvideo: v.mp4\ncounts: [{line: a, in: 4, out: 0}]\n",
+            "labels",
+        )
+        .expect("valid clip");
+        let measured = BTreeMap::from([("a".to_string(), (3, 1)), ("b".to_string(), (2, 0))]);
+        let rows: Vec<String> = counts(&clip, &measured)
+            .into_iter()
+            .map(|c| {
+                format!(
+                    "{} {} {} {:?} {:?}",
+                    c.line, c.direction, c.measured, c.labelled, c.accuracy
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                "a in 3 Some(4) Some(0.75)",
+                "a out 1 Some(0) Some(0.0)",
+                "b in 2 None None",
+                "b out 0 None None",
+            ]
+        );
+    }
+
+    #[test]
     fn episodes_are_scored_against_events_and_normal_spans() {
         let clip = Clip {
             name: "c".into(),
             video: "v.mp4".into(),
             scene: None,
+            counts: Vec::new(),
             normal: vec![[0.0, 30.0]],
             events: vec![
                 Event {
