@@ -147,6 +147,17 @@ fn crossings_are_counted_live_kept_in_the_database_and_survive_a_restart() {
         );
     }
 
+    // Danger events: one per episode (the clip's tailgating pair, at most once per pass), not
+    // one per frame; each with the frame it started on.
+    let (status, _, body) = http(&service.addr, "GET", "/api/events?cameraId=3", &[]);
+    assert_eq!(status, 200, "{body}");
+    let events = envelope(&body)["data"].as_array().unwrap().clone();
+    assert!(events.len() <= 12, "{} events: {body}", events.len());
+    for e in &events {
+        let snapshot = e["snapshot"].as_str().unwrap();
+        assert!(Path::new(snapshot).is_file(), "{e}");
+    }
+
     // Stopped (the writer flushes what waits), started again without the camera: the counts
     // are all there, and nothing counts twice.
     assert_eq!(service.terminate(Duration::from_secs(20)), Some(0));

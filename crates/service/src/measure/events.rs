@@ -16,20 +16,23 @@ pub struct Episodes {
     live: HashMap<String, EventRow>,
 }
 
-/// A stable id for an episode: the camera and a hash of what makes it one.
-fn uid(camera: CameraId, a: &DangerAlert) -> String {
-    let source = match a.source {
-        AlertSource::Rules => "rules",
-        AlertSource::Llm => "llm",
-    };
+/// What makes alerts of successive frames one episode: source, type, tracks, and for the
+/// LLM's findings the group and the question (its start). A rule alert's start is not part of
+/// it: recomputed on each frame from stream time, it moves by milliseconds.
+fn episode_key(a: &DangerAlert) -> String {
     let mut ids = a.trigger_object_ids.clone();
     ids.sort_unstable();
-    let key = format!(
-        "{source}|{}|{}|{ids:?}|{:?}",
-        a.kind, a.started_at, a.group_id
-    );
+    match a.source {
+        AlertSource::Rules => format!("rules|{}|{ids:?}", a.kind),
+        AlertSource::Llm => format!("llm|{}|{ids:?}|{:?}|{}", a.kind, a.group_id, a.started_at),
+    }
+}
+
+/// A stable id for an episode: the camera and a hash of its key and start.
+fn uid(camera: CameraId, key: &str, started_at_ms: i64) -> String {
+    let text = format!("{key}|{started_at_ms}");
     // FNV-1a, 64 bits: stable across runs and builds (std's hasher is not).
-    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
     format!("{camera}-{hash:016x}")
@@ -63,8 +66,8 @@ impl Episodes {
             .iter()
             .filter(|a| a.risk_level > protocol::RiskLevel::None)
         {
-            let uid = uid(camera, a);
-            seen.push(uid.clone());
+            let key = episode_key(a);
+            seen.push(key.clone());
             let mut measures: serde_json::Map<String, serde_json::Value> = a
                 .measures
                 .iter()
@@ -83,7 +86,7 @@ impl Episodes {
             );
             let mut ids = a.trigger_object_ids.clone();
             ids.sort_unstable();
-            match self.live.get_mut(&uid) {
+            match self.live.get_mut(&key) {
                 Some(e) => {
                     let level = e.level.clone().max_level(a.risk_level.as_str());
                     let changed = level != e.level
@@ -98,19 +101,20 @@ impl Episodes {
                     }
                 }
                 None => {
+                    let started_at_ms = millis(&a.started_at).unwrap_or(now_ms);
                     let row = EventRow {
-                        uid: uid.clone(),
+                        uid: uid(camera, &key, started_at_ms),
                         camera_id: camera,
                         kind: a.kind.clone(),
                         level: a.risk_level.as_str().to_string(),
-                        started_at_ms: millis(&a.started_at).unwrap_or(now_ms),
+                        started_at_ms,
                         ended_at_ms: Some(now_ms),
                         track_ids: ids,
                         measures: serde_json::Value::Object(measures),
                         description: a.description.clone(),
                         snapshot: None,
                     };
-                    self.live.insert(uid, row.clone());
+                    self.live.insert(key, row.clone());
                     out.push((row, true));
                 }
             }
@@ -134,7 +138,7 @@ impl Episodes {
 
     /// Sets the snapshot of live event `uid`.
     pub fn set_snapshot(&mut self, uid: &str, snapshot: String) {
-        if let Some(e) = self.live.get_mut(uid) {
+        if let Some(e) = self.live.values_mut().find(|e| e.uid == uid) {
             e.snapshot = Some(snapshot);
         }
     }
@@ -199,9 +203,11 @@ mod tests {
         assert_eq!(row.track_ids, vec![1, 2]);
         assert_eq!((row.started_at_ms, row.ended_at_ms), (t0, Some(t0)));
         assert_eq!(row.measures["headway_s"], 0.7);
-        // The same episode on the next frame, unchanged: nothing to write.
+        // The same episode on the next frame, unchanged (its start, recomputed, a few
+        // milliseconds off): nothing to write.
+        let again = "2026-12-02T10:00:00.004Z";
         assert!(
-            e.update(5, at(t0 + 300), &[alert(RiskLevel::Medium, start, &[1, 2])])
+            e.update(5, at(t0 + 300), &[alert(RiskLevel::Medium, again, &[1, 2])])
                 .is_empty()
         );
         // Its level rises: written again under the same uid.
@@ -218,11 +224,19 @@ mod tests {
     }
 
     #[test]
-    fn another_start_is_another_event_and_uids_are_stable() {
+    fn another_episode_is_another_event_and_uids_are_stable() {
         let a = alert(RiskLevel::Low, "2026-12-02T10:00:00.000Z", &[1]);
-        let b = alert(RiskLevel::Low, "2026-12-02T10:00:05.000Z", &[1]);
-        assert_ne!(uid(1, &a), uid(1, &b));
-        assert_ne!(uid(1, &a), uid(2, &a));
-        assert_eq!(uid(1, &a), uid(1, &a.clone()));
+        let key = episode_key(&a);
+        assert_ne!(uid(1, &key, 0), uid(1, &key, 5000));
+        assert_ne!(uid(1, &key, 0), uid(2, &key, 0));
+        assert_eq!(uid(1, &key, 0), uid(1, &episode_key(&a.clone()), 0));
+        // Ended, then firing again: a new event.
+        let mut e = Episodes::default();
+        let first = e.update(1, at(0), std::slice::from_ref(&a));
+        e.update(1, at(300), &[]);
+        let mut b = a.clone();
+        b.started_at = "2026-12-02T10:00:05.000Z".into();
+        let second = e.update(1, at(5000), &[b]);
+        assert_ne!(first[0].0.uid, second[0].0.uid);
     }
 }
