@@ -67,7 +67,7 @@ pub struct RiskTypeLabel {
 /// Pipeline errors by stage.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StageLabel {
-    /// `source`, `decode`, `detect`, `encode`, `inference`, `save` or `analysis`.
+    /// `source`, `decode`, `detect`, `encode`, `inference`, `save`, `snapshot` or `analysis`.
     pub stage: &'static str,
 }
 

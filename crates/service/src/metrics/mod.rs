@@ -162,6 +162,7 @@ impl Metrics {
             "encode",
             "inference",
             "save",
+            "snapshot",
             "analysis",
         ] {
             let _ = m.pipeline_errors.get_or_create(&StageLabel { stage });
