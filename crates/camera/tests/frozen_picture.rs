@@ -326,8 +326,7 @@ async fn a_frozen_camera_raises_no_alert_and_tells_its_watchers() {
         "moving at {thawed}, first results after the freeze {after:?}: {heard:?}"
     );
 
-    // A car was driving at 1.8 box heights a second when the picture froze, and stood still on
-    // the next frame: the sudden-stop rule's very trigger. Yet no rule fired over the freeze.
+    // No rule fires over the freeze, though the frozen picture stops every vehicle dead.
     let frames = recorder.frames.lock().unwrap().clone();
     eprintln!(
         "{} frames in {:.1} s: {frames:?}",
@@ -338,9 +337,20 @@ async fn a_frozen_camera_raises_no_alert_and_tells_its_watchers() {
         frames.iter().any(|f| f.0 < FREEZE_AT) && frames.iter().any(|f| f.0 > thawed),
         "frames before and after the freeze: {frames:?}"
     );
-    let first_frozen = frames.iter().position(|f| f.0 > FREEZE_AT).unwrap();
-    let stop = (frames[first_frozen - 1].2, frames[first_frozen].2);
-    assert!(stop.0 >= 1.0 && stop.1 < 0.3, "{stop:?}: {frames:?}");
+    // Traffic moves before the freeze (which vehicle is fastest on the last frame before it
+    // depends on which frames a busy machine samples), and nothing moves in the frozen
+    // picture: every moving vehicle seems to stop dead, the sudden-stop rule's very trigger.
+    assert!(
+        frames.iter().any(|f| f.0 < FREEZE_AT && f.2 >= 1.0),
+        "no moving traffic before the freeze: {frames:?}"
+    );
+    assert!(
+        frames
+            .iter()
+            .filter(|f| f.0 > FREEZE_AT + 0.3 && f.0 < FREEZE_AT + FREEZE_FOR)
+            .all(|f| f.2 < 0.3),
+        "motion in the frozen picture: {frames:?}"
+    );
     let during: Vec<_> = frames
         .iter()
         .filter(|(t, a, _)| in_freeze(*t) && !a.is_empty())
