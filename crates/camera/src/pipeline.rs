@@ -418,6 +418,7 @@ fn analysis_loop(
             break;
         }
     }
+    analysis.end();
     Ok(())
 }
 
@@ -449,6 +450,8 @@ struct Analysis<'a> {
     layout_seen: u64,
     last_decoded: u64,
     watch: PictureWatch,
+    /// The stream time of the last frame judged.
+    last_stream_time: f64,
 }
 
 impl<'a> Analysis<'a> {
@@ -465,7 +468,19 @@ impl<'a> Analysis<'a> {
             layout_seen,
             last_decoded: 0,
             watch: PictureWatch::default(),
+            last_stream_time: 0.0,
         })
+    }
+
+    /// Hands the measures of the tracks still open to the sinks: the analysis ends.
+    fn end(&mut self) {
+        let measures = self.scene.finish();
+        if measures.is_empty() {
+            return;
+        }
+        for sink in &self.task.pipeline.sinks {
+            sink.ended(self.task.id, &measures, self.last_stream_time);
+        }
     }
 
     /// Judges with the camera's latest layout from this frame on.
@@ -532,6 +547,7 @@ impl<'a> Analysis<'a> {
         pause: &AlertPause,
     ) -> bool {
         self.follow_layout();
+        self.last_stream_time = sample.stream_time;
         let task = self.task;
         let pipeline = &task.pipeline;
         let input = FrameInput {

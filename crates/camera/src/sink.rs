@@ -10,6 +10,7 @@ use std::time::Duration;
 use imaging::{GroupCrop, RgbFrame};
 use protocol::{CameraId, DetectionResult};
 use vision::Detection;
+use vision::scene::measure::Measure;
 use vision::scene::{Alert, SceneFrame};
 
 /// One analysed frame, as the pipeline saw it.
@@ -134,5 +135,12 @@ pub trait FrameSink: Send + Sync {
     /// Something happened to camera `camera`.
     fn event(&self, camera: CameraId, event: CameraEvent) {
         let _ = (camera, event);
+    }
+
+    /// Camera `camera`'s analysis ended (stopped, or its source ended) with its tracks still
+    /// open: `measures` are their last movements and lane passes, the stream having reached
+    /// `stream_time`. Comes after [`CameraEvent::Removed`] when the hub stopped the camera.
+    fn ended(&self, camera: CameraId, measures: &[Measure], stream_time: f64) {
+        let _ = (camera, measures, stream_time);
     }
 }

@@ -391,7 +391,25 @@ fn start_background(
         tracker.spawn(crate::storage::keep_within(
             store.clone(),
             config.storage.retention,
-            Arc::clone(&parts.metrics),
+            crate::storage::report_saved_frames(Arc::clone(&parts.metrics)),
+            shutdown.clone(),
+        ));
+    }
+    if let Some(measure) = &parts.measure {
+        // Event snapshots live as long as their events (`measurement.retention_days`).
+        let days = u64::from(config.measurement.retention_days);
+        let retention = crate::storage::Retention {
+            max_age: Some(Duration::from_secs(days * 24 * 3600)),
+            max_bytes: None,
+        };
+        tracker.spawn(crate::storage::keep_within(
+            measure.snapshots().clone(),
+            retention,
+            |pruned| {
+                if pruned.deleted > 0 {
+                    tracing::info!(deleted = pruned.deleted, "event snapshots pruned");
+                }
+            },
             shutdown.clone(),
         ));
     }
@@ -406,6 +424,7 @@ fn start_background(
         tracker.spawn(backend::post_statistics(
             client,
             Arc::clone(hub),
+            parts.measure.clone(),
             shutdown.clone(),
         ));
         tracing::info!(url = %config.backend.base_url, "backend link on");

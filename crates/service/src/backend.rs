@@ -1,6 +1,7 @@
 //! The link to the Spring Boot backend (used when `backend.base_url` is set): every
 //! `backend.refresh_seconds` it fetches the camera list and starts or stops the cameras it
-//! declares; every `backend.stats_interval_seconds` it posts per-camera statistics. The
+//! declares; every `backend.stats_interval_seconds` it posts per-camera statistics (with the
+//! line counts and lane speeds of the window when measurement is on). The
 //! backend's exact contract is not known, so paths and field names are configuration, and the
 //! list may be a bare array or wrapped in `{"data": [...]}` / `{"data": {"records"|"list"|
 //! "content": [...]}}`. A backend that is down or answers nonsense is logged and retried; it
@@ -15,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::BackendConfig;
 use crate::config::cameras::CameraDecl;
+use crate::measure::sink::MeasureSink;
+use crate::measure::window::WindowStats;
 use crate::scenes::SceneBook;
 use camera::hub::CameraHub;
 use protocol::CameraId;
@@ -102,8 +105,14 @@ fn scene_of(entry: &Value) -> Result<Option<SceneSpec>, String> {
     parsed.map(Some).map_err(|e| format!("invalid scene: {e}"))
 }
 
-/// The statistics posted for one camera over one window.
-pub fn camera_stats(now: &CameraInfo, before: Option<&CameraInfo>, window: Duration) -> Value {
+/// The statistics posted for one camera over one window; `measured` adds its line counts and
+/// lane speeds over the window (when measurement is on).
+pub fn camera_stats(
+    now: &CameraInfo,
+    before: Option<&CameraInfo>,
+    window: Duration,
+    measured: Option<&WindowStats>,
+) -> Value {
     let delta = |f: fn(&CameraInfo) -> u64| f(now) - before.map_or(0, f).min(f(now));
     let frames = delta(|c| c.frames_analysed);
     let per_frame = |n: u64| {
@@ -122,6 +131,8 @@ pub fn camera_stats(now: &CameraInfo, before: Option<&CameraInfo>, window: Durat
         "avgVehicles": per_frame(delta(|c| c.vehicle_detections)),
         "avgPersons": per_frame(delta(|c| c.person_detections)),
         "reconnects": delta(|c| c.reconnects),
+        "lines": measured.map_or(json!([]), |m| json!(m.lines)),
+        "lanes": measured.map_or(json!([]), |m| json!(m.lanes)),
     })
 }
 
@@ -255,6 +266,7 @@ fn apply_scene(scenes: &SceneBook, c: &CameraDecl) {
 pub async fn post_statistics(
     client: BackendClient,
     hub: Arc<CameraHub>,
+    measure: Option<Arc<MeasureSink>>,
     cancel: CancellationToken,
 ) {
     let window = client.cfg.stats_interval;
@@ -268,7 +280,8 @@ pub async fn post_statistics(
         }
         let now = hub.cameras();
         for cam in &now {
-            let stats = camera_stats(cam, previous.get(&cam.camera_id), window);
+            let measured = measure.as_ref().and_then(|m| m.take_window(cam.camera_id));
+            let stats = camera_stats(cam, previous.get(&cam.camera_id), window, measured.as_ref());
             if let Err(e) = client.post_stats(&stats).await {
                 tracing::warn!(camera = cam.camera_id, error = %e, "statistics not delivered");
             }
@@ -357,7 +370,7 @@ mod tests {
         now.frames_analysed = 40;
         now.vehicle_detections = 120;
         now.person_detections = 15;
-        let s = camera_stats(&now, Some(&before), Duration::from_secs(60));
+        let s = camera_stats(&now, Some(&before), Duration::from_secs(60), None);
         assert_eq!(s["cameraId"], 4);
         assert_eq!(s["framesAnalysed"], 30);
         assert_eq!(s["avgVehicles"], 3.0);

@@ -98,7 +98,7 @@ impl FrameSink for StoreSink {
             return Ok(());
         };
         let camera = report.camera_id;
-        match self.store.save(camera, report.timestamp, jpeg) {
+        match self.store.save(camera, report.timestamp, None, jpeg) {
             Ok(_) => {
                 if lock(&self.failing).remove(&camera) {
                     tracing::info!(camera, "saving frames works again");

@@ -28,22 +28,30 @@ impl FrameStore {
         Self { dir: dir.into() }
     }
 
-    /// The file a frame of `camera` taken at `at` goes to.
-    pub fn path(&self, camera: CameraId, at: DateTime<Utc>) -> PathBuf {
+    /// The file a frame of `camera` taken at `at` goes to; `tag` (letters, digits and `_`)
+    /// tells apart frames saved for different reasons at one time (`HHMMSS.mmm-tag.jpg`).
+    pub fn path(&self, camera: CameraId, at: DateTime<Utc>, tag: Option<&str>) -> PathBuf {
+        let time = at.format("%H%M%S%.3f");
+        let name = match tag {
+            Some(tag) => format!("{time}-{tag}.jpg"),
+            None => format!("{time}.jpg"),
+        };
         self.dir
             .join(camera.to_string())
             .join(at.format("%Y-%m-%d").to_string())
-            .join(format!("{}.jpg", at.format("%H%M%S%.3f")))
+            .join(name)
     }
 
-    /// Writes `jpeg` as the frame of `camera` taken at `at`; a partial file is removed.
+    /// Writes `jpeg` as the frame of `camera` taken at `at` (tagged `tag`, see
+    /// [`FrameStore::path`]); a partial file is removed.
     pub fn save(
         &self,
         camera: CameraId,
         at: DateTime<Utc>,
+        tag: Option<&str>,
         jpeg: &[u8],
     ) -> std::io::Result<PathBuf> {
-        let path = self.path(camera, at);
+        let path = self.path(camera, at, tag);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
@@ -111,6 +119,20 @@ pub fn to_delete(
     (frames, total)
 }
 
+/// The time of day in a file name [`FrameStore::path`] makes: `HHMMSS.mmm[-tag].jpg`.
+fn frame_time(name: &str) -> Option<NaiveTime> {
+    let stem = name.strip_suffix(".jpg")?;
+    let (time, tag) = match stem.split_once('-') {
+        Some((time, tag)) => (time, Some(tag)),
+        None => (stem, None),
+    };
+    let tag_ok = tag
+        .is_none_or(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    tag_ok
+        .then(|| NaiveTime::parse_from_str(time, "%H%M%S%.3f").ok())
+        .flatten()
+}
+
 impl FrameStore {
     /// Every frame under the store that is named the way [`FrameStore::path`] names frames.
     pub fn scan(&self) -> Vec<StoredFrame> {
@@ -139,8 +161,7 @@ impl FrameStore {
                     let time = path
                         .file_name()
                         .and_then(|n| n.to_str())
-                        .and_then(|n| n.strip_suffix(".jpg"))
-                        .and_then(|t| NaiveTime::parse_from_str(t, "%H%M%S%.3f").ok());
+                        .and_then(frame_time);
                     let (Some(time), Ok(meta)) = (time, entry.metadata()) else {
                         continue;
                     };
@@ -186,12 +207,12 @@ impl FrameStore {
 /// How often [`keep_within`] prunes.
 pub const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Prunes `store` at start-up and every [`PRUNE_INTERVAL`] until shutdown, counting what it
-/// deletes (`saved_frames_deleted_total`) and what is left (`saved_frames_bytes`).
+/// Prunes `store` at start-up and every [`PRUNE_INTERVAL`] until shutdown, handing each
+/// prune's outcome to `report`.
 pub async fn keep_within(
     store: FrameStore,
     retention: Retention,
-    metrics: Arc<Metrics>,
+    report: impl Fn(Pruned) + Send + 'static,
     shutdown: CancellationToken,
 ) {
     let mut ticker = tokio::time::interval(PRUNE_INTERVAL);
@@ -202,10 +223,17 @@ pub async fn keep_within(
             _ = ticker.tick() => {}
         }
         let s = store.clone();
-        let Ok(pruned) = tokio::task::spawn_blocking(move || s.prune(retention, Utc::now())).await
-        else {
-            continue;
-        };
+        if let Ok(pruned) =
+            tokio::task::spawn_blocking(move || s.prune(retention, Utc::now())).await
+        {
+            report(pruned);
+        }
+    }
+}
+
+/// Counts a prune of the saved frames (`saved_frames_deleted_total`, `saved_frames_bytes`).
+pub fn report_saved_frames(metrics: Arc<Metrics>) -> impl Fn(Pruned) + Send + 'static {
+    move |pruned| {
         metrics.saved_frames_deleted.inc_by(pruned.deleted);
         metrics
             .saved_frames_bytes
@@ -250,12 +278,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("store-test-{}", std::process::id()));
         let store = FrameStore::new(&dir);
         let at = Utc.with_ymd_and_hms(2026, 11, 28, 9, 5, 7).unwrap();
-        let path = store.save(3, at, b"\xff\xd8jpeg").unwrap();
+        let path = store.save(3, at, None, b"\xff\xd8jpeg").unwrap();
         assert_eq!(path, dir.join("3/2026-11-28/090507.000.jpg"));
+        let tagged = store.save(3, at, Some("tailgating"), b"x").unwrap();
+        assert_eq!(tagged, dir.join("3/2026-11-28/090507.000-tailgating.jpg"));
+        assert_eq!(store.scan().len(), 2, "tagged frames are the store's too");
         assert_eq!(std::fs::read(&path).unwrap(), b"\xff\xd8jpeg");
         // A save directory that is a file: an error, not a panic.
         let blocked = FrameStore::new(path.clone());
-        assert!(blocked.save(3, at, b"x").is_err());
+        assert!(blocked.save(3, at, None, b"x").is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -330,12 +361,14 @@ mod tests {
             (2, old),
             (2, now - chrono::Duration::hours(1)),
         ] {
-            store.save(camera, at, &[0u8; 1000]).unwrap();
+            store.save(camera, at, None, &[0u8; 1000]).unwrap();
         }
         // Things the store did not write stay, whatever their age.
         let foreign = [
             dir.join("notes.txt"),
             dir.join("1").join("2026-11-25").join("keep.jpg"),
+            dir.join("1").join("2026-11-25").join("000000.000-.jpg"),
+            dir.join("1").join("2026-11-25").join("000000.000-a b.jpg"),
             dir.join("cam").join("2026-11-25").join("000000.000.jpg"),
         ];
         for f in &foreign {
@@ -357,7 +390,7 @@ mod tests {
         );
         let left = store.scan();
         assert_eq!(left.len(), 1);
-        assert_eq!(left[0].path, store.path(1, now));
+        assert_eq!(left[0].path, store.path(1, now, None));
         // Camera 2's old day directory is gone; camera 1's holds a foreign file and stays.
         assert!(!dir.join("2").join("2026-11-25").exists());
         for f in &foreign {

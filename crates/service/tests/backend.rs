@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use support::{Service, http, looping, serve};
+use support::{Service, http, looping, metric_samples, repo_root, serve};
 
 /// A received statistics post: the Authorization header and the body.
 type Post = (Option<String>, Value);
@@ -75,11 +75,21 @@ async fn cameras_follow_the_backend_list_and_statistics_are_posted() {
         {"id": 22, "rtspUrl": url, "enabled": false}
     ]);
     let base = serve_backend(backend.clone()).await;
+    // Camera 21 has the clip's scene (a count line, two calibrated lanes, 0.3 s cadence).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo_root().join("tests/data/eval/scenes/road-cars.yaml"),
+        dir.path().join("21.yaml"),
+    )
+    .unwrap();
+    let db = dir.path().join("traffic.db");
     let service = Service::start(&[
         ("ALGO_BACKEND_BASE_URL", base.as_str()),
         ("ALGO_BACKEND_REFRESH_SECONDS", "1"),
         ("ALGO_BACKEND_STATS_INTERVAL_SECONDS", "2"),
         ("ALGO_JWT_TOKEN", "secret-token"),
+        ("ALGO_SCENES_DIR", dir.path().to_str().unwrap()),
+        ("ALGO_DATABASE_PATH", db.to_str().unwrap()),
     ]);
     wait_for("camera 21 started", Duration::from_secs(10), || {
         camera_ids(&service) == [21]
@@ -106,12 +116,111 @@ async fn cameras_follow_the_backend_list_and_statistics_are_posted() {
         assert!(body["avgVehicles"].as_f64().unwrap() > 0.0, "{body}");
     }
 
+    // The posts carry the line counts and lane speeds of their window: vehicles cross the
+    // line towards the camera, each crossing posted once (the sum over the posts is what the
+    // service counted), and lanes report measured speeds.
+    wait_for("crossings posted", Duration::from_secs(90), || {
+        line_total(&backend.posts.lock().unwrap(), "in") >= 3
+    })
+    .await;
+    {
+        let posts = backend.posts.lock().unwrap();
+        let body = &posts.last().unwrap().1;
+        let names: Vec<&str> = body["lanes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["lane-2", "lane-1"], "{body}");
+        assert_eq!(body["lines"][0]["name"], "count-approach", "{body}");
+        let by_class: u64 = posts
+            .iter()
+            .flat_map(|(_, b)| b["lines"].as_array().unwrap().clone())
+            .flat_map(|l| {
+                l["byClass"]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .map(|c| c["in"].as_u64().unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .sum();
+        assert_eq!(by_class, line_total(&posts, "in"), "classes add up");
+        let speeds: Vec<f64> = posts
+            .iter()
+            .flat_map(|(_, b)| b["lanes"].as_array().unwrap().clone())
+            .filter_map(|l| l["meanSpeedKmh"].as_f64())
+            .collect();
+        assert!(!speeds.is_empty(), "no lane speed posted");
+        assert!(
+            speeds.iter().all(|v| (30.0..200.0).contains(v)),
+            "{speeds:?}"
+        );
+        assert_eq!(
+            line_total(&posts, "out"),
+            0,
+            "nobody drives away from the camera"
+        );
+    }
+    // Posted once: never more than the service counted (its metric), and what it counted
+    // reaches the backend with the next posts.
+    let posted = line_total(&backend.posts.lock().unwrap(), "in");
+    let counted = counted_crossings(&service);
+    assert!(posted <= counted, "posted {posted}, counted {counted}");
+    wait_for("every crossing posted", Duration::from_secs(10), || {
+        line_total(&backend.posts.lock().unwrap(), "in") >= counted
+    })
+    .await;
+    // The database holds them too (its writer catches up within 15 s).
+    wait_for("crossings stored", Duration::from_secs(30), || {
+        stored_crossings(&service, 21) >= counted
+    })
+    .await;
+
     // The backend drops camera 21 and adds 23.
     *backend.cameras.lock().unwrap() = json!([{"id": 23, "rtspUrl": url}]);
     wait_for("cameras follow the list", Duration::from_secs(10), || {
         camera_ids(&service) == [23]
     })
     .await;
+}
+
+/// Crossings posted for every line in `direction`, over every post.
+fn line_total(posts: &[Post], direction: &str) -> u64 {
+    posts
+        .iter()
+        .flat_map(|(_, b)| b["lines"].as_array().cloned().unwrap_or_default())
+        .map(|l| l[direction].as_u64().unwrap())
+        .sum()
+}
+
+/// Crossings camera 21 counted so far (`traffic_line_crossings_total`, every class).
+fn counted_crossings(service: &Service) -> u64 {
+    let (_, _, text) = http(&service.addr, "GET", "/metrics", &[]);
+    metric_samples(&text)
+        .iter()
+        .filter(|(series, _)| {
+            series.starts_with("traffic_line_crossings_total{")
+                && series.contains("camera=\"21\"")
+                && series.contains("direction=\"in\"")
+        })
+        .map(|(_, v)| *v as u64)
+        .sum()
+}
+
+/// Crossings of camera `id` in the database, all bins, lines, directions and classes.
+fn stored_crossings(service: &Service, id: i64) -> u64 {
+    let path = format!("/api/cameras/{id}/counts?bin=86400");
+    let (status, _, body) = http(&service.addr, "GET", &path, &[]);
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["count"].as_u64().unwrap())
+        .sum()
 }
 
 #[test]

@@ -178,6 +178,42 @@ fn api(state: &AppState) -> Result<MeasureApi, Refused> {
     })
 }
 
+/// A row the API answers with: JSON through serde, CSV by its fields.
+trait Row: Serialize {
+    /// The CSV header line.
+    const HEADER: &'static str;
+    /// The CSV fields, in the header's order.
+    fn fields(self) -> Vec<String>;
+}
+
+/// The rows in the envelope, or as CSV.
+fn answer<R: Row>(rows: Vec<R>, csv_out: bool) -> Response {
+    if csv_out {
+        csv(R::HEADER, rows.into_iter().map(Row::fields))
+    } else {
+        ok(rows)
+    }
+}
+
+/// What the binned endpoints share: the camera of the path, the span, the query on the
+/// blocking pool (`read`), its rows made answers (`out`).
+async fn binned<T: Send + 'static, R: Row>(
+    state: &AppState,
+    raw: &str,
+    params: &HashMap<String, String>,
+    read: fn(&Store, CameraId, Span) -> Result<Vec<T>, StoreError>,
+    out: fn(T) -> R,
+) -> Response {
+    let run = async {
+        let id = camera(raw)?;
+        let api = api(state)?;
+        let s = span(params, api.bin_seconds, Utc::now().timestamp())?;
+        let rows = query(&api.store, move |db| read(db, id, s)).await?;
+        Ok::<_, Refused>(answer(rows.into_iter().map(out).collect(), s.csv))
+    };
+    run.await.unwrap_or_else(IntoResponse::into_response)
+}
+
 /// One row of `/counts`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -189,42 +225,39 @@ struct CountOut {
     count: u64,
 }
 
+impl Row for CountOut {
+    const HEADER: &'static str = "bin_start,line,direction,class,count";
+    fn fields(self) -> Vec<String> {
+        vec![
+            self.bin_start,
+            self.line,
+            self.direction.to_string(),
+            self.class,
+            self.count.to_string(),
+        ]
+    }
+}
+
 /// `GET /api/cameras/{id}/counts`.
 pub async fn counts(
     State(state): State<AppState>,
     Path(raw): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let run = async {
-        let id = camera(&raw)?;
-        let api = api(&state)?;
-        let s = span(&params, api.bin_seconds, Utc::now().timestamp())?;
-        let rows = query(&api.store, move |db| db.counts(id, s.since, s.until, s.bin)).await?;
-        let rows = rows.into_iter().map(|r| CountOut {
+    binned(
+        &state,
+        &raw,
+        &params,
+        |db, id, s| db.counts(id, s.since, s.until, s.bin),
+        |r| CountOut {
             bin_start: iso(r.bin_start),
             line: r.line,
             direction: r.direction.as_str(),
             class: r.class,
             count: r.count,
-        });
-        Ok::<_, Refused>(if s.csv {
-            csv(
-                "bin_start,line,direction,class,count",
-                rows.map(|r| {
-                    vec![
-                        r.bin_start,
-                        r.line,
-                        r.direction.to_string(),
-                        r.class,
-                        r.count.to_string(),
-                    ]
-                }),
-            )
-        } else {
-            ok(rows.collect::<Vec<_>>())
-        })
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+        },
+    )
+    .await
 }
 
 /// One row of `/movements`.
@@ -238,37 +271,39 @@ struct MovementOut {
     count: u64,
 }
 
+impl Row for MovementOut {
+    const HEADER: &'static str = "bin_start,from,to,class,count";
+    fn fields(self) -> Vec<String> {
+        vec![
+            self.bin_start,
+            self.from,
+            self.to,
+            self.class,
+            self.count.to_string(),
+        ]
+    }
+}
+
 /// `GET /api/cameras/{id}/movements`.
 pub async fn movements(
     State(state): State<AppState>,
     Path(raw): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let run = async {
-        let id = camera(&raw)?;
-        let api = api(&state)?;
-        let s = span(&params, api.bin_seconds, Utc::now().timestamp())?;
-        let rows = query(&api.store, move |db| {
-            db.movements(id, s.since, s.until, s.bin)
-        })
-        .await?;
-        let rows = rows.into_iter().map(|r| MovementOut {
+    binned(
+        &state,
+        &raw,
+        &params,
+        |db, id, s| db.movements(id, s.since, s.until, s.bin),
+        |r| MovementOut {
             bin_start: iso(r.bin_start),
             from: r.from,
             to: r.to,
             class: r.class,
             count: r.count,
-        });
-        Ok::<_, Refused>(if s.csv {
-            csv(
-                "bin_start,from,to,class,count",
-                rows.map(|r| vec![r.bin_start, r.from, r.to, r.class, r.count.to_string()]),
-            )
-        } else {
-            ok(rows.collect::<Vec<_>>())
-        })
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+        },
+    )
+    .await
 }
 
 /// One row of `/speeds`.
@@ -285,6 +320,23 @@ struct SpeedOut {
     over_limit_share: f64,
 }
 
+impl Row for SpeedOut {
+    const HEADER: &'static str =
+        "bin_start,lane,class,count,mean_kmh,median_kmh,p85_kmh,over_limit_share";
+    fn fields(self) -> Vec<String> {
+        vec![
+            self.bin_start,
+            self.lane,
+            self.class,
+            self.count.to_string(),
+            self.mean_kmh.to_string(),
+            self.median_kmh.to_string(),
+            self.p85_kmh.to_string(),
+            self.over_limit_share.to_string(),
+        ]
+    }
+}
+
 /// Rounds to 0.1.
 fn tenth(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
@@ -296,12 +348,12 @@ pub async fn speeds(
     Path(raw): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let run = async {
-        let id = camera(&raw)?;
-        let api = api(&state)?;
-        let s = span(&params, api.bin_seconds, Utc::now().timestamp())?;
-        let rows = query(&api.store, move |db| db.speeds(id, s.since, s.until, s.bin)).await?;
-        let rows = rows.into_iter().map(|r| SpeedOut {
+    binned(
+        &state,
+        &raw,
+        &params,
+        |db, id, s| db.speeds(id, s.since, s.until, s.bin),
+        |r| SpeedOut {
             bin_start: iso(r.bin_start),
             lane: r.lane,
             class: r.class,
@@ -310,28 +362,9 @@ pub async fn speeds(
             median_kmh: tenth(r.median_kmh),
             p85_kmh: tenth(r.p85_kmh),
             over_limit_share: (r.over_limit_share * 1000.0).round() / 1000.0,
-        });
-        Ok::<_, Refused>(if s.csv {
-            csv(
-                "bin_start,lane,class,count,mean_kmh,median_kmh,p85_kmh,over_limit_share",
-                rows.map(|r| {
-                    vec![
-                        r.bin_start,
-                        r.lane,
-                        r.class,
-                        r.count.to_string(),
-                        r.mean_kmh.to_string(),
-                        r.median_kmh.to_string(),
-                        r.p85_kmh.to_string(),
-                        r.over_limit_share.to_string(),
-                    ]
-                }),
-            )
-        } else {
-            ok(rows.collect::<Vec<_>>())
-        })
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+        },
+    )
+    .await
 }
 
 /// One row of `/api/events`.
@@ -349,6 +382,26 @@ struct EventOut {
     measures: serde_json::Value,
     description: String,
     snapshot: Option<String>,
+}
+
+impl Row for EventOut {
+    const HEADER: &'static str =
+        "id,camera_id,type,level,started_at,ended_at,track_ids,measures,description,snapshot";
+    fn fields(self) -> Vec<String> {
+        let ids: Vec<String> = self.track_ids.iter().map(u64::to_string).collect();
+        vec![
+            self.id,
+            self.camera_id.to_string(),
+            self.kind,
+            self.level,
+            self.started_at,
+            self.ended_at.unwrap_or_default(),
+            ids.join(" "),
+            self.measures.to_string(),
+            self.description,
+            self.snapshot.unwrap_or_default(),
+        ]
+    }
 }
 
 /// `GET /api/events`: `cameraId`, `type`, `level`, `since`, `until`, `limit` (default 100, at
@@ -395,28 +448,7 @@ pub async fn events(
             description: e.description,
             snapshot: e.snapshot,
         });
-        Ok(if csv_out {
-            csv(
-                "id,camera_id,type,level,started_at,ended_at,track_ids,measures,description,snapshot",
-                rows.map(|e| {
-                    let ids: Vec<String> = e.track_ids.iter().map(u64::to_string).collect();
-                    vec![
-                        e.id,
-                        e.camera_id.to_string(),
-                        e.kind,
-                        e.level,
-                        e.started_at,
-                        e.ended_at.unwrap_or_default(),
-                        ids.join(" "),
-                        e.measures.to_string(),
-                        e.description,
-                        e.snapshot.unwrap_or_default(),
-                    ]
-                }),
-            )
-        } else {
-            ok(rows.collect::<Vec<_>>())
-        })
+        Ok(answer(rows.collect(), csv_out))
     };
     run.await.unwrap_or_else(IntoResponse::into_response)
 }

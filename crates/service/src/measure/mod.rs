@@ -4,8 +4,10 @@
 //!
 //! - [`tally`]: one camera's measures in bins (pure);
 //! - [`events`]: alert episodes as event rows (pure);
-//! - [`sink`]: the frame sink that feeds both, the metrics and the database writer.
+//! - [`window`]: one camera's measures since the backend was last told (pure);
+//! - [`sink`]: the frame sink that feeds them all, the metrics and the database writer.
 
 pub mod events;
 pub mod sink;
 pub mod tally;
+pub mod window;

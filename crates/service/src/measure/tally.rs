@@ -184,6 +184,13 @@ impl Tally {
         (lines, lanes)
     }
 
+    /// Whether every bin held has ended by unix time `now` (nothing measured from `now` on
+    /// can go into one of them).
+    pub fn ended_by(&self, now: f64) -> bool {
+        let current = self.bin_start(now);
+        self.bins.keys().all(|&start| start < current)
+    }
+
     /// The rows of every bin changed since the last call (absolute values of this run), and
     /// forgets bins that ended more than [`LATE_SECONDS`] before unix time `now`.
     pub fn take_changed(&mut self, camera: CameraId, now: f64) -> Batch {

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::layout::{Layout, Point, ZoneKind};
+use super::rules::{QUEUE_GAP_M, QUEUE_SPEED_KMH};
 
 /// A track's foot point must be this share of its box height off a line (at least
 /// [`SETTLE_MIN_PX`]) before it is on one side: the hysteresis against jitter.
@@ -32,11 +33,6 @@ const LINE_END_SLACK: f64 = 0.02;
 pub const MIN_PASS_SECONDS: f64 = 1.0;
 /// Faster than this (km/h) is not one vehicle's pass: the tracker swapped identities.
 const MAX_PASS_KMH: f64 = 250.0;
-/// Standing, for a queue: below this speed (km/h; HCM's queued state is under 5 mi/h).
-pub const QUEUE_SPEED_KMH: f64 = 8.0;
-/// A standing vehicle this close (metres, foot point to foot point) behind the one ahead is in
-/// its queue: a car length and a stopped gap.
-pub const QUEUE_GAP_M: f64 = 12.0;
 /// The length counted for the last vehicle of a queue, metres.
 pub const VEHICLE_LENGTH_M: f64 = 5.0;
 

@@ -64,6 +64,9 @@ impl Default for RulesConfig {
 
 /// Calibrated: below this a vehicle stands (queues, waits), km/h.
 pub const STOPPED_KMH: f64 = 5.0;
+/// Calibrated: below this a vehicle is in a queue, for its measured length (km/h; HCM's queued
+/// state is under 5 mi/h). Looser than [`STOPPED_KMH`]: a queue creeps.
+pub const QUEUE_SPEED_KMH: f64 = 8.0;
 /// Calibrated: from this a vehicle is moving for the rules that need motion, km/h.
 pub const MOVING_KMH: f64 = 10.0;
 /// Time to collision (s) at or under which a pedestrian conflict is high (SSAM's conflict
@@ -85,7 +88,8 @@ pub const WRONG_WAY_COS: f64 = -0.5;
 pub const BRAKING_WINDOW: f64 = 1.0;
 /// Hard braking: the deceleration (m/s^2) that is high (an emergency stop, about 0.7 g).
 pub const BRAKING_HIGH: f64 = 7.0;
-/// Queues: a stopped vehicle within this distance (m) ahead in its lane holds another up.
+/// Queues: a stopped vehicle within this distance (m, foot point to foot point: a car length
+/// and a stopped gap) ahead in its lane holds another up.
 pub const QUEUE_GAP_M: f64 = 12.0;
 /// Without lanes, two vehicles are in one lane when this close across the heading (m).
 pub const SAME_LANE_M: f64 = 1.75;
