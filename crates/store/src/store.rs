@@ -167,9 +167,22 @@ impl Store {
 
     fn read<T>(
         &self,
-        f: impl FnOnce(&mut dyn crate::sql::Sql) -> Result<T, StoreError>,
+        f: impl Fn(&mut dyn crate::sql::Sql) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.inner.with(&self.inner.reader, |conn| conn.read(f))
+        let out = self.inner.with(&self.inner.reader, |conn| conn.read(&f));
+        let dropped = || {
+            self.inner
+                .reader
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_none()
+        };
+        // A read is safe to repeat: once more on a new connection when the one it used turned
+        // out closed (the server restarted since it was opened).
+        if out.is_err() && dropped() {
+            return self.inner.with(&self.inner.reader, |conn| conn.read(&f));
+        }
+        out
     }
 }
 

@@ -182,9 +182,12 @@ pub(crate) fn postgres_writer_reconnects_after_a_restart() {
         backend: Backend::Postgres(server.url("postgres")),
         retention_days: 0,
     };
-    let writer: WriterHandle = Writer::spawn(Store::open(&config).unwrap(), quick()).unwrap();
+    let store = Store::open(&config).unwrap();
+    let writer: WriterHandle = Writer::spawn(store.clone(), quick()).unwrap();
     writer.submit(counts(vec![count(H, "stop-n", In, "car", 1)]));
     wait_until("the first flush", LONG, || writer.stats().rows_written == 1);
+    // A reader whose connection is open when the server goes.
+    assert_eq!(stop_line_total(&store), 1);
     server.stop();
     writer.submit(counts(vec![count(H, "stop-n", In, "car", 2)]));
     wait_until("a failed write", LONG, || writer.stats().write_errors >= 1);
@@ -197,6 +200,9 @@ pub(crate) fn postgres_writer_reconnects_after_a_restart() {
     assert!(stats.up && stats.pending_rows == 0, "{stats:?}");
     assert!(stats.last_error.is_some(), "{stats:?}");
     assert_eq!(stop_line_total(&Store::open(&config).unwrap()), 2);
+    // Its first read after the restart is answered (on a new connection), not refused.
+    let read = store.counts(1, H, H + 3600, 3600).unwrap();
+    assert_eq!(read.iter().map(|c| c.count).sum::<u64>(), 2);
 }
 
 /// The writer prunes after its first good flush (then hourly): rows older than the retention
