@@ -436,7 +436,8 @@ fn the_live_page_draws_edits_and_charts_a_camera_scene() {
     assert!(counted["in"].as_u64().unwrap() >= 1, "{seen}");
 
     // The line added by two clicks is saved in native pixels (the canvas is shown smaller),
-    // beside what the editor does not show, kept as it was.
+    // beside the rest of the scene, kept as it was (the editor does not show speed limits or
+    // the cadence).
     let saved = get_data(&service, "/api/cameras/1/scene");
     assert_eq!(saved["source"], "api", "{saved}");
     let lines = saved["scene"]["lines"].as_array().unwrap();
@@ -452,7 +453,26 @@ fn the_live_page_draws_edits_and_charts_a_camera_scene() {
             "clicked at {click}, saved {got}"
         );
     }
-    for key in ["lanes", "zones", "calibration", "detect_interval"] {
+    // The zone closed by a double click has the four corners clicked, no more.
+    let zones = saved["scene"]["zones"].as_array().unwrap();
+    assert_eq!(zones.len(), 2, "{saved}");
+    assert_eq!(zones[0], before["scene"]["zones"][0]);
+    assert_eq!(
+        (&zones[1]["name"], &zones[1]["kind"]),
+        (&json!("web-zone"), &json!("no_stopping")),
+        "{saved}"
+    );
+    let corners = zones[1]["polygon"].as_array().unwrap();
+    let clicked = seen["zoneClicks"].as_array().unwrap();
+    assert_eq!(corners.len(), clicked.len(), "{saved}");
+    for (got, click) in corners.iter().zip(clicked) {
+        let ([x, y], [fx, fy]) = (point(got), point(click));
+        assert!(
+            (x - fx * 1280.0).abs() <= 2.0 && (y - fy * 720.0).abs() <= 2.0,
+            "clicked at {click}, saved {got}"
+        );
+    }
+    for key in ["lanes", "calibration", "detect_interval"] {
         assert_eq!(saved["scene"][key], before["scene"][key], "{key}");
     }
     // The page said what the service answered, and draws the saved scene.
@@ -462,7 +482,11 @@ fn the_live_page_draws_edits_and_charts_a_camera_scene() {
         said.starts_with("Saved") && said.contains(&format!("{error:.2} px")),
         "{said}"
     );
-    assert_eq!(seen["final"]["lines"], "2", "{seen}");
+    assert_eq!(
+        (&seen["final"]["lines"], &seen["final"]["zones"]),
+        (&json!("2"), &json!("2")),
+        "{seen}"
+    );
     assert_eq!(seen["final"]["scene"], "api", "{seen}");
 
     // Four calibration pairs with their ground points on one line: the service refused them,

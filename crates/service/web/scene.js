@@ -64,7 +64,7 @@ function drawZone(g, zone, scale) {
   g.stroke();
   g.setLineDash([]);
   const [x, y] = zone.polygon[0];
-  label(g, `${zone.name} (${zone.kind})`, x, y, colour);
+  label(g, `${zone.name} (${zone.kind.replace("_", " ")})`, x, y, colour);
 }
 
 function drawLane(g, lane, scale) {

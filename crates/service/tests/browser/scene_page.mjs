@@ -1,7 +1,8 @@
 // Drives the live page's scene features in headless Chromium for `tests/observability.rs`,
 // against a service that runs camera 1 (a looping clip) with a scene that has lanes, a zone and
 // a count line: waits for the scene drawn over the frame and the line's counts, samples the
-// canvas along the line, adds a count line with the editor (two clicks) and saves it, deletes
+// canvas along the line, adds a count line (two clicks) and a zone (corners closed by a double
+// click) with the editor and saves them, deletes
 // the calibration and adds four pairs whose ground points lie on one line and saves that (the
 // service must refuse it), waits for the counts chart's bars, saves screenshots and prints one
 // JSON line with what it saw. Usage: node scene_page.mjs BASE_URL SCREENSHOT_PATH
@@ -16,6 +17,8 @@ if (!base || !screenshot) {
 
 // Where the new line is clicked, as fractions of the canvas as shown.
 const LINE_CLICKS = [[0.25, 0.55], [0.75, 0.55]];
+// The corners of a new zone, the last one double-clicked.
+const ZONE_CLICKS = [[0.05, 0.7], [0.2, 0.7], [0.2, 0.95], [0.05, 0.95]];
 // Four image points (fractions) for calibration pairs whose ground points are collinear.
 const CAL_CLICKS = [[0.3, 0.6], [0.7, 0.6], [0.6, 0.85], [0.4, 0.85]];
 const LINE_COLOUR = [0xe0, 0x40, 0xfb];
@@ -48,6 +51,15 @@ try {
   await page.fill("#ed-name", "web-line");
   await clickCanvas(page, LINE_CLICKS);
   await page.waitForFunction(() => document.getElementById("ed-items").innerText.includes("line web-line"));
+  // A no-stopping zone: three clicks, and a double click that adds the fourth corner and closes it.
+  await page.selectOption("#ed-tool", "zone");
+  await page.selectOption("#ed-kind", "no_stopping");
+  await page.fill("#ed-name", "web-zone");
+  await clickCanvas(page, ZONE_CLICKS.slice(0, 3));
+  const box = await page.locator("#canvas").boundingBox();
+  const [fx, fy] = ZONE_CLICKS[3];
+  await page.mouse.dblclick(box.x + fx * box.width, box.y + fy * box.height);
+  await page.waitForFunction(() => document.getElementById("ed-items").innerText.includes("zone web-zone"));
   await page.click("#ed-save");
   await page.waitForSelector("#ed-status[data-state=saved]", { timeout: 10000 });
   out.saved = await page.innerText("#ed-status");
@@ -58,6 +70,7 @@ try {
   out.afterSave = await page.evaluate(() => ({ ...document.getElementById("canvas").dataset }));
   out.sceneInfo = await page.innerText("#scene-info");
   out.lineClicks = LINE_CLICKS;
+  out.zoneClicks = ZONE_CLICKS;
 
   // A calibration whose ground points lie on one line: refused, the message shown.
   while (await page.$("#ed-items button[data-list=calibration]")) {
