@@ -1,11 +1,13 @@
 //! Black-box tests of what operators see: every metric family of SPEC 7 on `/metrics` (checked
 //! by Prometheus's own `promtool`), JSON logs, and the live page driven by a real headless
-//! Chromium against a real RTSP camera.
+//! Chromium against a real RTSP camera, and against a file camera with a scene: the scene drawn
+//! over the frame, edited and saved from the page, and its counts charted.
 
 #![allow(clippy::unwrap_used)] // test helpers may panic: a panic is a failed test
 
 mod support;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -14,7 +16,7 @@ use support::fake_llm::{FakeLlm, Reply};
 use support::live_camera::LiveCamera;
 use support::ws::{Client, start, stop};
 use support::{
-    RtspServer, SECS, Service, http, metric_samples, promtool, promtool_check, repo_root,
+    RtspServer, SECS, Service, http, media, metric_samples, promtool, promtool_check, repo_root,
 };
 
 /// Families that must show on every scrape.
@@ -260,32 +262,8 @@ fn drive_page(service: &Service, camera: &str, screenshot: &str) -> Value {
 
 /// [`drive_page`] with `fragment` after the page's URL (`#token=...`).
 fn drive_page_at(service: &Service, fragment: &str, camera: &str, screenshot: &str) -> Value {
-    let script = repo_root().join("crates/service/tests/browser/live_page.mjs");
-    let modules = repo_root().join("crates/service/tests/browser/node_modules/playwright-core");
-    assert!(
-        modules.is_dir(),
-        "playwright-core missing in {}: run scripts/setup.sh",
-        modules.display()
-    );
-    let shots = repo_root().join("target/screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let shot = shots.join(screenshot);
-    let _ = std::fs::remove_file(&shot);
-    let out = Command::new("node")
-        .arg(&script)
-        .arg(format!("http://{}/{fragment}", service.addr))
-        .arg(camera)
-        .arg(&shot)
-        .output()
-        .expect("node (see scripts/setup.sh)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "browser run failed: {stdout}\n{stderr}"
-    );
-    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    assert_eq!(seen["problems"], json!([]), "{seen}");
+    let url = format!("http://{}/{fragment}", service.addr);
+    let (seen, shot) = run_browser("live_page.mjs", &[&url, camera], screenshot);
     assert_eq!(
         (seen["width"].as_u64(), seen["height"].as_u64()),
         (Some(768), Some(576)),
@@ -306,13 +284,50 @@ fn drive_page_at(service: &Service, fragment: &str, camera: &str, screenshot: &s
         seen["facts"].as_str().unwrap().contains("Objects"),
         "{seen}"
     );
-    let png = std::fs::read(&shot).unwrap();
+    assert_screenshot(&shot);
+    seen
+}
+
+/// Runs `tests/browser/SCRIPT` with `args` and the path of `target/screenshots/SCREENSHOT`;
+/// returns the JSON line it printed last, with no page or console error in it, and that path.
+fn run_browser(script: &str, args: &[&str], screenshot: &str) -> (Value, PathBuf) {
+    let browser = repo_root().join("crates/service/tests/browser");
+    let modules = browser.join("node_modules/playwright-core");
+    assert!(
+        modules.is_dir(),
+        "playwright-core missing in {}: run scripts/setup.sh",
+        modules.display()
+    );
+    let shots = repo_root().join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let shot = shots.join(screenshot);
+    let _ = std::fs::remove_file(&shot);
+    let out = Command::new("node")
+        .arg(browser.join(script))
+        .args(args)
+        .arg(&shot)
+        .output()
+        .expect("node (see scripts/setup.sh)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser run failed: {stdout}\n{stderr}"
+    );
+    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(seen["problems"], json!([]), "{seen}");
+    (seen, shot)
+}
+
+/// A PNG of a page with something on it.
+fn assert_screenshot(shot: &Path) {
+    let png = std::fs::read(shot).unwrap();
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 20_000,
-        "{} bytes",
+        "{}: {} bytes",
+        shot.display(),
         png.len()
     );
-    seen
 }
 
 #[test]
@@ -327,11 +342,31 @@ fn the_live_page_shows_a_camera_started_from_its_form() {
         "{head}"
     );
     assert!(body.contains("/static/app.js"));
+    // The page's modules are served from this origin; nothing else is.
+    for module in ["app.js", "scene.js", "objects.js", "editor.js", "chart.js"] {
+        let (status, head, _) = http(&service.addr, "GET", &format!("/static/{module}"), &[]);
+        assert_eq!(status, 200, "{module}");
+        assert!(head.contains("content-type: text/javascript"), "{head}");
+    }
+    assert_eq!(http(&service.addr, "GET", "/static/other.js", &[]).0, 404);
 
     let seen = drive_page(&service, &rtsp.url(0), "live-page.png");
     assert_eq!(
         (seen["camera"].as_u64(), seen["stopped"].as_bool()),
         (Some(7), Some(true))
+    );
+    // The camera has no scene: the page asked, took the 404 for none and drew none.
+    assert_eq!(
+        (&seen["sceneInfo"], &seen["sceneLines"]),
+        (&json!("No scene"), &json!("0")),
+        "{seen}"
+    );
+    assert!(
+        seen["handled"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"path": "/api/cameras/7/scene", "status": 404})),
+        "{seen}"
     );
     // The page's Stop button stopped the camera in the service.
     assert_eq!(service.cameras()["data"], json!([]));
@@ -344,6 +379,154 @@ fn the_live_page_watches_a_declared_camera_by_itself() {
     let service = Service::start_with(&["--camera", &declared], &[]);
     let seen = drive_page(&service, "--declared", "live-page-declared.png");
     assert_eq!(seen["camera"], 1, "{seen}");
+}
+
+/// The `{code,msg,data}` answer of `GET path`, asserted 200.
+fn get_data(service: &Service, path: &str) -> Value {
+    let (status, _, body) = http(&service.addr, "GET", path, &[]);
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str::<Value>(&body).unwrap()["data"].clone()
+}
+
+/// A point of a scene as `[x, y]`.
+fn point(v: &Value) -> [f64; 2] {
+    [v[0].as_f64().unwrap(), v[1].as_f64().unwrap()]
+}
+
+#[test]
+fn the_live_page_draws_edits_and_charts_a_camera_scene() {
+    // Camera 1 plays the road clip in a loop with its evaluation scene (two lanes, a zone, the
+    // `count-approach` line, 0.3 s cadence), counting into one-minute bins.
+    let dir = tempfile::tempdir().unwrap();
+    let scenes = dir.path().join("scenes");
+    std::fs::create_dir_all(&scenes).unwrap();
+    let file_scene = repo_root().join("tests/data/eval/scenes/road-cars.yaml");
+    std::fs::copy(&file_scene, scenes.join("1.yaml")).unwrap();
+    let clip = media("road-cars-h264.mp4").canonicalize().unwrap();
+    let declared = format!("1=file://{}?loop=1", clip.display());
+    let db = dir.path().join("traffic.db");
+    let service = Service::start_with(
+        &["--camera", &declared],
+        &[
+            ("ALGO_SCENES_DIR", scenes.to_str().unwrap()),
+            ("ALGO_ALLOWED_SOURCE_SCHEMES", "file"),
+            ("ALGO_DATABASE_PATH", db.to_str().unwrap()),
+            ("ALGO_MEASUREMENT_BIN_SECONDS", "60"),
+        ],
+    );
+    let before = get_data(&service, "/api/cameras/1/scene");
+    let url = format!("http://{}/", service.addr);
+    let (seen, shot) = run_browser("scene_page.mjs", &[&url], "scene-page.png");
+
+    // The file's scene was drawn over the 1280x720 frame, the line where the scene puts it.
+    let drawn = &seen["drawn"];
+    assert_eq!(
+        (&drawn["lanes"], &drawn["zones"], &drawn["lines"]),
+        (&json!("2"), &json!("1"), &json!("1")),
+        "{seen}"
+    );
+    assert_eq!(
+        (&drawn["width"], &drawn["height"]),
+        (&json!(1280), &json!(720))
+    );
+    assert!(drawn["onLine"].as_u64().unwrap() >= 6, "{seen}");
+    // Its counts came from the results: cars come towards the camera, crossing `in`.
+    let counted = &seen["counted"][0];
+    assert_eq!(counted["name"], "count-approach", "{seen}");
+    assert!(counted["in"].as_u64().unwrap() >= 1, "{seen}");
+
+    // The line added by two clicks is saved in native pixels (the canvas is shown smaller),
+    // beside the rest of the scene, kept as it was (the editor does not show speed limits or
+    // the cadence).
+    let saved = get_data(&service, "/api/cameras/1/scene");
+    assert_eq!(saved["source"], "api", "{saved}");
+    let lines = saved["scene"]["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 2, "{saved}");
+    assert_eq!(lines[0], before["scene"]["lines"][0]);
+    assert_eq!(lines[1]["name"], "web-line", "{saved}");
+    let clicks = seen["lineClicks"].as_array().unwrap();
+    for (got, click) in lines[1]["points"].as_array().unwrap().iter().zip(clicks) {
+        let [x, y] = point(got);
+        let [fx, fy] = point(click);
+        assert!(
+            (x - fx * 1280.0).abs() <= 2.0 && (y - fy * 720.0).abs() <= 2.0,
+            "clicked at {click}, saved {got}"
+        );
+    }
+    // The zone closed by a double click has the four corners clicked, no more.
+    let zones = saved["scene"]["zones"].as_array().unwrap();
+    assert_eq!(zones.len(), 2, "{saved}");
+    assert_eq!(zones[0], before["scene"]["zones"][0]);
+    assert_eq!(
+        (&zones[1]["name"], &zones[1]["kind"]),
+        (&json!("web-zone"), &json!("no_stopping")),
+        "{saved}"
+    );
+    let corners = zones[1]["polygon"].as_array().unwrap();
+    let clicked = seen["zoneClicks"].as_array().unwrap();
+    assert_eq!(corners.len(), clicked.len(), "{saved}");
+    for (got, click) in corners.iter().zip(clicked) {
+        let ([x, y], [fx, fy]) = (point(got), point(click));
+        assert!(
+            (x - fx * 1280.0).abs() <= 2.0 && (y - fy * 720.0).abs() <= 2.0,
+            "clicked at {click}, saved {got}"
+        );
+    }
+    for key in ["lanes", "calibration", "detect_interval"] {
+        assert_eq!(saved["scene"][key], before["scene"][key], "{key}");
+    }
+    // The page said what the service answered, and draws the saved scene.
+    let error = saved["reprojectionErrorPx"].as_f64().unwrap();
+    let said = seen["saved"].as_str().unwrap();
+    assert!(
+        said.starts_with("Saved") && said.contains(&format!("{error:.2} px")),
+        "{said}"
+    );
+    assert_eq!(
+        (&seen["final"]["lines"], &seen["final"]["zones"]),
+        (&json!("2"), &json!("2")),
+        "{seen}"
+    );
+    assert_eq!(seen["final"]["scene"], "api", "{seen}");
+
+    // Four calibration pairs with their ground points on one line: the service refused them,
+    // the page shows its message, and the saved scene did not change.
+    assert_eq!(seen["pairs"], 4, "{seen}");
+    let refused = seen["refused"].as_str().unwrap();
+    assert!(
+        refused.contains("`calibration`") && refused.contains("on one line"),
+        "{refused}"
+    );
+    assert_eq!(
+        seen["handled"],
+        json!([{"path": "/api/cameras/1/scene", "status": 400}]),
+        "{seen}"
+    );
+    let after = get_data(&service, "/api/cameras/1/scene");
+    assert_eq!(after["scene"], saved["scene"]);
+
+    // The chart drew the crossings the database holds (it only grows after the page read it).
+    let chart = &seen["chart"];
+    assert_eq!(chart["state"], "ok", "{seen}");
+    assert!(
+        chart["lines"].as_str().unwrap().contains("count-approach"),
+        "{seen}"
+    );
+    let drawn_total: u64 = chart["total"].as_str().unwrap().parse().unwrap();
+    let rows = get_data(&service, "/api/cameras/1/counts?bin=3600");
+    let stored: u64 = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["count"].as_u64().unwrap())
+        .sum();
+    assert!(
+        drawn_total >= 1 && drawn_total <= stored,
+        "chart {drawn_total}, database {stored}: {seen}"
+    );
+    assert_eq!(seen["chartNote"], "", "{seen}");
+    assert_screenshot(&shot);
+    assert_screenshot(&shot.with_file_name("scene-page-editor.png"));
 }
 
 /// Metric names in a PromQL text: identifiers right before a `{` or a `[`.

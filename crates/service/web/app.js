@@ -1,16 +1,21 @@
-// The live page's client. It speaks only the public /ws protocol (SPEC 4) plus GET /api/cameras
-// and the health check, so it doubles as a reference client: start/stop/subscribe cameras, show
-// each camera's state and counts, draw the selected camera's latest frame with boxes, track ids,
-// group outlines and risk badges on a canvas, and list the alerts as they come. When the
-// service wants a token (ALGO_AUTH_TOKEN), the page asks for it (or takes `#token=...` from its
-// URL), keeps it for the browser tab and sends it as a bearer header and as `token` on
-// the WebSocket URL.
-"use strict";
+// The live page's client. It speaks only the public /ws protocol (SPEC 4) plus GET /api/cameras,
+// the health check and the scene and counts API (SPEC 9), so it doubles as a reference client:
+// start/stop/subscribe cameras, show each camera's state and counts, draw the selected camera's
+// latest frame on a canvas with its scene (lanes, zones, count lines with their counts:
+// scene.js) and its boxes, track ids, group outlines and risk badges (objects.js), edit and
+// save that scene (editor.js), chart its line counts of the last hours (chart.js), and list
+// the alerts as they come. When the service wants a token (ALGO_AUTH_TOKEN), the page asks for
+// it (or takes `#token=...` from its URL), keeps it for the browser tab and sends it as a
+// bearer header and as `token` on the WebSocket URL. What the canvases show is also in their
+// data attributes (boxes, lanes, lines, line counts, bars...), for tests and the curious.
+import { fetchScene, drawScene, sceneSummary } from "./scene.js";
+import { drawBoxes, drawGroups } from "./objects.js";
+import { SceneEditor } from "./editor.js";
+import { fetchCounts, binCounts, drawChart, HOURS } from "./chart.js";
 
-const LEVEL_COLOURS = { none: "#4caf50", low: "#c0ca33", medium: "#ff9800", high: "#f44336" };
-const CLASS_COLOURS = ["#42a5f5", "#ab47bc", "#26c6da", "#ffca28", "#ec407a", "#8d6e63", "#66bb6a"];
 const MAX_ALERTS = 100;
 const TOKEN_KEY = "traffic-algo-token";
+const CHART_REFRESH_MS = 30000;
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -22,6 +27,8 @@ const state = {
   seenAlerts: new Set(),
   framesDrawn: 0,
   needToken: false,
+  scene: null, // the selected camera's scene view, null without one
+  frame: null, // the selected camera's latest frame: {r, img}
 };
 
 function camera(id) {
@@ -163,77 +170,143 @@ function onResult(r) {
 }
 
 function select(id) {
+  const changed = state.selected !== id;
   state.selected = id;
   const cam = camera(id);
   $("view-title").textContent = `Camera ${id}`;
+  $("edit-scene").disabled = false;
+  if (changed) {
+    state.frame = null;
+    state.scene = null;
+    if (editor.active) closeEditor();
+  }
   if (cam.result) draw(cam.result);
   renderCameras();
+  loadScene(id);
+  refreshChart();
 }
 
-function classColour(name) {
-  let h = 0;
-  for (const ch of name) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
-  return CLASS_COLOURS[h % CLASS_COLOURS.length];
-}
-
+// Decodes the result's frame, then paints it with everything over it.
 function draw(r) {
-  const canvas = $("canvas");
-  const paint = (img) => {
-    canvas.width = r.imageWidth || (img ? img.naturalWidth : 640);
-    canvas.height = r.imageHeight || (img ? img.naturalHeight : 360);
-    const g = canvas.getContext("2d");
-    if (img) g.drawImage(img, 0, 0, canvas.width, canvas.height);
-    else { g.fillStyle = "#222"; g.fillRect(0, 0, canvas.width, canvas.height); }
-    const scale = Math.max(1, canvas.width / 960);
-    g.lineWidth = 2 * scale;
-    g.font = `${Math.round(13 * scale)}px sans-serif`;
-    const boxes = r.detectedObjects || [];
-    for (const o of boxes) {
-      const [x1, y1, x2, y2] = o.bbox;
-      const colour = classColour(o.class);
-      g.strokeStyle = colour;
-      g.strokeRect(x1, y1, x2 - x1, y2 - y1);
-      const label = `${o.class}${o.trackId !== undefined && o.trackId !== null ? " #" + o.trackId : ""} ${(o.confidence * 100).toFixed(0)}%`;
-      tag(g, label, x1, y1, colour);
-    }
-    g.setLineDash([8 * scale, 5 * scale]);
-    for (const grp of r.trafficGroups || []) {
-      const [x1, y1, x2, y2] = grp.bbox;
-      g.strokeStyle = LEVEL_COLOURS[grp.riskLevel] || "#fff";
-      g.strokeRect(x1, y1, x2 - x1, y2 - y1);
-    }
-    g.setLineDash([]);
-    for (const grp of r.trafficGroups || []) {
-      const risks = (r.dangerousDrivingResults || []).filter((d) => d.groupId === grp.groupId);
-      const names = risks.map((d) => d.type).join(", ");
-      const text = `G${grp.groupId} ${grp.riskLevel}${names ? " · " + names : ""}`;
-      tag(g, text, grp.bbox[0], grp.bbox[3] + 16 * scale, LEVEL_COLOURS[grp.riskLevel] || "#fff");
-    }
+  const done = (img) => {
+    if (state.selected !== r.cameraId) return;
+    state.frame = { r, img };
     state.framesDrawn += 1;
-    canvas.dataset.boxes = String(boxes.length);
-    canvas.dataset.groups = String((r.trafficGroups || []).length);
-    canvas.dataset.frames = String(state.framesDrawn);
-    canvas.dataset.camera = String(r.cameraId);
+    paint();
     renderFacts(r);
   };
   if (r.frame) {
     const img = new Image();
-    img.onload = () => paint(img);
-    img.onerror = () => paint(null);
+    img.onload = () => done(img);
+    img.onerror = () => done(null);
     img.src = r.frame;
   } else {
-    paint(null);
+    done(null);
   }
 }
 
-function tag(g, text, x, y, colour) {
-  const w = g.measureText(text).width + 6;
-  const h = parseInt(g.font, 10) + 4;
-  const top = Math.max(0, y - h);
-  g.fillStyle = colour;
-  g.fillRect(x, top, w, h);
-  g.fillStyle = "#000";
-  g.fillText(text, x + 3, top + h - 4);
+// Paints the latest frame, the scene (the editor's draft while editing), the boxes and groups.
+function paint() {
+  if (!state.frame) return;
+  const { r, img } = state.frame;
+  const canvas = $("canvas");
+  canvas.width = r.imageWidth || (img ? img.naturalWidth : 640);
+  canvas.height = r.imageHeight || (img ? img.naturalHeight : 360);
+  const g = canvas.getContext("2d");
+  if (img) g.drawImage(img, 0, 0, canvas.width, canvas.height);
+  else { g.fillStyle = "#222"; g.fillRect(0, 0, canvas.width, canvas.height); }
+  const scale = Math.max(1, canvas.width / 960);
+  const scene = editor.active ? editor.draft : state.scene && state.scene.scene;
+  const lineCounts = (r.trafficStats && r.trafficStats.lines) || [];
+  const drawn = drawScene(g, scene, lineCounts, scale);
+  drawBoxes(g, r, scale);
+  drawGroups(g, r, scale);
+  editor.drawPending(g, scale);
+  Object.assign(canvas.dataset, {
+    boxes: String((r.detectedObjects || []).length),
+    groups: String((r.trafficGroups || []).length),
+    frames: String(state.framesDrawn),
+    camera: String(r.cameraId),
+    scene: state.scene ? state.scene.source : "none",
+    lanes: String(drawn.lanes),
+    zones: String(drawn.zones),
+    lines: String(drawn.lines),
+    lineCounts: JSON.stringify(drawn.lineCounts),
+  });
+}
+
+// The selected camera's scene, fetched again (on selection and after a save).
+async function loadScene(id) {
+  let view = null;
+  try {
+    view = await fetchScene(id, authHeaders());
+  } catch (e) {
+    showError(`scene of camera ${id}: ${e.message}`);
+  }
+  if (state.selected !== id) return;
+  state.scene = view;
+  $("scene-info").textContent = sceneSummary(view);
+  paint();
+}
+
+// Sends the editor's draft; {ok: true, view} or {ok: false, msg}.
+async function saveScene(draft) {
+  const id = state.selected;
+  try {
+    const res = await fetch(`/api/cameras/${id}/scene`, {
+      method: "PUT",
+      headers: { ...authHeaders(), "Content-Type": "application/json" },
+      body: JSON.stringify(draft),
+    });
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok) return { ok: false, msg: body.msg || `HTTP ${res.status}` };
+    await loadScene(id);
+    return { ok: true, view: body.data };
+  } catch (e) {
+    return { ok: false, msg: "cannot reach the service" };
+  }
+}
+
+const editor = new SceneEditor($("canvas"), { repaint: paint, save: saveScene });
+
+function closeEditor() {
+  editor.close();
+  $("edit-scene").textContent = "Edit scene";
+}
+
+$("edit-scene").addEventListener("click", () => {
+  if (editor.active) {
+    closeEditor();
+    return;
+  }
+  editor.open(state.scene && state.scene.scene);
+  $("edit-scene").textContent = "Close editor";
+});
+
+// The selected camera's counts of the last hours, as bars.
+async function refreshChart() {
+  const id = state.selected;
+  if (id === null) return;
+  const canvas = $("chart");
+  let answer;
+  try {
+    answer = await fetchCounts(id, authHeaders(), Date.now());
+  } catch (e) {
+    answer = { note: "Counts unavailable: the service cannot be reached." };
+  }
+  if (state.selected !== id) return;
+  const note = answer.note || (answer.rows.length === 0 ? `No line counts in the last ${HOURS} h.` : "");
+  $("chart-note").textContent = note;
+  const binned = binCounts(answer.rows || [], Date.now(), answer.bin || 900);
+  const { bars, total } = drawChart(canvas, binned);
+  Object.assign(canvas.dataset, {
+    camera: String(id),
+    rows: String((answer.rows || []).length),
+    bars: String(bars),
+    total: String(total),
+    lines: binned.names.join(","),
+    state: answer.note ? "unavailable" : answer.rows.length === 0 ? "empty" : "ok",
+  });
 }
 
 function renderFacts(r) {
@@ -380,3 +453,4 @@ $("start-form").addEventListener("submit", (ev) => {
 connect();
 poll();
 setInterval(poll, 3000);
+setInterval(refreshChart, CHART_REFRESH_MS);

@@ -101,8 +101,7 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         ));
     Router::new()
         .route("/", get(web::index))
-        .route("/static/app.js", get(web::app_js))
-        .route("/static/style.css", get(web::style))
+        .route("/static/{file}", get(web::static_file))
         .route("/api/health/health_check", get(health::health_check))
         .route("/metrics", get(metrics))
         .route("/ws", get(ws::upgrade))

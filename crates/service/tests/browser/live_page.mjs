@@ -1,10 +1,11 @@
 // Drives the live page in headless Chromium for `tests/observability.rs`: opens the page, starts
-// a camera through the form, waits for a frame with boxes drawn on the canvas, checks the camera
-// list and the drawn pixels, saves a screenshot, stops the camera with its button, and prints one
-// JSON line with what it saw. Usage: node live_page.mjs BASE_URL CAMERA_URL SCREENSHOT_PATH
+// a camera through the form, waits for a frame with boxes drawn on the canvas and for the
+// camera's scene to be asked for, checks the camera list and the drawn pixels, saves a
+// screenshot, stops the camera with its button, and prints one JSON line with what it saw.
+// Usage: node live_page.mjs BASE_URL CAMERA_URL SCREENSHOT_PATH
 // With CAMERA_URL `--declared` it starts nothing: the page must pick up the camera the service
 // already runs (declared in its configuration) by itself, and the camera is left running.
-import { chromium } from "playwright-core";
+import { launch, watch } from "./chromium.mjs";
 
 const [base, cameraUrl, screenshot] = process.argv.slice(2);
 if (!base || !cameraUrl || !screenshot) {
@@ -12,24 +13,11 @@ if (!base || !cameraUrl || !screenshot) {
   process.exit(64);
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-  ],
-});
-const problems = [];
+const browser = await launch();
+let seen = { problems: [], handled: [] };
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-  page.on("pageerror", (e) => problems.push(`page error: ${e}`));
-  page.on("console", (m) => {
-    if (m.type() === "error") problems.push(`console: ${m.text()}`);
-  });
+  seen = watch(page);
   await page.goto(base);
   await page.waitForSelector("#conn.online", { timeout: 10000 });
   const declared = cameraUrl === "--declared";
@@ -45,7 +33,9 @@ try {
     { timeout: 40000 },
   );
   await page.waitForSelector(`#cameras li[data-camera="${id}"] .badge.online`, { timeout: 10000 });
-  const seen = await page.evaluate((id) => {
+  // The camera's scene was asked for (the answer, scene or none, is written beside the title).
+  await page.waitForFunction(() => document.getElementById("scene-info").textContent !== "", null, { timeout: 10000 });
+  const shown = await page.evaluate((id) => {
     const c = document.getElementById("canvas");
     const g = c.getContext("2d");
     const px = g.getImageData(0, 0, c.width, c.height).data;
@@ -61,6 +51,8 @@ try {
       litSamples: lit,
       samples: Math.floor(px.length / (4 * 97)),
       facts: document.getElementById("facts").innerText,
+      sceneInfo: document.getElementById("scene-info").innerText,
+      sceneLines: c.dataset.lines,
       cameraText: document.querySelector(`#cameras li[data-camera="${id}"]`).innerText,
     };
   }, id);
@@ -69,9 +61,9 @@ try {
     await page.click(`#cameras li[data-camera="${id}"] button.stop`);
     await page.waitForSelector(`#cameras li[data-camera="${id}"] .badge.offline`, { timeout: 10000 });
   }
-  console.log(JSON.stringify({ ...seen, stopped: !declared, problems }));
+  console.log(JSON.stringify({ ...shown, stopped: !declared, ...seen }));
 } catch (e) {
-  console.log(JSON.stringify({ failed: String(e), problems }));
+  console.log(JSON.stringify({ failed: String(e), ...seen }));
   process.exitCode = 1;
 } finally {
   await browser.close();
