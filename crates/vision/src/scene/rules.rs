@@ -392,10 +392,11 @@ fn in_a_path(layout: &Layout, p: Point) -> bool {
 }
 
 /// The pedestrians (not riders or occupants) that can be in a path.
-fn pedestrians<'a>(f: &'a Frame<'a>) -> impl Iterator<Item = &'a Subject<'a>> + 'a {
-    f.subjects.iter().filter(move |s| {
-        s.person && !is_aboard(&s.bbox, f.subjects) && in_a_path(f.layout, s.foot())
-    })
+fn pedestrians<'a>(f: &'a Frame<'a>) -> Vec<&'a Subject<'a>> {
+    f.subjects
+        .iter()
+        .filter(|s| s.person && !is_aboard(&s.bbox, f.subjects) && in_a_path(f.layout, s.foot()))
+        .collect()
 }
 
 /// Pedestrian conflict: time to collision and, in crosswalks, post-encroachment time.
@@ -411,12 +412,14 @@ fn pedestrians<'a>(f: &'a Frame<'a>) -> impl Iterator<Item = &'a Subject<'a>> + 
 pub fn pedestrian_conflict(f: &Frame<'_>) -> Vec<RuleHit> {
     let mut hits = Vec::new();
     let horizon = f64::from(f.cfg.pedestrian_horizon);
+    // Once per frame: each is checked against every subject (aboard a vehicle or not).
+    let pedestrians = pedestrians(f);
     for v in f.subjects.iter().filter(|s| s.vehicle) {
         if let Some((vp, vv)) = v.motion() {
             if norm(vv) * 3.6 < MOVING_KMH {
                 continue;
             }
-            for p in pedestrians(f) {
+            for &p in &pedestrians {
                 let Some(pg) = p.ground() else { continue };
                 let pv = pg.velocity().unwrap_or([0.0, 0.0]);
                 if let Some(ttc) = time_to_collision(vp, vv, pg.position(), pv, horizon) {
@@ -442,7 +445,7 @@ pub fn pedestrian_conflict(f: &Frame<'_>) -> Vec<RuleHit> {
             }
             hits.extend(encroachment(f, v, vp, vv));
         } else if !f.layout.calibrated() {
-            hits.extend(conflict_in_pixels(f, v));
+            hits.extend(conflict_in_pixels(f, v, &pedestrians));
         }
     }
     hits
@@ -514,7 +517,11 @@ fn encroachment(f: &Frame<'_>, v: &Subject<'_>, vp: Point, vv: Point) -> Option<
 }
 
 /// The uncalibrated pedestrian conflict of vehicle `v`, in pixels.
-fn conflict_in_pixels(f: &Frame<'_>, v: &Subject<'_>) -> Vec<RuleHit> {
+fn conflict_in_pixels(
+    f: &Frame<'_>,
+    v: &Subject<'_>,
+    pedestrians: &[&Subject<'_>],
+) -> Vec<RuleHit> {
     const STEPS: usize = 8;
     let horizon = f.cfg.pedestrian_horizon;
     let mut hits = Vec::new();
@@ -525,7 +532,7 @@ fn conflict_in_pixels(f: &Frame<'_>, v: &Subject<'_>) -> Vec<RuleHit> {
         return hits;
     };
     let (cx, cy) = v.bbox.center();
-    for p in pedestrians(f) {
+    for p in pedestrians {
         let (px, py) = p.bbox.center();
         if (px - cx) * vx + (py - cy) * vy <= 0.0 {
             continue; // Moving away.
