@@ -177,7 +177,8 @@ impl CameraHub {
     }
 
     /// Starts a camera declared by the operator; it runs until shutdown. The source policy is
-    /// for client requests and does not apply here.
+    /// for client requests and does not apply here; the cap on running cameras
+    /// (`stream.max_concurrent_streams`) does.
     pub fn pin(&self, id: CameraId, url: &str) -> Result<(), String> {
         let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
         let mut cameras = self.lock();
@@ -188,6 +189,12 @@ impl CameraHub {
                 return Ok(());
             }
             return Err(format!("camera {id} is already running another source"));
+        }
+        if cameras.len() >= self.max_cameras {
+            return Err(format!(
+                "{} cameras already running (stream.max_concurrent_streams)",
+                cameras.len()
+            ));
         }
         let mut cam = self.add(id, url, SERVICE);
         self.spawn(id, parsed, false, &mut cam);

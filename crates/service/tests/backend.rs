@@ -123,6 +123,12 @@ async fn cameras_follow_the_backend_list_and_statistics_are_posted() {
         line_total(&backend.posts.lock().unwrap(), "in") >= 3
     })
     .await;
+    // A lane pass is posted when its vehicle leaves the lane or its track ends (forgotten 30 s
+    // after the last sighting).
+    wait_for("lane speeds posted", Duration::from_secs(90), || {
+        !lane_speeds(&backend.posts.lock().unwrap()).is_empty()
+    })
+    .await;
     {
         let posts = backend.posts.lock().unwrap();
         let body = &posts.last().unwrap().1;
@@ -147,12 +153,7 @@ async fn cameras_follow_the_backend_list_and_statistics_are_posted() {
             })
             .sum();
         assert_eq!(by_class, line_total(&posts, "in"), "classes add up");
-        let speeds: Vec<f64> = posts
-            .iter()
-            .flat_map(|(_, b)| b["lanes"].as_array().unwrap().clone())
-            .filter_map(|l| l["meanSpeedKmh"].as_f64())
-            .collect();
-        assert!(!speeds.is_empty(), "no lane speed posted");
+        let speeds = lane_speeds(&posts);
         assert!(
             speeds.iter().all(|v| (30.0..200.0).contains(v)),
             "{speeds:?}"
@@ -184,6 +185,15 @@ async fn cameras_follow_the_backend_list_and_statistics_are_posted() {
         camera_ids(&service) == [23]
     })
     .await;
+}
+
+/// The lanes' mean speeds posted, over every post.
+fn lane_speeds(posts: &[Post]) -> Vec<f64> {
+    posts
+        .iter()
+        .flat_map(|(_, b)| b["lanes"].as_array().cloned().unwrap_or_default())
+        .filter_map(|l| l["meanSpeedKmh"].as_f64())
+        .collect()
 }
 
 /// Crossings posted for every line in `direction`, over every post.
@@ -233,4 +243,28 @@ fn a_backend_that_is_down_does_not_stop_the_service() {
     let (status, _, body) = http(&service.addr, "GET", "/api/health/health_check", &[]);
     assert_eq!(status, 200, "{body}");
     assert!(camera_ids(&service).is_empty());
+}
+
+/// `stream.max_concurrent_streams` caps the backend's cameras too: beyond it they are not
+/// started (logged, tried again at every refresh); the declared camera keeps its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_cameras_beyond_the_cap_wait() {
+    let backend = Backend::default();
+    let url = looping("road-cars-h264.mp4");
+    *backend.cameras.lock().unwrap() = json!([{"id": 21, "rtspUrl": url}]);
+    let base = serve_backend(backend.clone()).await;
+    let declared = format!("5={url}");
+    let service = Service::start_with(
+        &["--camera", &declared],
+        &[
+            ("ALGO_BACKEND_BASE_URL", base.as_str()),
+            ("ALGO_BACKEND_REFRESH_SECONDS", "1"),
+            ("ALGO_MAX_CONCURRENT_STREAMS", "1"),
+        ],
+    );
+    // Three refreshes: camera 21 never starts beside camera 5.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(camera_ids(&service), [5]);
+    }
 }

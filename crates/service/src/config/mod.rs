@@ -355,6 +355,16 @@ impl Config {
             overrides.cameras(),
             config.scenes.max_error_px,
         )?;
+        let enabled = config.cameras.iter().filter(|c| c.enabled).count();
+        if enabled > config.stream.max_concurrent_streams {
+            return Err(ConfigError::new(
+                "stream.max_concurrent_streams",
+                format!(
+                    "{enabled} enabled cameras are declared (cameras file and --camera), more than the {} that may run at once",
+                    config.stream.max_concurrent_streams
+                ),
+            ));
+        }
         config.scenes.files = scenes::load_dir(&config.scenes.dir, config.scenes.max_error_px)?;
         let keys_file = layers
             .values

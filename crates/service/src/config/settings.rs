@@ -127,7 +127,7 @@ pub const SETTINGS: &[Setting] = &[
         "stream.max_concurrent_streams",
         &["ALGO_MAX_CONCURRENT_STREAMS"],
         "16",
-        "cameras at once; beyond, `start_stream` gets `error` `too_many_streams`",
+        "cameras at once, however started; beyond, `start_stream` gets `error` `too_many_streams`, a backend camera waits (logged) and more enabled cameras in the cameras file are a config error",
     ),
     plain(
         "cameras.file",

@@ -484,3 +484,17 @@ fn streaming_mode_needs_redis_and_known_roles_and_reads_its_topic_file() {
     let c = load(&env_with_file(&no_file(), &with_file), &o).unwrap();
     assert_eq!(c.kafka.roles, [crate::config::kafka::Role::LlmWorker]);
 }
+
+#[test]
+fn more_declared_cameras_than_may_run_is_a_config_error() {
+    let e = env_with_file(&no_file(), &[("ALGO_MAX_CONCURRENT_STREAMS", "2")]);
+    let mut o = Overrides::default();
+    for id in 1..=2 {
+        o.add_camera(format!("{id}=rtsp://127.0.0.1:8554/{id}"));
+    }
+    assert_eq!(load(&e, &o).unwrap().cameras.len(), 2, "at the cap");
+    o.add_camera("3=rtsp://127.0.0.1:8554/3");
+    let err = load(&e, &o).unwrap_err();
+    assert_eq!(err.key, "stream.max_concurrent_streams", "{err}");
+    assert!(err.to_string().contains("3 enabled cameras"), "{err}");
+}
