@@ -16,6 +16,9 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Metrics;
 use protocol::CameraId;
 
+/// The longest tag a frame's file name carries (see [`FrameStore::path`]).
+pub const MAX_TAG_CHARS: usize = 40;
+
 /// Where analysed frames are saved.
 #[derive(Debug, Clone)]
 pub struct FrameStore {
@@ -28,11 +31,19 @@ impl FrameStore {
         Self { dir: dir.into() }
     }
 
-    /// The file a frame of `camera` taken at `at` goes to; `tag` (letters, digits and `_`)
-    /// tells apart frames saved for different reasons at one time (`HHMMSS.mmm-tag.jpg`).
+    /// The file a frame of `camera` taken at `at` goes to; `tag` tells apart frames saved for
+    /// different reasons at one time (`HHMMSS.mmm-tag.jpg`). A tag may come from outside (an
+    /// LLM's risk type): it is cut to [`MAX_TAG_CHARS`] ASCII letters, digits and `_`, any other
+    /// character made `_`, so it can never leave the day folder.
     pub fn path(&self, camera: CameraId, at: DateTime<Utc>, tag: Option<&str>) -> PathBuf {
         let time = at.format("%H%M%S%.3f");
-        let name = match tag {
+        let tag: Option<String> = tag.map(|t| {
+            t.chars()
+                .take(MAX_TAG_CHARS)
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect()
+        });
+        let name = match tag.filter(|t| !t.is_empty()) {
             Some(tag) => format!("{time}-{tag}.jpg"),
             None => format!("{time}.jpg"),
         };
@@ -283,6 +294,30 @@ mod tests {
         let tagged = store.save(3, at, Some("tailgating"), b"x").unwrap();
         assert_eq!(tagged, dir.join("3/2026-11-28/090507.000-tailgating.jpg"));
         assert_eq!(store.scan().len(), 2, "tagged frames are the store's too");
+        // A tag from outside (an LLM's risk type) stays a file name in the day folder.
+        for (tag, name) in [
+            ("../../escape", "090507.000-______escape.jpg"),
+            ("闯红灯 now", "090507.000-____now.jpg"),
+            ("", "090507.000.jpg"),
+        ] {
+            assert_eq!(
+                store.path(3, at, Some(tag)),
+                dir.join("3/2026-11-28").join(name),
+                "{tag}"
+            );
+        }
+        let long = "x".repeat(100);
+        let name = store.path(3, at, Some(&long));
+        assert_eq!(
+            name.file_name().unwrap().len(),
+            "090507.000-.jpg".len() + MAX_TAG_CHARS
+        );
+        store.save(3, at, Some("../../escape"), b"x").unwrap();
+        assert_eq!(
+            store.scan().len(),
+            3,
+            "saved where the store finds it again"
+        );
         assert_eq!(std::fs::read(&path).unwrap(), b"\xff\xd8jpeg");
         // A save directory that is a file: an error, not a panic.
         let blocked = FrameStore::new(path.clone());
