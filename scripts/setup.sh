@@ -95,12 +95,28 @@ fi
 mkdir -p weights
 if [ ! -f weights/yolov8n.onnx ]; then
   release=https://github.com/ultralytics/assets/releases/download/v8.3.0/yolov8n.pt
-  if curl -fsSL --connect-timeout 5 --max-time 300 -o weights/yolov8n.pt.part "$release" 2>/dev/null; then
-    mv weights/yolov8n.pt.part weights/yolov8n.pt
-    if command -v yolo >/dev/null 2>&1; then
-      (cd weights && yolo export model=yolov8n.pt format=onnx >/dev/null)
+  if [ -f weights/yolov8n.pt ] ||
+    curl -fsSL --connect-timeout 5 --max-time 300 -o weights/yolov8n.pt.part "$release" 2>/dev/null; then
+    [ -f weights/yolov8n.pt ] || mv weights/yolov8n.pt.part weights/yolov8n.pt
+    # Export with Ultralytics, installed into its own folder only for this (it brings PyTorch).
+    if [ ! -d .deps/ultralytics/ultralytics ]; then
+      say "installing ultralytics into .deps/ultralytics to export weights/yolov8n.pt to ONNX"
+      python3 -m pip install --disable-pip-version-check --no-warn-script-location --root-user-action=ignore -q \
+        --target .deps/ultralytics ultralytics || rm -rf .deps/ultralytics
+    fi
+    if [ -d .deps/ultralytics/ultralytics ] &&
+      (cd weights && PYTHONPATH=../.deps/ultralytics:../.deps/python python3 -c \
+        "from ultralytics import YOLO; YOLO('yolov8n.pt').export(format='onnx', imgsz=640)" >/dev/null 2>&1); then
+      # Check the export: the reference pipeline must find the bus in Ultralytics' bus.jpg.
+      if PYTHONPATH=.deps/python python3 tests/reference/yolo_reference.py --model weights/yolov8n.onnx \
+        .deps/ultralytics/ultralytics/assets/bus.jpg 2>/dev/null | grep -q '"bus"'; then
+        say "model: exported weights/yolov8n.onnx from the official yolov8n.pt (checked on bus.jpg)"
+      else
+        rm -f weights/yolov8n.onnx
+        say "the exported weights/yolov8n.onnx found no bus in bus.jpg: removed"
+      fi
     else
-      say "downloaded weights/yolov8n.pt; export it with: pip install ultralytics && yolo export model=weights/yolov8n.pt format=onnx"
+      say "cannot export weights/yolov8n.pt to ONNX (ultralytics not installable or export failed)"
     fi
   else
     rm -f weights/yolov8n.pt.part
@@ -109,7 +125,23 @@ if [ ! -f weights/yolov8n.onnx ]; then
 fi
 if [ ! -f weights/yolov8n.onnx ] && [ -f ../shared/models/yolov8n.onnx ]; then
   cp ../shared/models/yolov8n.onnx weights/yolov8n.onnx
-  say "copied ../shared/models/yolov8n.onnx to weights/"
+  say "model: copied ../shared/models/yolov8n.onnx to weights/"
 fi
 [ -f weights/yolov8n.onnx ] || say "no weights/yolov8n.onnx: put a YOLO ONNX export there (yolo export model=yolov8n.pt format=onnx)"
+
+# --- Its static int8 twin (model.precision int8/auto), calibrated on frames of sample clips --
+if [ -f weights/yolov8n.onnx ] && [ ! weights/yolov8n.int8.onnx -nt weights/yolov8n.onnx ]; then
+  clips=()
+  for c in ../shared/media/road-cars-h264.mp4 ../shared/media/traffic-street-h264.mp4 \
+    ../shared/media/vtest-h264.mp4 /usr/share/doc/opencv-doc/examples/data/vtest.avi; do
+    [ -f "$c" ] && clips+=("$c")
+  done
+  if ((${#clips[@]})); then
+    say "making weights/yolov8n.int8.onnx (static int8, calibrated on ${#clips[@]} clip(s))"
+    PYTHONPATH=.deps/python python3 scripts/quantize.py weights/yolov8n.onnx weights/yolov8n.int8.onnx \
+      "${clips[@]}" 2>&1 | grep -v '^WARNING' | sed 's/^/setup: /'
+  else
+    say "no sample clip to calibrate an int8 model on: the fp32 model runs"
+  fi
+fi
 say "ready"

@@ -126,6 +126,13 @@ pub fn parts(
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Parts> {
+    let choice = config.model.choice();
+    tracing::info!(
+        model = %choice.path.display(),
+        precision = choice.precision,
+        why = %choice.reason,
+        "detector model"
+    );
     let mut options = detector_options(&config.model, false);
     // Camera threads decode and encode on the same cores: no spin-waiting between operators.
     options.spinning = false;
@@ -188,12 +195,12 @@ pub fn parts(
     })
 }
 
-/// What every `detection_result` says about the model: its file stem, the kept classes,
-/// whether objects are tracked.
+/// What every `detection_result` says about the model: the named model's file stem (whichever
+/// precision runs), the kept classes, whether objects are tracked.
 pub fn model_facts(config: &Config) -> ModelFacts {
     let model_type = config
         .model
-        .path()
+        .fp32_path()
         .file_stem()
         .map_or_else(|| "yolo".to_string(), |s| s.to_string_lossy().into_owned());
     ModelFacts {

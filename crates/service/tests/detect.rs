@@ -257,6 +257,77 @@ fn int8_model_loads_and_detects() {
     assert!(line.objects.iter().any(|o| o.class == "bus"));
 }
 
+/// Runs `detect` over `images` with the model at `precision` (`fp32` or `int8`).
+fn detect_at(precision: &str, images: &[PathBuf]) -> Vec<Line> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = traffic_algo(dir.path());
+    cmd.arg("detect")
+        .arg("--model")
+        .arg(support::model_with_int8())
+        .args(["--set", &format!("model.precision={precision}")])
+        .args(images);
+    parse_lines(&run_ok(&mut cmd))
+}
+
+/// Share of `of`'s detections at or above `min_conf` that have a twin in `in_` (same class,
+/// IoU >= 0.5), and how many there were.
+fn found(of: &[Line], in_: &[Line], min_conf: f32) -> (f64, usize) {
+    let (mut total, mut twinned) = (0, 0);
+    for (a, b) in of.iter().zip(in_) {
+        for o in a.objects.iter().filter(|o| o.confidence >= min_conf) {
+            total += 1;
+            let twin = b
+                .objects
+                .iter()
+                .any(|t| t.class == o.class && iou(&t.bbox, &o.bbox) >= 0.5);
+            twinned += usize::from(twin);
+        }
+    }
+    (twinned as f64 / total.max(1) as f64, total)
+}
+
+/// The int8 accuracy gate: on frames of the three shared clips (none of them a calibration
+/// frame of scripts/quantize.py, which takes frames at (k + 0.5) / 20 of each clip), the int8
+/// model at the default threshold finds at least 97% of the fp32 model's detections with
+/// confidence 0.5 or more, and the fp32 model finds at least 97% of what it finds with 0.5 or
+/// more: it neither loses objects nor makes new ones.
+#[test]
+fn int8_model_finds_the_fp32_detections() {
+    let frames_dir = tempfile::tempdir().unwrap();
+    let mut images = Vec::new();
+    for (video, first, step, count) in [
+        ("road-cars-h264.mp4", 3, 10, 20),
+        ("traffic-street-h264.mp4", 7, 36, 20),
+        ("vtest-h264.mp4", 11, 39, 20),
+    ] {
+        let indices: Vec<String> = (0..count).map(|k| (first + k * step).to_string()).collect();
+        let out = frames_dir.path().join(video.replace('.', "_"));
+        let mut cmd = reference();
+        cmd.arg("--extract-frames")
+            .arg(media(video))
+            .arg(&out)
+            .args(&indices);
+        images.extend(run_ok(&mut cmd).lines().map(PathBuf::from));
+    }
+    assert_eq!(images.len(), 60);
+    let fp32 = detect_at("fp32", &images);
+    let int8 = detect_at("int8", &images);
+    let (recall, total) = found(&fp32, &int8, 0.5);
+    let (precision, made) = found(&int8, &fp32, 0.5);
+    eprintln!(
+        "int8 gate: found {:.1}% of {total} fp32 detections >= 0.5; {:.1}% of its {made} are fp32's",
+        100.0 * recall,
+        100.0 * precision
+    );
+    assert!(total >= 150, "only {total} fp32 detections: weak test data");
+    assert!(recall >= 0.97, "int8 found {:.1}%", 100.0 * recall);
+    assert!(
+        precision >= 0.97,
+        "int8 made up {:.1}%",
+        100.0 * (1.0 - precision)
+    );
+}
+
 fn assert_one_line_error(out: &std::process::Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "expected failure, got {stderr}");

@@ -82,8 +82,9 @@ fn normal_traffic_raises_nothing_at_a_measuring_cadence() {
     );
     assert_eq!(tailgating["missed"], 0);
     // Counts against the hand counts: the highway exactly; the street never more than by eye
-    // (its misses are the detector's: the school bus and a black pickup on the dark road are
-    // not detected, a saloon is tracked only once past the line).
+    // and at most one less per direction (its misses are the detector's: the school bus and a
+    // black pickup on the dark road are never confirmed tracks; a dark saloon confirmed only
+    // past the line counts from its first, unconfirmed sighting).
     for (name, exact) in [("road-cars", true), ("traffic-street", false)] {
         let counts = clip(&report, name)["counts"].as_array().unwrap();
         assert_eq!(counts.len(), 2, "{name}: {counts:?}");
@@ -92,7 +93,8 @@ fn normal_traffic_raises_nothing_at_a_measuring_cadence() {
             if exact {
                 assert_eq!(measured, labelled, "{name}: {c}");
             } else {
-                assert!(measured <= labelled, "{name}: {c}");
+                let (m, l) = (measured.unwrap(), labelled.unwrap());
+                assert!(m <= l && m + 1 >= l, "{name}: {c}");
             }
         }
     }

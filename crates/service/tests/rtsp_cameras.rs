@@ -2,7 +2,8 @@
 //! model, a real RTSP server (GStreamer) on loopback streaming real street footage, and
 //! WebSocket clients. A camera goes `connecting` then `online` and sends results at the
 //! interval while decoding only sampled frames; it reconnects when its server comes back; a
-//! new URL for the same id switches source without a stale result; RTSP over UDP on request.
+//! new URL for the same id switches source without a stale result; RTSP over UDP on request;
+//! RTSPS through a real TLS front, its certificate verified (or not, on request).
 
 #![allow(clippy::unwrap_used)] // test helpers may panic: a panic is a failed test
 
@@ -12,6 +13,7 @@ use std::time::Instant;
 
 use serde_json::json;
 use support::live_camera::LiveCamera;
+use support::tls::TlsFront;
 use support::ws::{Client, start, stop};
 use support::{RtspServer, SECS, Service, media};
 
@@ -192,4 +194,48 @@ async fn rtsp_over_udp_on_request() {
     c.recv_state("online", SECS(15)).await;
     let r = c.recv_type("detection_result", SECS(15)).await;
     assert_eq!(r["data"]["imageWidth"], 768);
+}
+
+/// RTSPS: the camera's certificate is checked against the system's roots (`SSL_CERT_FILE`
+/// here: the test CA) and the stream analysed through TLS; an untrusted certificate is refused
+/// with the reason, unless the URL says `tls_verify=0`; RTSPS over UDP is refused at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtsps_cameras_are_verified_and_watched_through_tls() {
+    let rtsp = RtspServer::vtest();
+    let front = TlsFront::start(rtsp.port).await;
+    let url = format!("rtsps://127.0.0.1:{}/cam0", front.port);
+
+    let service = Service::start(&[("SSL_CERT_FILE", front.ca.to_str().unwrap())]);
+    let mut c = Client::connect(&service).await;
+    c.send(start(1, &url)).await;
+    c.recv_state("online", SECS(20)).await;
+    let r = c.recv_type("detection_result", SECS(15)).await;
+    assert_eq!(r["data"]["cameraId"], 1);
+    assert_eq!(r["data"]["imageWidth"], 768);
+    c.send(start(2, &format!("{url}?transport=udp"))).await;
+    let e = c.recv_type("error", SECS(5)).await;
+    assert!(
+        e["data"]["message"].as_str().unwrap().contains("SRTP"),
+        "{e}"
+    );
+    drop(c);
+    drop(service);
+
+    // The test CA is not among the system's roots.
+    let service = Service::start(&[]);
+    let mut c = Client::connect(&service).await;
+    c.send(start(3, &url)).await;
+    let v = c.recv_state("reconnecting", SECS(20)).await;
+    let why = v["data"]["message"].as_str().unwrap();
+    assert!(
+        why.contains("TLS handshake") && why.contains("certificate"),
+        "{v}"
+    );
+    c.send(start(4, &format!("{url}?tls_verify=0"))).await;
+    loop {
+        let m = c.recv_type("detection_result", SECS(20)).await;
+        if m["data"]["cameraId"] == 4 {
+            break;
+        }
+    }
 }

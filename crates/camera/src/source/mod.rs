@@ -1,5 +1,5 @@
 //! Where frames come from: RTSP/RTSPS cameras through `retina` (TCP interleaved by default, UDP
-//! on request with `?transport=udp`), HTTP MJPEG cameras ([`mjpeg`]) and MP4 files ([`file`],
+//! on request with `?transport=udp`; RTSPS through a [`tls`] tunnel, TCP only), HTTP MJPEG cameras ([`mjpeg`]) and MP4 files ([`file`],
 //! `file:///path.mp4`, played in real time, looping with `?loop=1`), all as H.264 in Annex B
 //! form (or JPEG pictures) ready for the decoder; the URL [`policy`] that decides which sources
 //! may be opened at all; [`error`]s and [`redact`]ion of secrets in URLs.
@@ -9,6 +9,7 @@ pub mod file;
 pub mod mjpeg;
 pub mod policy;
 pub mod redact;
+pub mod tls;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -163,6 +164,8 @@ pub struct RtspSource {
     stream: usize,
     /// Coded picture size announced by the camera, when known.
     pub dimensions: Option<(u32, u32)>,
+    /// The TLS connection of an `rtsps://` camera (closed with the source).
+    _tunnel: Option<tls::Tunnel>,
 }
 
 impl std::fmt::Debug for RtspSource {
@@ -207,16 +210,32 @@ impl RtspSource {
         let udp = url
             .query_pairs()
             .any(|(k, v)| k == "transport" && v == "udp");
-        // `transport` is ours, not the camera's: keep every other query parameter.
+        let verify = !url
+            .query_pairs()
+            .any(|(k, v)| k == tls::VERIFY_PARAM && matches!(&*v, "0" | "false" | "no"));
+        // `transport` and `tls_verify` are ours, not the camera's: keep every other parameter.
         let others: Vec<(String, String)> = url
             .query_pairs()
-            .filter(|(k, _)| k != "transport")
+            .filter(|(k, _)| k != "transport" && k != tls::VERIFY_PARAM)
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
         clean.set_query(None);
         if !others.is_empty() {
             clean.query_pairs_mut().extend_pairs(others);
         }
+        let tunnel = if url.scheme() == "rtsps" {
+            // (RTSPS over UDP is refused by the policy check.)
+            let host = url.host_str().unwrap_or_default();
+            let tunnel =
+                tls::Tunnel::open(host, url.port().unwrap_or(default_port), verify).await?;
+            // retina talks plain RTSP to the tunnel's loopback end.
+            let _ = clean.set_scheme("rtsp");
+            let _ = clean.set_host(Some("127.0.0.1"));
+            let _ = clean.set_port(Some(tunnel.local.port()));
+            Some(tunnel)
+        } else {
+            None
+        };
         let options = SessionOptions::default()
             .creds(creds)
             .user_agent(format!("traffic-algo/{}", env!("CARGO_PKG_VERSION")));
@@ -257,6 +276,7 @@ impl RtspSource {
             demuxed: Box::pin(demuxed),
             stream,
             dimensions,
+            _tunnel: tunnel,
         })
     }
 

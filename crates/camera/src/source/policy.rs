@@ -33,6 +33,15 @@ pub fn check_policy(url: &str, policy: &SourcePolicy) -> Result<Url, SourceError
     if scheme == "file" {
         return Ok(parsed);
     }
+    if scheme == "rtsps"
+        && parsed
+            .query_pairs()
+            .any(|(k, v)| k == "transport" && v == "udp")
+    {
+        return Err(SourceError::Unsupported(
+            "RTSPS over UDP (it needs SRTP): use TCP, the default (drop `transport=udp`)".into(),
+        ));
+    }
     let host = normalised_host(&parsed);
     let listed = is_listed(&parsed, policy);
     if !policy.allowed_source_hosts.is_empty() && !listed {
@@ -219,6 +228,12 @@ mod tests {
             Err(SourceError::NotAllowed(_))
         ));
         assert!(check_policy("file:///videos/a.mp4", &p).is_ok());
+        let p = policy(&["rtsps"], &[]);
+        assert!(check_policy("rtsps://cam.local/s?tls_verify=0", &p).is_ok());
+        assert!(matches!(
+            check_policy("rtsps://cam.local/s?transport=udp", &p),
+            Err(SourceError::Unsupported(m)) if m.contains("SRTP")
+        ));
     }
 
     #[test]

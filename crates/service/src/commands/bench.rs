@@ -3,6 +3,7 @@
 //! image measured in the same run, reported as ratios because absolute times on shared machines
 //! are noise.
 
+use std::path::Path;
 use std::process::{ExitCode, Stdio};
 use std::time::Instant;
 
@@ -101,13 +102,14 @@ fn measure_rust(
 
 fn measure_python(
     config: &Config,
+    model: &Path,
     args: &BenchDetectArgs,
     iterations: usize,
 ) -> anyhow::Result<StageSamples> {
     let mut cmd = reference_command(REFERENCE_SCRIPT)
         .context("tests/reference/yolo_reference.py not found")?;
     cmd.arg("--model")
-        .arg(config.model.path())
+        .arg(model)
         .args(["--conf", &config.model.confidence.to_string()])
         .args(["--iou", &config.model.iou.to_string()])
         .args(["--max-det", &config.model.max_det.to_string()])
@@ -141,12 +143,14 @@ pub fn run_detect(config: &Config, args: &BenchDetectArgs) -> anyhow::Result<Exi
         bail!("--iterations must be at least 1");
     }
     let probe = read_rgb(&args.image)?;
+    let choice = config.model.choice();
     println!(
-        "bench detect: {} ({}x{}), model {}, {} iterations in {} alternating rounds, {} warm-up each",
+        "bench detect: {} ({}x{}), model {} ({}), {} iterations in {} alternating rounds, {} warm-up each",
         args.image.display(),
         probe.width,
         probe.height,
-        config.model.path().display(),
+        choice.path.display(),
+        choice.precision,
         args.iterations,
         args.rounds.clamp(1, args.iterations),
         args.warmup
@@ -156,11 +160,18 @@ pub fn run_detect(config: &Config, args: &BenchDetectArgs) -> anyhow::Result<Exi
     let mut detector = Detector::load(&detector_options(&config.model, false))?;
     let mut rust = StageSamples::default();
     let mut python = (!args.no_reference).then(StageSamples::default);
+    // With the int8 model, Python also runs the fp32 one: what int8 gains over the usual setup.
+    let fp32 = config.model.fp32_path();
+    let mut python_fp32 =
+        (!args.no_reference && choice.precision == "int8").then(StageSamples::default);
     for round in 0..rounds {
         let n = args.iterations / rounds + usize::from(round < args.iterations % rounds);
         rust.extend(measure_rust(&mut detector, args, n)?);
         if let Some(python) = python.as_mut() {
-            python.extend(measure_python(config, args, n)?);
+            python.extend(measure_python(config, &choice.path, args, n)?);
+        }
+        if let Some(python) = python_fp32.as_mut() {
+            python.extend(measure_python(config, &fp32, args, n)?);
         }
     }
 
@@ -192,6 +203,14 @@ pub fn run_detect(config: &Config, args: &BenchDetectArgs) -> anyhow::Result<Exi
     }
     let python_totals = python.as_ref().map(StageSamples::totals);
     row("end-to-end", &rust.totals(), python_totals.as_deref());
+    let fp32_median = python_fp32.as_ref().map(|p| quantile(&p.totals(), 0.5));
+    if let Some(p) = fp32_median {
+        println!(
+            "end-to-end against Python fp32 ({:.2} ms): {:.2}",
+            p * 1000.0,
+            quantile(&rust.totals(), 0.5) / p
+        );
+    }
     let rust_median = quantile(&rust.totals(), 0.5);
     let python_median = python_totals.as_deref().map(|p| quantile(p, 0.5));
     let overhead = |s: &StageSamples| {
@@ -204,6 +223,9 @@ pub fn run_detect(config: &Config, args: &BenchDetectArgs) -> anyhow::Result<Exi
         "rustEndToEndMedianMs": rust_median * 1000.0,
         "pythonEndToEndMedianMs": python_median.map(|p| p * 1000.0),
         "ratio": python_median.map(|p| rust_median / p),
+        "precision": choice.precision,
+        "pythonFp32EndToEndMedianMs": fp32_median.map(|p| p * 1000.0),
+        "ratioToPythonFp32": fp32_median.map(|p| rust_median / p),
     });
     println!("{summary}");
     Ok(ExitCode::SUCCESS)

@@ -32,15 +32,17 @@ pub fn render(config: &Config, layers: &Layers) -> String {
         };
         out.push_str(&format!("{} = {value}  # {origin}\n", setting.key));
     }
-    let model = config.model.path();
-    let model_state = if model.is_file() {
+    let model = config.model.choice();
+    let model_state = if model.path.is_file() {
         "present"
     } else {
         "missing"
     };
     out.push_str(&format!(
-        "# model file: {} ({model_state})\n",
-        model.display()
+        "# model file: {} ({model_state}), {} ({})\n",
+        model.path.display(),
+        model.precision,
+        model.reason
     ));
     let llm = if config.llm_active() {
         let ids: Vec<&str> = config.llm.pool.keys.iter().map(|k| k.id.as_str()).collect();

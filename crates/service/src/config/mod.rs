@@ -114,8 +114,10 @@ pub struct StreamConfig {
 /// The detector.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
-    /// Model file name or path.
+    /// Model file name or path (the fp32 model).
     pub name: String,
+    /// Which of the model's files runs.
+    pub precision: Precision,
     /// Folder of model files.
     pub weights_dir: PathBuf,
     /// Minimum confidence.
@@ -136,15 +138,91 @@ pub struct ModelConfig {
     pub runtime_library: Option<PathBuf>,
 }
 
+/// `model.precision`: the weights that run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// int8 when its file exists and the CPU has VNNI, else fp32.
+    Auto,
+    /// The named model.
+    Fp32,
+    /// Its static int8 twin.
+    Int8,
+}
+
+/// The model file that runs, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelChoice {
+    /// `fp32` or `int8`.
+    pub precision: &'static str,
+    /// The file.
+    pub path: PathBuf,
+    /// Why this one (for `check-config` and the start-up log).
+    pub reason: String,
+}
+
+/// Whether this CPU has the int8 dot-product instructions (AVX-512 VNNI or AVX-VNNI) that make
+/// int8 inference faster than fp32.
+pub fn cpu_has_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512vnni")
+            || std::arch::is_x86_feature_detected!("avxvnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Picks the weights for `precision`, given whether the CPU has VNNI and whether the int8 file
+/// exists; `int8` asked for explicitly runs it even where it would be slower.
+pub fn choose(precision: Precision, vnni: bool, int8_exists: bool) -> (bool, &'static str) {
+    match precision {
+        Precision::Fp32 => (false, "model.precision = fp32"),
+        Precision::Int8 => (true, "model.precision = int8"),
+        Precision::Auto if !int8_exists => (false, "auto: no int8 model beside it"),
+        Precision::Auto if !vnni => (false, "auto: the CPU has no VNNI"),
+        Precision::Auto => (true, "auto: the CPU has VNNI and the int8 model exists"),
+    }
+}
+
 impl ModelConfig {
-    /// The model file: `name` itself when it is a path, else `weights_dir/name`.
-    pub fn path(&self) -> PathBuf {
+    /// The named (fp32) model file: `name` itself when it is a path, else `weights_dir/name`.
+    pub fn fp32_path(&self) -> PathBuf {
         let name = PathBuf::from(&self.name);
         if name.components().count() > 1 || name.is_absolute() {
             name
         } else {
             self.weights_dir.join(name)
         }
+    }
+
+    /// Its static int8 twin, `<stem>.int8.onnx` beside it (scripts/quantize.py makes it).
+    pub fn int8_path(&self) -> PathBuf {
+        let fp32 = self.fp32_path();
+        let stem = fp32.file_stem().unwrap_or_default().to_string_lossy();
+        fp32.with_file_name(format!("{stem}.int8.onnx"))
+    }
+
+    /// The model file that runs under `model.precision`, and why.
+    pub fn choice(&self) -> ModelChoice {
+        let int8 = self.int8_path();
+        let (use_int8, why) = choose(self.precision, cpu_has_vnni(), int8.is_file());
+        let (precision, path) = if use_int8 {
+            ("int8", int8)
+        } else {
+            ("fp32", self.fp32_path())
+        };
+        ModelChoice {
+            precision,
+            path,
+            reason: why.to_string(),
+        }
+    }
+
+    /// The model file that runs (see [`ModelConfig::choice`]).
+    pub fn path(&self) -> PathBuf {
+        self.choice().path
     }
 }
 

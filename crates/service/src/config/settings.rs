@@ -164,6 +164,13 @@ pub const SETTINGS: &[Setting] = &[
         "ONNX model: a file name in `model.weights_dir`, or a path",
     ),
     plain(
+        "model.precision",
+        &["ALGO_YOLO_PRECISION"],
+        "auto",
+        "`fp32` runs `model.name`; `int8` its static int8 twin `<stem>.int8.onnx` beside it \
+         (made by scripts/setup.sh); `auto`: int8 when the twin exists and the CPU has VNNI",
+    ),
+    plain(
         "model.weights_dir",
         &["ALGO_WEIGHTS_DIR"],
         "weights",

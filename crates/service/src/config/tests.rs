@@ -225,6 +225,45 @@ fn model_name_may_be_a_path() {
     );
 }
 
+#[test]
+fn precision_picks_the_int8_twin_only_where_it_pays() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().to_str().unwrap();
+    let config = |precision: &str| {
+        let e = env_with_file(
+            &no_file(),
+            &[("ALGO_WEIGHTS_DIR", w), ("ALGO_YOLO_PRECISION", precision)],
+        );
+        load(&e, &Overrides::default()).unwrap().model
+    };
+    let m = config("auto");
+    assert_eq!(m.precision, Precision::Auto);
+    assert_eq!(m.int8_path(), dir.path().join("yolov8n.int8.onnx"));
+    // No twin: fp32 whatever the CPU.
+    assert_eq!(m.choice().precision, "fp32");
+    assert_eq!(m.path(), dir.path().join("yolov8n.onnx"));
+    std::fs::write(m.int8_path(), b"").unwrap();
+    let expected = if cpu_has_vnni() { "int8" } else { "fp32" };
+    assert_eq!(config("auto").choice().precision, expected);
+    assert_eq!(config("INT8").path(), dir.path().join("yolov8n.int8.onnx"));
+    assert_eq!(config("fp32").path(), dir.path().join("yolov8n.onnx"));
+    assert_eq!(
+        choose(Precision::Auto, true, true),
+        (true, "auto: the CPU has VNNI and the int8 model exists")
+    );
+    assert!(!choose(Precision::Auto, false, true).0);
+    assert!(!choose(Precision::Auto, true, false).0);
+    assert!(
+        choose(Precision::Int8, false, false).0,
+        "asked for: runs (or fails to load)"
+    );
+    let e = env_with_file(&no_file(), &[("ALGO_YOLO_PRECISION", "fp16")]);
+    assert_eq!(
+        load(&e, &Overrides::default()).unwrap_err().to_string(),
+        "config error: model.precision: \"fp16\" (from ALGO_YOLO_PRECISION) must be one of: auto, fp32, int8"
+    );
+}
+
 /// Every bad value gives one line naming the key (and where the value came from).
 #[test]
 fn every_bad_value_names_its_key() {

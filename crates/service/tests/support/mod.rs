@@ -2,7 +2,7 @@
 //! binary are, how to run the binary and the Python reference pipeline, the service on a
 //! loopback port and plain HTTP requests to it. The servers the tests stand up live beside:
 //! `rtsp` (a real RTSP server), `mjpeg` (an HTTP MJPEG camera), `fake_llm`, `services` (Kafka
-//! and Redis for streaming mode); `ws` is the WebSocket client and `live_camera` the usual
+//! and Redis for streaming mode), `tls` (a TLS front for `rtsps://`); `ws` is the WebSocket client and `live_camera` the usual
 //! start of a test: an RTSP server, the service and a client watching the camera.
 //!
 //! Each test binary compiles this module and uses only part of it, hence `dead_code`.
@@ -14,6 +14,7 @@ pub mod live_camera;
 pub mod mjpeg;
 pub mod rtsp;
 pub mod services;
+pub mod tls;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -55,6 +56,20 @@ pub fn media(name: &str) -> PathBuf {
 /// The fp32 YOLOv8n test model.
 pub fn model() -> PathBuf {
     shared().join("models/yolov8n.onnx")
+}
+
+/// The static int8 twin of the fp32 model that scripts/setup.sh makes (scripts/quantize.py),
+/// beside the fp32 copy in `weights/`; returns that fp32 copy.
+pub fn model_with_int8() -> PathBuf {
+    let fp32 = repo_root().join("weights/yolov8n.onnx");
+    let int8 = repo_root().join("weights/yolov8n.int8.onnx");
+    assert!(
+        fp32.is_file() && int8.is_file(),
+        "{} or {} missing: run scripts/setup.sh",
+        fp32.display(),
+        int8.display()
+    );
+    fp32
 }
 
 /// A `file://` URL of a file under `../shared/media`, played in a loop (`?loop=1`).

@@ -220,22 +220,47 @@ impl Meter {
     ) -> (Vec<Measure>, Vec<LaneNow>) {
         let mut out = Vec::new();
         for s in sightings {
-            let state = self.tracks.entry(s.track_id).or_default();
-            state.vote(s.class, s.confidence);
-            state.vehicle |= s.vehicle;
-            state.last_t = t;
-            state.sides.resize(layout.lines.len(), None);
-            state.seen_lines += 1;
-            cross_lines(layout, t, s, state, &mut out);
-            if let Some(zone) = approach_at(layout, s.foot) {
-                state.first_approach.get_or_insert(zone);
-                state.last_approach = Some(zone);
-            }
-            if state.vehicle {
-                drive(layout, t, s, state, &mut out);
-            }
+            self.sight(layout, t, s, true, &mut out);
         }
         (out, lanes_now(layout, sightings))
+    }
+
+    /// Starts a track that is not measured yet from an earlier sighting at `t` (its first,
+    /// before the tracker confirmed it): the sides of the lines and the approach it was in,
+    /// so the next [`Meter::observe`] counts a line crossed in between. Lanes start with the
+    /// confirmed sighting (they need its ground motion).
+    pub fn seed(&mut self, layout: &Layout, t: f64, s: &Sighting<'_>) {
+        if self.tracks.contains_key(&s.track_id) {
+            return;
+        }
+        let mut out = Vec::new();
+        self.sight(layout, t, s, false, &mut out);
+        debug_assert!(out.is_empty(), "a first sighting completes nothing");
+    }
+
+    /// Takes one sighting of a track; `lanes` also follows it through the lanes.
+    fn sight(
+        &mut self,
+        layout: &Layout,
+        t: f64,
+        s: &Sighting<'_>,
+        lanes: bool,
+        out: &mut Vec<Measure>,
+    ) {
+        let state = self.tracks.entry(s.track_id).or_default();
+        state.vote(s.class, s.confidence);
+        state.vehicle |= s.vehicle;
+        state.last_t = t;
+        state.sides.resize(layout.lines.len(), None);
+        state.seen_lines += 1;
+        cross_lines(layout, t, s, state, out);
+        if let Some(zone) = approach_at(layout, s.foot) {
+            state.first_approach.get_or_insert(zone);
+            state.last_approach = Some(zone);
+        }
+        if lanes && state.vehicle {
+            drive(layout, t, s, state, out);
+        }
     }
 
     /// Ends the tracks of `ids` (the scene forgot them): their movements and lane passes.

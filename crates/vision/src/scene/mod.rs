@@ -310,7 +310,7 @@ impl Scene {
     /// Analyses one frame (`width` x `height`) seen at stream time `t`.
     pub fn update(&mut self, t: f64, width: u32, height: u32, dets: &[Detection]) -> SceneFrame {
         self.restart_if_rewound(t);
-        self.last_t = Some(t);
+        let before = self.last_t.replace(t).unwrap_or(t);
         let feet: Vec<Point> = dets.iter().map(|d| foot(&d.bbox)).collect();
         let excluded: Vec<bool> = feet.iter().map(|&p| self.layout.excluded(p)).collect();
         let track_ids = self.track(dets, &excluded);
@@ -318,7 +318,7 @@ impl Scene {
         let forgotten = self.record(t, width, height, dets, &track_ids);
         measures.extend(self.meter.end(&self.layout, forgotten));
         self.locate(t, (width, height), dets, &feet, &track_ids);
-        let lanes = self.measure(t, dets, &feet, &track_ids, &mut measures);
+        let lanes = self.measure((before, t), dets, &feet, &track_ids, &mut measures);
         self.visit_crosswalks(t, dets, &feet, &track_ids);
         let (hits, congestion) = self.judge(t, dets, &track_ids);
         let motion = self.motion(&track_ids);
@@ -342,11 +342,13 @@ impl Scene {
         }
     }
 
-    /// Measures this frame's tracked road users (vehicles and people): the crossings it
-    /// completes go to `out`; returns each lane's state now.
+    /// Measures this frame's tracked road users (vehicles and people) seen at `t`: the
+    /// crossings it completes go to `out`; returns each lane's state now. A track the tracker
+    /// confirmed on this frame starts from its first sighting on the frame before (at
+    /// `before`), so a line it crossed between the two is counted.
     fn measure(
         &mut self,
-        t: f64,
+        (before, t): (f64, f64),
         dets: &[Detection],
         feet: &[Point],
         ids: &[Option<u64>],
@@ -382,6 +384,17 @@ impl Scene {
                 })
             })
             .collect();
+        for &(id, first) in self.tracker.confirmed_now() {
+            if let Some(s) = sightings.iter().find(|s| s.track_id == id) {
+                let seed = Sighting {
+                    foot: foot(&first),
+                    box_height: f64::from(first.height()),
+                    ground: None,
+                    ..s.clone()
+                };
+                self.meter.seed(layout, before, &seed);
+            }
+        }
         let (measures, lanes) = self.meter.observe(layout, t, &sightings);
         out.extend(measures);
         lanes

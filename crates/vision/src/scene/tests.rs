@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use super::history::TrackHistory;
 use super::kinematics::GroundTrack;
-use super::layout::{CalibrationSpec, LaneSpec, Layout, SceneSpec, ZoneKind, ZoneSpec};
+use super::layout::{CalibrationSpec, LaneSpec, Layout, LineSpec, SceneSpec, ZoneKind, ZoneSpec};
+use super::measure::{Direction, MeasureKind};
 use super::rules::{self, CrosswalkVisit, RuleHit, RuleKind, RulesConfig, Subject};
 use super::*;
 use crate::tracker::byte_track::ByteTrackConfig;
@@ -811,4 +812,43 @@ fn held_alerts_keep_tracks_running_and_a_restart_forgets_them() {
     assert_eq!(f.track_ids, vec![Some(1), Some(2)], "ids start over");
     assert!(f.alerts.is_empty() && f.motion.iter().all(Option::is_none));
     assert_eq!(f.stats.vehicles_total, 4);
+}
+
+#[test]
+fn a_line_crossed_before_the_tracker_confirmed_the_track_is_counted() {
+    // A car first seen left of a vertical line and confirmed (its second sighting) right of
+    // it: the crossing happened between the two sightings and counts once.
+    let spec = SceneSpec {
+        lines: vec![LineSpec {
+            name: "gate".into(),
+            points: [[640.0, 700.0], [640.0, 0.0]],
+        }],
+        ..SceneSpec::default()
+    };
+    let mut s = Scene::with_layout(scene().cfg, Arc::new(spec.compile(1.0).unwrap()));
+    let parked = det("car", 2, b(100.0, 600.0, 180.0, 72.0));
+    let car = |x: f32| det("car", 2, b(x, 300.0, 180.0, 72.0));
+    let mut crossings = Vec::new();
+    // The parked car alone first: tracks are confirmed at once only on the first frame.
+    for (i, x) in [None, Some(460.0), Some(620.0), Some(780.0), Some(940.0)]
+        .into_iter()
+        .enumerate()
+    {
+        let dets: Vec<Detection> = std::iter::once(parked.clone()).chain(x.map(car)).collect();
+        let f = s.update(0.3 * i as f64, 1280, 720, &dets);
+        if i == 1 {
+            assert_eq!(f.track_ids[1], None, "first sighting: not confirmed yet");
+        }
+        if i == 2 {
+            assert!(f.track_ids[1].is_some(), "second sighting confirms");
+        }
+        crossings.extend(f.measures.into_iter().filter_map(|m| match m.kind {
+            MeasureKind::Crossing { direction, .. } => Some((m.track_id, direction, m.t)),
+            _ => None,
+        }));
+    }
+    assert_eq!(crossings.len(), 1, "{crossings:?}");
+    let (_, direction, t) = crossings[0];
+    assert_eq!(direction, Direction::In);
+    assert!((t - 0.6).abs() < 1e-9, "counted on the confirming frame");
 }

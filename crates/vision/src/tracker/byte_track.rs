@@ -72,6 +72,8 @@ struct Track {
     confirmed: bool,
     last_frame: u64,
     class_id: usize,
+    /// Box of the first sighting (the detection that started the track).
+    first: BBox,
 }
 
 fn to_xyah(b: &BBox) -> kalman::Measurement {
@@ -97,6 +99,9 @@ pub struct ByteTracker {
     next_id: u64,
     /// Every live track: confirmed (seen this frame or lost) and new ones.
     tracks: Vec<Track>,
+    /// Tracks confirmed by the last update (their second sighting), with the box of their
+    /// first sighting on the frame before.
+    confirmed_now: Vec<(u64, BBox)>,
 }
 
 /// Cost matrix `1 - IoU` of the predicted track boxes, tracks by detections.
@@ -182,7 +187,16 @@ impl ByteTracker {
             frame: 0,
             next_id: 1,
             tracks: Vec::new(),
+            confirmed_now: Vec::new(),
         }
+    }
+
+    /// The tracks the last [`ByteTracker::update`] confirmed (seen for the second time), each
+    /// with the box of its first, unconfirmed sighting on the analysed frame before: where the
+    /// object was when the tracker first saw it, for measures that need its path from the
+    /// start (a count line crossed between the two sightings).
+    pub fn confirmed_now(&self) -> &[(u64, BBox)] {
+        &self.confirmed_now
     }
 
     /// Number of live (tracked or lost) tracks.
@@ -208,8 +222,13 @@ impl ByteTracker {
             kalman::predict(&mut t.mean, &mut t.cov, &self.noise);
         }
         let mut matched: Vec<Track> = Vec::new();
+        let confirmed_now = &mut self.confirmed_now;
+        confirmed_now.clear();
         let mut apply = |mut t: Track, (i, d): (usize, TrackInput)| {
             kalman::update(&mut t.mean, &mut t.cov, to_xyah(&d.bbox));
+            if !t.confirmed {
+                confirmed_now.push((t.id, t.first));
+            }
             t.confirmed = true;
             t.last_frame = frame;
             t.class_id = d.class_id;
@@ -260,6 +279,7 @@ impl ByteTracker {
                 confirmed,
                 last_frame: frame,
                 class_id: det.class_id,
+                first: det.bbox,
             });
         }
         matched.extend(lost);
@@ -287,6 +307,27 @@ mod tests {
             max_jump: 3.0,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_confirmed_track_reports_its_first_sighting_once() {
+        let mut t = ByteTracker::new(ByteTrackConfig::default());
+        t.update(&[det(0.0, 0.0, 0.9)]);
+        assert_eq!(
+            t.confirmed_now().len(),
+            0,
+            "first-frame tracks are confirmed as born"
+        );
+        t.update(&[det(0.0, 0.0, 0.9), det(500.0, 0.0, 0.9)]);
+        assert!(
+            t.confirmed_now().is_empty(),
+            "a new track waits for its second sighting"
+        );
+        let ids = t.update(&[det(0.0, 0.0, 0.9), det(505.0, 2.0, 0.9)]);
+        let id = ids[1].expect("confirmed");
+        assert_eq!(t.confirmed_now(), &[(id, det(500.0, 0.0, 0.9).bbox)]);
+        t.update(&[det(0.0, 0.0, 0.9), det(510.0, 4.0, 0.9)]);
+        assert!(t.confirmed_now().is_empty(), "reported once");
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::{
     BackendConfig, Config, ConfigError, GroupingConfig, KafkaConfig, Layers, LlmConfig, LogConfig,
-    LogFormat, MeasurementConfig, ModelConfig, RiskThresholds, RulesConfig, Secret, SecurityConfig,
-    ServerConfig, StorageConfig, StreamConfig, TrackingConfig,
+    LogFormat, MeasurementConfig, ModelConfig, Precision, RiskThresholds, RulesConfig, Secret,
+    SecurityConfig, ServerConfig, StorageConfig, StreamConfig, TrackingConfig,
 };
 use reader::Reader;
 
@@ -115,6 +115,14 @@ fn model(r: &Reader<'_>, runtime_library: Option<PathBuf>) -> Result<ModelConfig
     }
     Ok(ModelConfig {
         name: r.string("model.name")?,
+        precision: match r
+            .one_of("model.precision", &["auto", "fp32", "int8"])?
+            .as_str()
+        {
+            "fp32" => Precision::Fp32,
+            "int8" => Precision::Int8,
+            _ => Precision::Auto,
+        },
         weights_dir: PathBuf::from(r.string("model.weights_dir")?),
         confidence: r.number("model.confidence_threshold", 0.0, 1.0)? as f32,
         iou: r.number("model.iou_threshold", 0.0, 1.0)? as f32,
