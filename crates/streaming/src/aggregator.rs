@@ -1,8 +1,9 @@
 //! The aggregator role: collects, in Redis, each detection's record and the LLM answers to its
 //! tasks (from `detection-results` and `risk-assessment-results`, in whatever order they come),
-//! and publishes the merged result to `merged-results` once every answer is in (exactly one
-//! handler claims it, by a `published` field set only if absent, and gives the claim back if the
-//! send fails). Any number of
+//! and publishes the merged result to `merged-results` once every answer is in: the publisher
+//! takes a lease (a Redis key set only if absent, expiring by itself), sends, and only then marks
+//! the detection published, so a publisher that dies in the middle leaves a lease that runs out
+//! and the sweeper publishes instead; nothing is marked published before it was. Any number of
 //! aggregators share the work and a restarted one carries on, because the state is in Redis: a
 //! hash per detection and a sorted set of deadlines (from the first message of a detection,
 //! record or answer). The sweeper publishes what is still
@@ -61,6 +62,17 @@ pub struct AggregatorHandler {
     pub stats: Arc<AggregatorStats>,
 }
 
+/// Who may publish a detection now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lease {
+    /// This caller: it must publish, mark, and release.
+    Taken,
+    /// Another publisher holds the lease (or died holding it: it expires).
+    Busy,
+    /// Published already.
+    Done,
+}
+
 /// Redis failed: wait for it (the message is fine).
 fn unavailable(e: impl std::fmt::Display) -> HandleError {
     HandleError::Unavailable(e.to_string())
@@ -84,6 +96,42 @@ impl AggregatorHandler {
 
     fn deadlines_key(&self) -> String {
         self.shared.key("agg:deadlines")
+    }
+
+    fn lease_key(&self, detection: &str) -> String {
+        self.shared.key(&format!("agg:{detection}:publishing"))
+    }
+
+    /// How long a publish lease lasts: longer than a send takes, so two publishers rarely both
+    /// send (and if they do, the two share one `messageId`).
+    fn lease(&self) -> Duration {
+        self.timeout.max(Duration::from_secs(5))
+    }
+
+    /// Takes the lease on publishing `detection`, unless another holds it or it is published.
+    async fn take_lease(
+        &self,
+        c: &mut MultiplexedConnection,
+        detection: &str,
+    ) -> Result<Lease, redis::RedisError> {
+        let lease = self.lease_key(detection);
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(&lease)
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(self.lease().as_millis() as u64)
+            .query_async(c)
+            .await?;
+        if taken.is_none() {
+            return Ok(Lease::Busy);
+        }
+        let done: bool = c.hexists(self.state_key(detection), "published").await?;
+        if done {
+            let _: () = c.del(&lease).await?;
+            return Ok(Lease::Done);
+        }
+        Ok(Lease::Taken)
     }
 
     /// Keeps state a little longer than the timeout, in case the sweeper is down.
@@ -169,14 +217,16 @@ impl AggregatorHandler {
             return Ok(Vec::new());
         }
         // Exactly one of the handlers that see it complete publishes it.
-        let state = self.state_key(&detection);
-        let first: bool = c
-            .hset_nx(&state, "published", 1)
+        if self
+            .take_lease(&mut c, &detection)
             .await
-            .map_err(unavailable)?;
-        if !first {
+            .map_err(unavailable)?
+            != Lease::Taken
+        {
             return Ok(Vec::new());
         }
+        let state = self.state_key(&detection);
+        let lease = self.lease_key(&detection);
         let merged = merged_message(record, &stored.outcomes, stored.expected);
         let sent = match encode(&merged) {
             Ok(bytes) => self
@@ -187,13 +237,16 @@ impl AggregatorHandler {
             Err(e) => Err(HandleError::Permanent(e.to_string())),
         };
         if let Err(e) = sent {
-            // Give the claim back so the retry (or the sweeper) publishes it.
-            let _: Result<(), _> = c.hdel(&state, "published").await;
+            // Give the lease back so the retry (or the sweeper) publishes it.
+            let _: Result<(), _> = c.del(&lease).await;
             return Err(e);
         }
+        // Sent: now it is published.
         let _: () = redis::pipe()
+            .hset(&state, "published", 1)
             .zrem(self.deadlines_key(), &detection)
             .expire(&state, 60)
+            .del(&lease)
             .query_async(&mut c)
             .await
             .map_err(unavailable)?;
@@ -238,16 +291,22 @@ impl AggregatorHandler {
             if claimed == 0 {
                 continue;
             }
-            let first: bool = c
-                .hset_nx(self.state_key(&detection), "published", 1)
-                .await?;
-            if !first {
-                continue; // published complete just now
+            match self.take_lease(&mut c, &detection).await? {
+                Lease::Taken => {}
+                Lease::Done => continue, // published complete just now
+                Lease::Busy => {
+                    // Being published, or its publisher died: look again when the lease ends.
+                    let _: () = c
+                        .zadd(self.deadlines_key(), &detection, now_ms() + 1000)
+                        .await?;
+                    continue;
+                }
             }
+            let lease = self.lease_key(&detection);
             let stored = self.load(&mut c, &detection).await?;
             let Some(record) = &stored.record else {
                 self.stats.orphaned.fetch_add(1, Ordering::Relaxed);
-                let _: () = c.del(self.state_key(&detection)).await?;
+                let _: () = c.del(&[self.state_key(&detection), lease]).await?;
                 continue;
             };
             let merged = merged_message(record, &stored.outcomes, stored.expected);
@@ -261,14 +320,14 @@ impl AggregatorHandler {
             if let Err(e) = sent {
                 // Try again shortly.
                 let _: () = redis::pipe()
-                    .hdel(self.state_key(&detection), "published")
+                    .del(&lease)
                     .zadd(self.deadlines_key(), &detection, now_ms() + 1000)
                     .query_async(&mut c)
                     .await?;
                 return Err(e);
             }
             remember(&self.shared, &merged).await?;
-            let _: () = c.del(self.state_key(&detection)).await?;
+            let _: () = c.del(&[self.state_key(&detection), lease]).await?;
             self.stats.partial.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(detection = %detection, answers = stored.outcomes.len(), "published partial");
         }

@@ -1,8 +1,10 @@
 //! The broker client of streaming mode, over librdkafka (`rdkafka`, built from source): topics
-//! created at start-up when missing, a producer whose sends complete only once the broker has
-//! the message (so offsets are committed after the output exists), and consumers in consumer
-//! groups with manual commits. Messages are keyed by camera id so one camera's messages stay in
-//! order on one partition.
+//! created at start-up when missing (with the file's replication factor and
+//! `min.insync.replicas`), or only checked, a producer whose sends complete only once the
+//! broker has the message (so offsets are committed after the output exists), and consumers in
+//! consumer groups with manual commits; every client takes the file's librdkafka properties
+//! last, so they can change any default here. Messages are keyed by camera id so one camera's
+//! messages stay in order on one partition.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +21,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::counters::{KafkaMetrics, LagLabel};
-use crate::settings::TopicSpec;
+use crate::settings::{Connection, Properties, TopicSpec};
 
 /// How long a send may wait in the producer's queue for the broker.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,30 +42,66 @@ fn err(what: impl Into<String>) -> impl FnOnce(KafkaError) -> BrokerError {
     move |source| BrokerError { what, source }
 }
 
-fn client_config(bootstrap: &str) -> ClientConfig {
+/// The settings every client starts from: `conn`'s brokers and common properties.
+fn client_config(conn: &Connection) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap)
+    c.set("bootstrap.servers", &conn.bootstrap)
         .set("client.id", "traffic-algo")
         .set("socket.keepalive.enable", "true")
         .set("log_level", "4");
+    apply(&mut c, &conn.common);
     c
+}
+
+/// Sets `props` on `c`, over what is there.
+fn apply(c: &mut ClientConfig, props: &Properties) {
+    for (k, v) in props {
+        c.set(k, v);
+    }
+}
+
+/// How topics are created: replicas and `min.insync.replicas`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durability {
+    /// Replicas per partition.
+    pub replication_factor: i32,
+    /// `min.insync.replicas` (absent: the broker's default).
+    pub min_insync_replicas: Option<i32>,
+}
+
+impl Default for Durability {
+    /// One replica: a single test broker.
+    fn default() -> Self {
+        Self {
+            replication_factor: 1,
+            min_insync_replicas: None,
+        }
+    }
 }
 
 /// Creates the topics that do not exist yet; existing ones are left as they are.
 /// Returns the names it created.
 pub async fn ensure_topics(
-    bootstrap: &str,
+    conn: &Connection,
     topics: &[&TopicSpec],
+    durability: Durability,
 ) -> Result<Vec<String>, BrokerError> {
-    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap)
+    let admin: AdminClient<DefaultClientContext> = client_config(conn)
         .create()
         .map_err(err("cannot create the Kafka admin client"))?;
     let retention: Vec<String> = topics.iter().map(|t| t.retention_ms.to_string()).collect();
+    let min_isr = durability.min_insync_replicas.map(|n| n.to_string());
+    let replicas = durability.replication_factor;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .zip(&retention)
         .map(|(t, r)| {
-            NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(1)).set("retention.ms", r)
+            let topic = NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(replicas))
+                .set("retention.ms", r);
+            match &min_isr {
+                Some(n) => topic.set("min.insync.replicas", n),
+                None => topic,
+            }
         })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(15)));
@@ -87,6 +125,49 @@ pub async fn ensure_topics(
     Ok(created)
 }
 
+/// Checks that `topics` exist (when they are not to be created); the error names the missing.
+pub async fn check_topics(conn: &Connection, topics: &[&TopicSpec]) -> Result<(), BrokerError> {
+    use rdkafka::consumer::BaseConsumer;
+    let conn = conn.clone();
+    let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+    // Metadata calls block: off the async threads.
+    let found = tokio::task::spawn_blocking(move || -> Result<Vec<String>, BrokerError> {
+        let client: BaseConsumer = client_config(&conn)
+            .create()
+            .map_err(err("cannot create the Kafka metadata client"))?;
+        let meta = client
+            .fetch_metadata(None, Duration::from_secs(15))
+            .map_err(err("cannot read the cluster's topics"))?;
+        Ok(meta
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| t.name().to_string())
+            .collect())
+    })
+    .await
+    .map_err(|_| BrokerError {
+        what: "the topic check stopped".into(),
+        source: KafkaError::Canceled,
+    })??;
+    let missing: Vec<&String> = names.iter().filter(|n| !found.contains(n)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(BrokerError {
+        what: format!(
+            "topics missing and kafka.yaml says create_topics: false: {} (create them, or let \
+             the service create them)",
+            missing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        source: KafkaError::AdminOp(RDKafkaErrorCode::UnknownTopicOrPartition),
+    })
+}
+
 /// Sends messages and waits for the broker to have them.
 #[derive(Clone)]
 pub struct Producer {
@@ -101,20 +182,27 @@ impl std::fmt::Debug for Producer {
 }
 
 impl Producer {
-    /// A producer for `bootstrap`: acks from all in-sync replicas; not idempotent (Tansu lacks
-    /// producer ids), consumers drop duplicates by `messageId` instead.
-    pub fn new(bootstrap: &str) -> Result<Self, BrokerError> {
-        Self::with_metrics(bootstrap, Arc::default())
+    /// A producer for `conn`: acks from all in-sync replicas; not idempotent unless the
+    /// connection's producer properties say `enable.idempotence: true` (Tansu, the test broker,
+    /// lacks producer ids), consumers drop duplicates by `messageId` either way.
+    pub fn new(conn: &Connection) -> Result<Self, BrokerError> {
+        Self::with_metrics(conn, Arc::default())
     }
 
     /// [`Producer::new`], counting sends and errors in `metrics`.
-    pub fn with_metrics(bootstrap: &str, metrics: Arc<KafkaMetrics>) -> Result<Self, BrokerError> {
-        let inner = client_config(bootstrap)
-            .set("acks", "all")
+    pub fn with_metrics(
+        conn: &Connection,
+        metrics: Arc<KafkaMetrics>,
+    ) -> Result<Self, BrokerError> {
+        let mut c = client_config(conn);
+        c.set("acks", "all")
             .set("enable.idempotence", "false")
             .set("linger.ms", "5")
             .set("message.max.bytes", "1048576")
-            .set("message.timeout.ms", "30000")
+            .set("message.timeout.ms", "30000");
+        apply(&mut c, &conn.common);
+        apply(&mut c, &conn.producer);
+        let inner = c
             .create()
             .map_err(err("cannot create the Kafka producer"))?;
         Ok(Self { inner, metrics })
@@ -194,13 +282,13 @@ impl std::fmt::Debug for GroupConsumer {
 
 impl GroupConsumer {
     /// Joins `group` reading `topics` from the earliest uncommitted message.
-    pub fn new(bootstrap: &str, group: &str, topics: &[&str]) -> Result<Self, BrokerError> {
-        Self::with_metrics(bootstrap, group, topics, Arc::default())
+    pub fn new(conn: &Connection, group: &str, topics: &[&str]) -> Result<Self, BrokerError> {
+        Self::with_metrics(conn, group, topics, Arc::default())
     }
 
     /// [`GroupConsumer::new`], counting messages and lag in `metrics`.
     pub fn with_metrics(
-        bootstrap: &str,
+        conn: &Connection,
         group: &str,
         topics: &[&str],
         metrics: Arc<KafkaMetrics>,
@@ -209,15 +297,18 @@ impl GroupConsumer {
             group: group.to_string(),
             metrics: Arc::clone(&metrics),
         };
-        let inner: StreamConsumer<LagContext> = client_config(bootstrap)
-            .set("group.id", group)
+        let mut c = client_config(conn);
+        c.set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("max.poll.interval.ms", "300000")
-            .set("statistics.interval.ms", STATS_INTERVAL_MS.to_string())
+            .set("statistics.interval.ms", STATS_INTERVAL_MS.to_string());
+        apply(&mut c, &conn.common);
+        apply(&mut c, &conn.consumer);
+        let inner: StreamConsumer<LagContext> = c
             .create_with_context(context)
             .map_err(err("cannot create the Kafka consumer"))?;
         inner

@@ -12,13 +12,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::aggregator::{AggregatorHandler, AggregatorStats};
-use super::kafka::{GroupConsumer, Producer, ensure_topics};
+use super::kafka::{Durability, GroupConsumer, Producer, check_topics, ensure_topics};
 use super::publisher::{DetectionPublisher, forward_merged, run_publisher};
 use super::roles::{TasksHandler, WorkerHandler};
 use super::runner::{Handler, RunnerConfig, RunnerParts, RunnerStats, run};
 use super::shared::Shared;
 use crate::counters::KafkaMetrics;
-use crate::settings::{KafkaFile, NodeSettings, Role};
+use crate::settings::{Connection, KafkaFile, NodeSettings, Role};
 use camera::hub::CameraHub;
 use llm::pool::KeyPool;
 use retry::{Backoff, retry};
@@ -74,7 +74,7 @@ pub async fn start(
     let shared = Shared::connect(url, &settings.file.group_prefix)
         .await
         .context("cannot connect to Redis")?;
-    let producer = Producer::with_metrics(&settings.bootstrap_servers, kafka_metrics)?;
+    let producer = Producer::with_metrics(&settings.connection, kafka_metrics)?;
     let stats = Arc::new(NodeStats::default());
     let names: Vec<&str> = settings.roles.iter().map(|r| r.as_str()).collect();
     tracing::info!(roles = ?names, instance = %settings.instance_id, "streaming mode");
@@ -82,8 +82,8 @@ pub async fn start(
     let settings = settings.clone();
     let spawner = tracker.clone();
     tracker.spawn(async move {
-        let bootstrap = &settings.bootstrap_servers;
-        if !topics_ready(bootstrap, &settings.file, &shutdown).await {
+        let connection = &settings.connection;
+        if !topics_ready(connection, &settings.file, &shutdown).await {
             return;
         }
         if let Some(publisher) = &local.publisher {
@@ -96,7 +96,7 @@ pub async fn start(
         }
         for (cfg, handler, loop_stats) in loops {
             let parts = RunnerParts {
-                bootstrap: bootstrap.clone(),
+                connection: connection.clone(),
                 producer: producer.clone(),
                 shared: shared.clone(),
                 stats: loop_stats,
@@ -200,7 +200,7 @@ fn start_detector_role(
     );
     let topic = topics.merged_results.name.clone();
     match GroupConsumer::with_metrics(
-        &settings.bootstrap_servers,
+        &settings.connection,
         &group,
         &[topic.as_str()],
         producer.metrics(),
@@ -224,17 +224,27 @@ fn restart_backoff() -> Backoff {
     Backoff::new(Duration::from_secs(1), Duration::from_secs(30))
 }
 
-/// Creates the missing topics, retrying while the broker is unreachable; false when shut down
-/// first.
-async fn topics_ready(bootstrap: &str, file: &KafkaFile, shutdown: &CancellationToken) -> bool {
+/// Creates the missing topics (or, with `create_topics: false`, checks that they exist),
+/// retrying while the broker is unreachable or a topic is missing; false when shut down first.
+async fn topics_ready(conn: &Connection, file: &KafkaFile, shutdown: &CancellationToken) -> bool {
     let topics = file.topics.all();
+    let durability = Durability {
+        replication_factor: file.replication_factor,
+        min_insync_replicas: file.min_insync_replicas,
+    };
     let ready = retry(
         u32::MAX,
         restart_backoff(),
         Some(shutdown),
         |_| true,
-        |e, _| tracing::warn!(error = %e, "broker not ready; retrying"),
-        |_| ensure_topics(bootstrap, &topics),
+        |e, _| tracing::warn!(error = %e, "topics not ready; retrying"),
+        |_| async {
+            if file.create_topics {
+                ensure_topics(conn, &topics, durability).await
+            } else {
+                check_topics(conn, &topics).await.map(|()| Vec::new())
+            }
+        },
     )
     .await;
     match ready {

@@ -23,6 +23,7 @@ use super::kafka::{BrokerError, GroupConsumer, Producer};
 use super::messages::MAX_MESSAGE_BYTES;
 use super::offsets::OffsetTracker;
 use super::shared::{Claim, Shared};
+use crate::settings::Connection;
 
 /// First wait for a service that is down; doubled up to 10 s.
 const OUTAGE_FIRST_PAUSE: Duration = Duration::from_millis(500);
@@ -102,8 +103,8 @@ pub struct RunnerConfig {
 /// Everything a loop needs.
 #[derive(Clone)]
 pub struct RunnerParts {
-    /// Broker list.
-    pub bootstrap: String,
+    /// The cluster.
+    pub connection: Connection,
     /// Shared producer.
     pub producer: Producer,
     /// Shared state (duplicates).
@@ -343,7 +344,7 @@ pub async fn run(
 ) -> Result<(), BrokerError> {
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
     let consumer = GroupConsumer::with_metrics(
-        &parts.bootstrap,
+        &parts.connection,
         &cfg.group,
         &topics,
         parts.producer.metrics(),

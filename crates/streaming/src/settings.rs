@@ -2,8 +2,12 @@
 //! `config/kafka.yaml`): names, partitions and retention of SPEC's three topics, the
 //! merged-results topic that carries results back to the instance serving the camera, and the
 //! dead-letter topic, the consumer group prefix and how often a message may fail before it is
-//! dead-lettered. Every field of the file is optional; the service reads and checks it.
+//! dead-lettered; for a production cluster the replication factor and `min.insync.replicas` of
+//! the topics, whether they are created at all, and librdkafka properties (SASL, TLS, acks,
+//! idempotence, ...) for every client, producers or consumers. Every field of the file is
+//! optional; the service reads and checks it.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use llm::keys::RiskThresholds;
@@ -138,6 +142,34 @@ impl Topics {
     }
 }
 
+/// A librdkafka property value as written in YAML: text, a number or a boolean.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum PropertyValue {
+    /// `true` / `false`.
+    Bool(bool),
+    /// A whole number.
+    Int(i64),
+    /// A decimal number.
+    Float(f64),
+    /// Anything else.
+    Text(String),
+}
+
+impl std::fmt::Display for PropertyValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Bool(b) => write!(f, "{b}"),
+            Self::Int(i) => write!(f, "{i}"),
+            Self::Float(x) => write!(f, "{x}"),
+            Self::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+/// librdkafka properties by name, as text.
+pub type Properties = BTreeMap<String, String>;
+
 /// The topic file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -148,6 +180,30 @@ pub struct KafkaFile {
     pub group_prefix: String,
     /// Attempts at one message before it goes to the dead-letter topic.
     pub max_attempts: u32,
+    /// Replicas of each topic created (3 on a production cluster).
+    pub replication_factor: i32,
+    /// `min.insync.replicas` of each topic created (absent: the broker's default). With
+    /// `acks=all` a send succeeds only once this many replicas have it.
+    pub min_insync_replicas: Option<i32>,
+    /// Whether missing topics are created at start-up; `false`: they must exist (checked at
+    /// start-up, with a clear error naming the missing ones).
+    pub create_topics: bool,
+    /// librdkafka properties of every client (`security.protocol`, `sasl.*`, `ssl.*`, ...);
+    /// `${NAME}` in a value is read from the environment when the file is loaded.
+    #[serde(deserialize_with = "properties")]
+    pub properties: Properties,
+    /// Properties of producers only (`acks`, `enable.idempotence`, `compression.type`, ...).
+    #[serde(deserialize_with = "properties")]
+    pub producer: Properties,
+    /// Properties of consumers only (`session.timeout.ms`, ...).
+    #[serde(deserialize_with = "properties")]
+    pub consumer: Properties,
+}
+
+/// A property map whose values may be written as YAML numbers or booleans.
+fn properties<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Properties, D::Error> {
+    let map: BTreeMap<String, PropertyValue> = BTreeMap::deserialize(d)?;
+    Ok(map.into_iter().map(|(k, v)| (k, v.to_string())).collect())
 }
 
 impl Default for KafkaFile {
@@ -156,15 +212,69 @@ impl Default for KafkaFile {
             topics: Topics::default(),
             group_prefix: "traffic-algo".into(),
             max_attempts: 3,
+            replication_factor: 1,
+            min_insync_replicas: None,
+            create_topics: true,
+            properties: Properties::new(),
+            producer: Properties::new(),
+            consumer: Properties::new(),
         }
+    }
+}
+
+impl KafkaFile {
+    /// How clients reach the cluster at `bootstrap` with this file's properties.
+    pub fn connection(&self, bootstrap: &str) -> Connection {
+        Connection {
+            bootstrap: bootstrap.to_string(),
+            common: self.properties.clone(),
+            producer: self.producer.clone(),
+            consumer: self.consumer.clone(),
+        }
+    }
+}
+
+/// How every client of this process reaches the cluster: the bootstrap servers and the
+/// librdkafka properties of the topic file. Its `Debug` shows property names, never values
+/// (they may hold passwords).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Connection {
+    /// Broker addresses, comma list.
+    pub bootstrap: String,
+    /// Properties of every client.
+    pub common: Properties,
+    /// Properties of producers.
+    pub producer: Properties,
+    /// Properties of consumers.
+    pub consumer: Properties,
+}
+
+impl Connection {
+    /// The brokers at `bootstrap`, with no extra properties (a test broker, a benchmark).
+    pub fn plain(bootstrap: &str) -> Self {
+        Self {
+            bootstrap: bootstrap.to_string(),
+            ..Self::default()
+        }
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("bootstrap", &self.bootstrap)
+            .field("common", &self.common.keys().collect::<Vec<_>>())
+            .field("producer", &self.producer.keys().collect::<Vec<_>>())
+            .field("consumer", &self.consumer.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
 /// Everything this process's streaming roles need.
 #[derive(Debug, Clone)]
 pub struct NodeSettings {
-    /// Broker addresses.
-    pub bootstrap_servers: String,
+    /// The cluster.
+    pub connection: Connection,
     /// A detection whose answers do not all arrive in this time is published partial.
     pub aggregation_timeout: Duration,
     /// The roles this process plays.

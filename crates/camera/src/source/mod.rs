@@ -1,8 +1,9 @@
 //! Where frames come from: RTSP/RTSPS cameras through `retina` (TCP interleaved by default, UDP
-//! on request with `?transport=udp`; RTSPS through a [`tls`] tunnel, TCP only), HTTP MJPEG cameras ([`mjpeg`]) and MP4 files ([`file`],
-//! `file:///path.mp4`, played in real time, looping with `?loop=1`), all as H.264 in Annex B
-//! form (or JPEG pictures) ready for the decoder; the URL [`policy`] that decides which sources
-//! may be opened at all; [`error`]s and [`redact`]ion of secrets in URLs.
+//! on request with `?transport=udp`; RTSPS through a [`tls`] tunnel, TCP only), HTTP MJPEG
+//! cameras ([`mjpeg`]) and MP4 files ([`file`], `file:///path.mp4`, played in real time,
+//! looping with `?loop=1`), all as H.264 in Annex B form (or JPEG pictures) ready for the
+//! decoder; the URL [`policy`] that decides which sources may be opened at all; [`error`]s and
+//! [`redact`]ion of secrets in URLs.
 
 pub mod error;
 pub mod file;

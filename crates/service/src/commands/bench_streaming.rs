@@ -33,10 +33,11 @@ use llm::keys::ApiKey;
 use llm::pool::KeyPool;
 use llm::prompt::PromptConfig;
 use streaming::aggregator::AggregatorHandler;
-use streaming::kafka::{GroupConsumer, Producer, ensure_topics};
+use streaming::kafka::{Durability, GroupConsumer, Producer, ensure_topics};
 use streaming::messages::{DetectionRecord, GroupBrief, MergedResult, decode, encode_detection};
 use streaming::roles::{TasksHandler, WorkerHandler};
 use streaming::runner::{Handler, RunnerConfig, RunnerParts, run};
+use streaming::settings::Connection;
 use streaming::shared::Shared;
 
 /// Runs the benchmark.
@@ -129,9 +130,10 @@ async fn pipeline(
         topics,
         ..KafkaFile::default()
     };
-    ensure_topics(&args.bootstrap, &file.topics.all()).await?;
+    let conn = Connection::plain(&args.bootstrap);
+    ensure_topics(&conn, &file.topics.all(), Durability::default()).await?;
     let shared = Shared::connect(&args.redis, &run_id).await?;
-    let producer = Producer::new(&args.bootstrap)?;
+    let producer = Producer::new(&conn)?;
     let (addr, _) = fake_server(latency).await?;
     let keys = KeyPoolConfig {
         keys: (0..10)
@@ -148,7 +150,7 @@ async fn pipeline(
     };
     let stop = CancellationToken::new();
     let parts = RunnerParts {
-        bootstrap: args.bootstrap.clone(),
+        connection: conn.clone(),
         producer: producer.clone(),
         shared: shared.clone(),
         stats: Arc::default(),
@@ -219,7 +221,7 @@ async fn pipeline(
         tokio::spawn(run(c, parts.clone(), h, stop.clone()));
     }
     let merged = GroupConsumer::new(
-        &args.bootstrap,
+        &conn,
         &format!("{run_id}-reader"),
         &[t.merged_results.name.as_str()],
     )?;

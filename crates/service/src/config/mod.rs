@@ -456,7 +456,7 @@ impl Config {
                 .get("kafka.config_file")
                 .map(|v| v.text.clone())
                 .unwrap_or_default();
-            config.kafka.file = kafka::load(std::path::Path::new(&kafka_file))?;
+            config.kafka.file = kafka::load(std::path::Path::new(&kafka_file), env)?;
         }
         if config.llm.pool.keys.is_empty()
             && let Some(key) = config.llm.api_key.clone()

@@ -456,8 +456,9 @@ pub const SETTINGS: &[Setting] = &[
         "kafka.instance_id",
         &["ALGO_INSTANCE_ID"],
         "",
-        "this process's name in streaming mode (merged results of its cameras come back to it); \
-         empty = `host-pid`",
+        "this process's name in streaming mode (merged results of its cameras come back to it; \
+         its consumer groups are named after it); empty = `host-port` (`server.port`), the same \
+         after a restart (`host-pidN` on port 0)",
     ),
     secret(
         "redis.url",

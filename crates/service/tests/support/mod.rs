@@ -2,14 +2,16 @@
 //! binary are, how to run the binary and the Python reference pipeline, the service on a
 //! loopback port and plain HTTP requests to it. The servers the tests stand up live beside:
 //! `rtsp` (a real RTSP server), `mjpeg` (an HTTP MJPEG camera), `fake_llm`, `services` (Kafka
-//! and Redis for streaming mode), `tls` (a TLS front for `rtsps://`); `ws` is the WebSocket client and `live_camera` the usual
-//! start of a test: an RTSP server, the service and a client watching the camera.
+//! and Redis for streaming mode), `kafka_cluster` (real Apache Kafka KRaft brokers), `tls` (a
+//! TLS front for `rtsps://`); `ws` is the WebSocket client and `live_camera` the usual start of
+//! a test: an RTSP server, the service and a client watching the camera.
 //!
 //! Each test binary compiles this module and uses only part of it, hence `dead_code`.
 
 #![allow(dead_code, unreachable_pub)]
 
 pub mod fake_llm;
+pub mod kafka_cluster;
 pub mod live_camera;
 pub mod mjpeg;
 pub mod rtsp;

@@ -206,7 +206,7 @@ fn kafka(r: &Reader<'_>) -> Result<KafkaConfig, ConfigError> {
         roles: crate::config::kafka::parse_roles(r.text("kafka.roles"))
             .map_err(|m| r.err("kafka.roles", m))?,
         instance_id: match r.text("kafka.instance_id").trim() {
-            "" => default_instance_id(),
+            "" => default_instance_id(r.integer("server.port", 0, 65535)?),
             id => id.to_string(),
         },
         file: Default::default(),
@@ -396,14 +396,21 @@ fn header_name(r: &Reader<'_>, key: &str) -> Result<String, ConfigError> {
     }
 }
 
-/// `host-pid`, unique enough among the processes of one deployment.
-fn default_instance_id() -> String {
+/// `host-port`: unique among the processes of one host (two cannot listen on one port) and the
+/// same after a restart, so a restarted instance keeps its consumer groups and their offsets
+/// instead of replaying the retained messages into a new group. On port 0 (any free port)
+/// nothing stays the same: `host-pid`.
+fn default_instance_id(port: u64) -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "host".into());
-    format!("{host}-{}", std::process::id())
+    if port == 0 {
+        format!("{host}-pid{}", std::process::id())
+    } else {
+        format!("{host}-{port}")
+    }
 }
 
 fn risk_thresholds(r: &Reader<'_>) -> Result<RiskThresholds, ConfigError> {
