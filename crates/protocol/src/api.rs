@@ -64,6 +64,20 @@ pub struct Health {
     /// `DEGRADED` while it is unreachable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<DatabaseHealth>,
+    /// Each dependency `UP` or `DOWN` (SPEC 6): `kafka` and `redis` in streaming mode,
+    /// `database` when measurement is on; `status` is `DEGRADED` while one is down.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub dependencies: std::collections::BTreeMap<String, String>,
+}
+
+/// `GET /api/health/ready`: whether this instance can do its work now (for orchestrators).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Readiness {
+    /// True: serve traffic to it.
+    pub ready: bool,
+    /// What is missing (empty when ready).
+    pub waiting_for: Vec<String>,
 }
 
 /// The measurement database in the health check.

@@ -447,6 +447,7 @@ fn app_state(
     node: Option<Arc<streaming::node::NodeStats>>,
     (shutdown, tasks): (&CancellationToken, &TaskTracker),
 ) -> AppState {
+    let dependencies = node.as_ref().map(|n| Arc::clone(&n.dependencies));
     let sources = Sources {
         pool: parts.pool.clone(),
         hub: Some(Arc::clone(hub)),
@@ -475,6 +476,7 @@ fn app_state(
                 bin_seconds: config.measurement.bin_seconds,
             }),
         database: parts.measure.as_ref().map(|m| m.writer().clone()),
+        dependencies,
         connections: Arc::new(crate::http::limits::ConnectionLimiter::new(
             config.server.max_ws_connections,
             config.server.max_ws_connections_per_ip,

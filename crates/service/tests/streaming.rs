@@ -729,3 +729,83 @@ async fn the_aggregator_rides_out_a_redis_restart_without_dead_letters() {
     let extra = tokio::time::timeout(Duration::from_secs(3), reader.inner.recv()).await;
     assert!(extra.is_err(), "an extra message (a dead letter?) arrived");
 }
+
+/// Health and readiness follow Kafka and Redis: `dependencies` says each is `UP` or `DOWN`,
+/// `status` is `DEGRADED` and `/api/health/ready` answers 503 naming the missing one while one
+/// is down, and both recover by themselves; standalone mode is ready, with only its database.
+#[tokio::test]
+async fn health_and_readiness_follow_kafka_and_redis() {
+    use support::{Service, http};
+
+    let health = |s: &Service| -> serde_json::Value {
+        let (status, _, body) = http(&s.addr, "GET", "/api/health/health_check", &[]);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["data"].clone()
+    };
+    let ready = |s: &Service| -> (u16, serde_json::Value) {
+        let (status, _, body) = http(&s.addr, "GET", "/api/health/ready", &[]);
+        (status, serde_json::from_str(&body).unwrap())
+    };
+    let until = |what: &str, ok: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not within 20 s: {what}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+
+    let standalone = Service::start(&[]);
+    assert_eq!(ready(&standalone).0, 200);
+    let h = health(&standalone);
+    assert!(h["dependencies"].get("kafka").is_none(), "{h}");
+    assert_eq!(h["dependencies"]["database"], "UP", "{h}");
+    drop(standalone);
+
+    let mut streaming = Streaming::start("h");
+    let service = streaming.service("aggregator", &[]);
+    until("ready", &|| ready(&service).0 == 200);
+    let h = health(&service);
+    assert_eq!(h["status"], "UP", "{h}");
+    assert_eq!(
+        h["dependencies"],
+        json!({"kafka": "UP", "redis": "UP", "database": "UP"}),
+        "{h}"
+    );
+    assert_eq!(
+        service.metric("streaming_dependency_up{dependency=\"redis\"}"),
+        1.0
+    );
+
+    streaming.redis.stop();
+    until("redis DOWN", &|| {
+        health(&service)["dependencies"]["redis"] == "DOWN"
+    });
+    assert_eq!(health(&service)["status"], "DEGRADED");
+    let (status, body) = ready(&service);
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["msg"].as_str().unwrap().contains("redis DOWN"),
+        "{body}"
+    );
+    assert_eq!(
+        service.metric("streaming_dependency_up{dependency=\"redis\"}"),
+        0.0
+    );
+    streaming.redis.restart();
+    until("redis UP again", &|| ready(&service).0 == 200);
+
+    drop(streaming.broker);
+    until("kafka DOWN", &|| {
+        health(&service)["dependencies"]["kafka"] == "DOWN"
+    });
+    let (status, body) = ready(&service);
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["msg"].as_str().unwrap().contains("kafka DOWN"),
+        "{body}"
+    );
+    assert_eq!(health(&service)["status"], "DEGRADED");
+}

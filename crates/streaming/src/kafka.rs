@@ -15,7 +15,7 @@ use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
@@ -206,6 +206,18 @@ impl Producer {
             .create()
             .map_err(err("cannot create the Kafka producer"))?;
         Ok(Self { inner, metrics })
+    }
+
+    /// Whether the cluster answers a metadata request for `topic` within `timeout` (one broker
+    /// is enough).
+    pub async fn ping(&self, topic: &str, timeout: Duration) -> bool {
+        let inner = self.inner.clone();
+        let topic = topic.to_string();
+        tokio::task::spawn_blocking(move || {
+            inner.client().fetch_metadata(Some(&topic), timeout).is_ok()
+        })
+        .await
+        .unwrap_or(false)
     }
 
     /// Where this producer counts its sends (consumers of the same process count there too).

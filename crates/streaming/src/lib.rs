@@ -6,7 +6,8 @@
 //! - [`messages`]: the contract of each topic; [`merge`]: a detection's answers merged (pure).
 //! - [`counters`]: the Kafka traffic and lag the service shows as metrics.
 //! - [`offsets`]: commit bookkeeping for concurrent consumers.
-//! - [`kafka`]: the broker client (topics, producer, consumers); [`shared`]: the Redis state.
+//! - [`kafka`]: the broker client (topics, producer, consumers); [`shared`]: the Redis state;
+//!   [`dependencies`]: whether both answer.
 //! - [`runner`]: the consume loop every role shares; [`roles`]: what the tasks and llm-worker
 //!   roles do with a message; [`aggregator`]: the aggregator role.
 //! - [`publisher`]: the detector role's frame sink and merged-result reader.
@@ -14,6 +15,7 @@
 
 pub mod aggregator;
 pub mod counters;
+pub mod dependencies;
 pub mod kafka;
 pub mod merge;
 pub mod messages;

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::aggregator::{AggregatorHandler, AggregatorStats};
+use super::dependencies::{Dependencies, probe};
 use super::kafka::{Durability, GroupConsumer, Producer, check_topics, ensure_topics};
 use super::publisher::{DetectionPublisher, forward_merged, run_publisher};
 use super::roles::{TasksHandler, WorkerHandler};
@@ -41,6 +42,8 @@ pub struct NodeStats {
     pub aggregator: Arc<RunnerStats>,
     /// The aggregations.
     pub aggregations: Arc<AggregatorStats>,
+    /// Whether Kafka and Redis answer, and the topics are ready.
+    pub dependencies: Arc<Dependencies>,
 }
 
 /// This process's cameras, for the detector role.
@@ -79,13 +82,22 @@ pub async fn start(
     let names: Vec<&str> = settings.roles.iter().map(|r| r.as_str()).collect();
     tracing::info!(roles = ?names, instance = %settings.instance_id, "streaming mode");
     let (loops, sweeper) = role_loops(settings, pool, &shared, &producer, &stats);
+    tracker.spawn(probe(
+        Arc::clone(&stats.dependencies),
+        producer.clone(),
+        shared.clone(),
+        settings.file.topics.detection_results.name.clone(),
+        shutdown.clone(),
+    ));
     let settings = settings.clone();
     let spawner = tracker.clone();
+    let dependencies = Arc::clone(&stats.dependencies);
     tracker.spawn(async move {
         let connection = &settings.connection;
         if !topics_ready(connection, &settings.file, &shutdown).await {
             return;
         }
+        dependencies.set_topics_ready();
         if let Some(publisher) = &local.publisher {
             start_detector_role(
                 &settings, publisher, &local.hub, &producer, &spawner, &shutdown,

@@ -120,6 +120,15 @@ impl Shared {
         result
     }
 
+    /// Whether Redis answers `PING`.
+    pub async fn ping(&self) -> bool {
+        self.call("PING", |mut c| async move {
+            redis::cmd("PING").query_async::<String>(&mut c).await
+        })
+        .await
+        .is_ok()
+    }
+
     /// The full key of `name`.
     pub fn key(&self, name: &str) -> String {
         format!("{}:{name}", self.prefix)

@@ -1,11 +1,21 @@
-//! `GET /api/health/health_check` and `GET /api/cameras`.
+//! `GET /api/health/health_check` (liveness and a summary, `DEGRADED` while a dependency is
+//! down), `GET /api/health/ready` (readiness for orchestrators: 503 until streaming mode's Kafka,
+//! Redis and topics are there) and `GET /api/cameras`.
+
+use std::collections::BTreeMap;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::Response;
-use protocol::api::Health;
+use protocol::api::{Health, Readiness};
 
 use super::AppState;
-use super::error::ok;
+use super::error::{error, ok};
+
+/// `UP` or `DOWN`.
+fn up(is_up: bool) -> String {
+    if is_up { "UP" } else { "DOWN" }.to_string()
+}
 
 /// Liveness and a summary, as SPEC section 3.
 pub async fn health_check(State(state): State<AppState>) -> Response {
@@ -23,7 +33,15 @@ pub async fn health_check(State(state): State<AppState>) -> Response {
             last_error: (!s.up).then_some(s.last_error).flatten(),
         }
     });
-    let degraded = database.as_ref().is_some_and(|d| !d.up);
+    let mut dependencies = BTreeMap::new();
+    if let Some(d) = &state.dependencies {
+        dependencies.insert("kafka".to_string(), up(d.kafka_up()));
+        dependencies.insert("redis".to_string(), up(d.redis_up()));
+    }
+    if let Some(d) = &database {
+        dependencies.insert("database".to_string(), up(d.up));
+    }
+    let degraded = dependencies.values().any(|v| v == "DOWN");
     ok(Health {
         status: if degraded { "DEGRADED" } else { "UP" }.into(),
         service: "algo".into(),
@@ -34,7 +52,29 @@ pub async fn health_check(State(state): State<AppState>) -> Response {
         mode: state.mode.into(),
         ws_messages_dropped: state.stats.ws_dropped.get(),
         database,
+        dependencies,
     })
+}
+
+/// Ready when the model is loaded (always, once this answers) and, in streaming mode, Kafka
+/// and Redis answer and the topics exist; 503 in the envelope, naming what is missing, until
+/// then. The measurement database does not gate it: its rows wait in a buffer.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let waiting: Vec<String> = state
+        .dependencies
+        .as_ref()
+        .map(|d| d.not_ready().into_iter().map(str::to_string).collect())
+        .unwrap_or_default();
+    if waiting.is_empty() {
+        return ok(Readiness {
+            ready: true,
+            waiting_for: waiting,
+        });
+    }
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("not ready: {}", waiting.join(", ")),
+    )
 }
 
 /// The running cameras with state and counters (and the LLM's, when it is on).

@@ -56,6 +56,8 @@ pub struct AppState {
     pub measure: Option<measure::MeasureApi>,
     /// Its writer (health shows whether it keeps up).
     pub database: Option<store::WriterHandle>,
+    /// Streaming mode's Kafka and Redis (health and readiness), when streaming is on.
+    pub dependencies: Option<Arc<streaming::dependencies::Dependencies>>,
     /// WebSocket connections at once.
     pub connections: Arc<limits::ConnectionLimiter>,
     /// Messages a WebSocket client may send per second.
@@ -103,6 +105,7 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         .route("/", get(web::index))
         .route("/static/{file}", get(web::static_file))
         .route("/api/health/health_check", get(health::health_check))
+        .route("/api/health/ready", get(health::ready))
         .route("/metrics", get(metrics))
         .route("/ws", get(ws::upgrade))
         .merge(protected)

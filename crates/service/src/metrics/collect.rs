@@ -163,6 +163,23 @@ impl Collector for StreamingCollector {
                 (labels, *lag)
             }),
         )?;
+        let deps = node.map(|n| &n.dependencies);
+        gauges(
+            &mut e,
+            "streaming_dependency_up",
+            "1 while a dependency of streaming mode answers its probe (every 2 s), by dependency",
+            [
+                (
+                    [("dependency", "kafka")],
+                    deps.is_some_and(|d| d.kafka_up()),
+                ),
+                (
+                    [("dependency", "redis")],
+                    deps.is_some_and(|d| d.redis_up()),
+                ),
+            ]
+            .map(|(labels, up)| (labels, i64::from(up))),
+        )?;
         let dropped = self.publisher.as_ref().map_or(0, |p| read(&p.dropped));
         counter(
             &mut e,
