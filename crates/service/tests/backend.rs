@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use support::{Service, http, looping, metric_samples, repo_root, serve};
+use support::{Service, http, looping, repo_root, serve};
 
 /// A received statistics post: the Authorization header and the body.
 type Post = (Option<String>, Value);
@@ -167,7 +167,7 @@ async fn cameras_follow_the_backend_list_and_statistics_are_posted() {
     // Posted once: never more than the service counted (its metric), and what it counted
     // reaches the backend with the next posts.
     let posted = line_total(&backend.posts.lock().unwrap(), "in");
-    let counted = counted_crossings(&service);
+    let counted = service.counted_crossings(21, Some("in"));
     assert!(posted <= counted, "posted {posted}, counted {counted}");
     wait_for("every crossing posted", Duration::from_secs(10), || {
         line_total(&backend.posts.lock().unwrap(), "in") >= counted
@@ -175,7 +175,7 @@ async fn cameras_follow_the_backend_list_and_statistics_are_posted() {
     .await;
     // The database holds them too (its writer catches up within 15 s).
     wait_for("crossings stored", Duration::from_secs(30), || {
-        stored_crossings(&service, 21) >= counted
+        service.stored_crossings(21) >= counted
     })
     .await;
 
@@ -202,34 +202,6 @@ fn line_total(posts: &[Post], direction: &str) -> u64 {
         .iter()
         .flat_map(|(_, b)| b["lines"].as_array().cloned().unwrap_or_default())
         .map(|l| l[direction].as_u64().unwrap())
-        .sum()
-}
-
-/// Crossings camera 21 counted so far (`traffic_line_crossings_total`, every class).
-fn counted_crossings(service: &Service) -> u64 {
-    let (_, _, text) = http(&service.addr, "GET", "/metrics", &[]);
-    metric_samples(&text)
-        .iter()
-        .filter(|(series, _)| {
-            series.starts_with("traffic_line_crossings_total{")
-                && series.contains("camera=\"21\"")
-                && series.contains("direction=\"in\"")
-        })
-        .map(|(_, v)| *v as u64)
-        .sum()
-}
-
-/// Crossings of camera `id` in the database, all bins, lines, directions and classes.
-fn stored_crossings(service: &Service, id: i64) -> u64 {
-    let path = format!("/api/cameras/{id}/counts?bin=86400");
-    let (status, _, body) = http(&service.addr, "GET", &path, &[]);
-    assert_eq!(status, 200, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| row["count"].as_u64().unwrap())
         .sum()
 }
 

@@ -16,7 +16,7 @@ mod postgres_server;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Service, http, media, metric_samples, repo_root};
+use support::{Service, http, media, repo_root};
 
 /// Waits up to `within` for `check`, saying `what` failed.
 fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
@@ -27,40 +27,10 @@ fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
-/// Crossings camera `id` counted on `service` so far (every line, direction and class).
-fn counted(service: &Service, id: i64) -> u64 {
-    let (_, _, text) = http(&service.addr, "GET", "/metrics", &[]);
-    let camera = format!("camera=\"{id}\"");
-    metric_samples(&text)
-        .iter()
-        .filter(|(s, _)| s.starts_with("traffic_line_crossings_total{") && s.contains(&camera))
-        .map(|(_, v)| *v as u64)
-        .sum()
-}
-
-/// Crossings of camera `id` in the database, read through `service`'s API.
-fn stored(service: &Service, id: i64) -> u64 {
-    let path = format!("/api/cameras/{id}/counts?bin=86400");
-    let (status, _, body) = http(&service.addr, "GET", &path, &[]);
-    assert_eq!(status, 200, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| row["count"].as_u64().unwrap())
-        .sum()
-}
-
 /// The health check's `data`.
 fn health(service: &Service) -> Value {
     let (_, _, body) = http(&service.addr, "GET", "/api/health/health_check", &[]);
     serde_json::from_str::<Value>(&body).unwrap()["data"].clone()
-}
-
-fn metric(service: &Service, name: &str) -> f64 {
-    let (_, _, text) = http(&service.addr, "GET", "/metrics", &[]);
-    metric_samples(&text).get(name).copied().unwrap_or(0.0)
 }
 
 /// An instance running camera `id` on the looping road clip with its scene, writing to `url`.
@@ -106,13 +76,13 @@ fn two_instances_count_into_one_postgres_once_and_lose_nothing_while_it_is_down(
     // Both count, and the database holds both cameras, readable from either instance.
     for (service, id) in fleet {
         wait_for("crossings counted", Duration::from_secs(90), || {
-            counted(service, id) >= 2
+            service.counted_crossings(id, None) >= 2
         });
     }
     for (service, id) in fleet {
-        let live = counted(service, id);
+        let live = service.counted_crossings(id, None);
         wait_for("crossings stored", Duration::from_secs(40), || {
-            stored(&a, id) >= live && stored(&b, id) >= live
+            a.stored_crossings(id) >= live && b.stored_crossings(id) >= live
         });
     }
     assert_eq!(health(&a)["database"]["backend"], "postgresql");
@@ -124,10 +94,13 @@ fn two_instances_count_into_one_postgres_once_and_lose_nothing_while_it_is_down(
             let h = health(service);
             h["status"] == "DEGRADED" && h["database"]["up"] == false
         });
-        assert!(metric(service, "database_write_errors_total") >= 1.0);
-        assert_eq!(metric(service, "database_up"), 0.0);
+        assert!(service.metric("database_write_errors_total") >= 1.0);
+        assert_eq!(service.metric("database_up"), 0.0);
     }
-    let during: Vec<u64> = fleet.iter().map(|(s, id)| counted(s, *id)).collect();
+    let during: Vec<u64> = fleet
+        .iter()
+        .map(|(s, id)| s.counted_crossings(*id, None))
+        .collect();
     wait_for(
         "crossings counted while the database is down",
         Duration::from_secs(60),
@@ -135,26 +108,29 @@ fn two_instances_count_into_one_postgres_once_and_lose_nothing_while_it_is_down(
             fleet
                 .iter()
                 .zip(&during)
-                .all(|((s, id), before)| counted(s, *id) >= before + 2)
+                .all(|((s, id), before)| s.counted_crossings(*id, None) >= before + 2)
         },
     );
     for (service, _) in fleet {
-        assert!(metric(service, "database_pending_rows") >= 1.0);
+        assert!(service.metric("database_pending_rows") >= 1.0);
     }
 
     // Back: what waited is written, once; nothing was dropped.
     pg.start();
     for (service, id) in fleet {
-        let live = counted(service, id);
+        let live = service.counted_crossings(id, None);
         wait_for(
             "rows written after the outage",
             Duration::from_secs(120),
-            || stored(&a, id) >= live,
+            || a.stored_crossings(id) >= live,
         );
         // Never more than counted: no row written twice, no camera counted by both.
-        let kept = stored(&b, id);
-        assert!(kept <= counted(service, id), "camera {id}: {kept} stored");
-        assert_eq!(metric(service, "database_rows_dropped_total"), 0.0);
+        let kept = b.stored_crossings(id);
+        assert!(
+            kept <= service.counted_crossings(id, None),
+            "camera {id}: {kept} stored"
+        );
+        assert_eq!(service.metric("database_rows_dropped_total"), 0.0);
     }
     for (service, _) in fleet {
         wait_for("UP health", Duration::from_secs(30), || {

@@ -1,8 +1,10 @@
-//! One process's part in streaming mode: connect to Redis, create the topics that are missing
-//! (retrying while the broker is unreachable, never stopping the HTTP side), then run a consume
-//! loop for each configured role that consumes (`tasks`, `llm-worker`, `aggregator` with its
-//! timeout sweeper), restarted with backoff if it fails; for the `detector` role, the publisher
-//! of analysed frames and the reader of merged results for this instance's cameras. Every loop is tracked and stops with the service.
+//! One process's part in streaming mode: connect to Redis, start the probe of both dependencies,
+//! create the topics that are missing (or only check them, `create_topics: false`; retrying
+//! while the broker is unreachable or a topic is missing, never stopping the HTTP side), then run
+//! a consume loop for each configured role that consumes (`tasks`, `llm-worker`, `aggregator`
+//! with its timeout sweeper), restarted with backoff if it fails; for the `detector` role, the
+//! publisher of analysed frames and the reader of merged results for this instance's cameras.
+//! Every loop is tracked and stops with the service.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -17,6 +17,7 @@ use store::{EventFilter, Store, StoreError};
 
 use super::AppState;
 use super::error::{error, ok};
+use crate::measure::window::tenth;
 
 /// The longest span one query may cover, seconds (a year of bins).
 pub const MAX_SPAN_SECONDS: i64 = 366 * 86_400;
@@ -335,11 +336,6 @@ impl Row for SpeedOut {
             self.over_limit_share.to_string(),
         ]
     }
-}
-
-/// Rounds to 0.1.
-fn tenth(v: f64) -> f64 {
-    (v * 10.0).round() / 10.0
 }
 
 /// `GET /api/cameras/{id}/speeds`.

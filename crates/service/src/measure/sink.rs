@@ -245,10 +245,9 @@ impl FrameSink for MeasureSink {
         let Some(state) = cameras.get_mut(&camera) else {
             return;
         };
-        state.stopped_at = Some(now.timestamp_millis() as f64 / 1000.0);
-        let mut batch = state
-            .tally
-            .take_changed(camera, now.timestamp_millis() as f64 / 1000.0);
+        let now_s = now.timestamp_millis() as f64 / 1000.0;
+        state.stopped_at = Some(now_s);
+        let mut batch = state.tally.take_changed(camera, now_s);
         batch.events.extend(
             std::mem::take(&mut state.episodes)
                 .update(camera, now, &[])

@@ -78,8 +78,8 @@ pub struct Window {
     passes: BTreeMap<Arc<str>, (u64, SpeedHistogram)>,
 }
 
-/// Rounds to 0.1.
-fn tenth(v: f64) -> f64 {
+/// Rounds to 0.1 (speeds and shares in the API and the backend's statistics).
+pub fn tenth(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }
 

@@ -255,6 +255,38 @@ impl Service {
         }
     }
 
+    /// Crossings of camera `id` counted so far: its `traffic_line_crossings_total` series,
+    /// every line and class, of `direction` (`in`, `out`) or both.
+    pub fn counted_crossings(&self, id: i64, direction: Option<&str>) -> u64 {
+        let (_, _, text) = http(&self.addr, "GET", "/metrics", &[]);
+        let camera = format!("camera=\"{id}\"");
+        let direction = direction.map(|d| format!("direction=\"{d}\""));
+        metric_samples(&text)
+            .iter()
+            .filter(|(s, _)| {
+                s.starts_with("traffic_line_crossings_total{")
+                    && s.contains(&camera)
+                    && direction.as_ref().is_none_or(|d| s.contains(d.as_str()))
+            })
+            .map(|(_, v)| *v as u64)
+            .sum()
+    }
+
+    /// Crossings of camera `id` in the measurement database, read through the counts API
+    /// (daily bins: every bin, line, direction and class).
+    pub fn stored_crossings(&self, id: i64) -> u64 {
+        let path = format!("/api/cameras/{id}/counts?bin=86400");
+        let (status, _, body) = http(&self.addr, "GET", &path, &[]);
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).expect("JSON from /counts");
+        v["data"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|row| row["count"].as_u64().expect("count"))
+            .sum()
+    }
+
     /// The `/api/cameras` answer (status 200 asserted).
     pub fn cameras(&self) -> Value {
         let (status, _, body) = http(&self.addr, "GET", "/api/cameras", &[]);
