@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::services::free_port;
-use super::{Proc, repo_root};
+use super::{Proc, repo_root, run_ok};
 
 /// One node: its ports, folder and process (none while stopped).
 struct Node {
@@ -39,19 +39,12 @@ fn libs() -> PathBuf {
 
 /// Runs a Kafka tool class to completion; returns its standard output.
 fn tool(class: &str, args: &[&str]) -> String {
-    let out = Command::new("java")
-        .arg("-cp")
+    let mut cmd = Command::new("java");
+    cmd.arg("-cp")
         .arg(format!("{}/*", libs().display()))
         .arg(class)
-        .args(args)
-        .output()
-        .expect("run java (Java 17; see scripts/setup.sh)");
-    assert!(
-        out.status.success(),
-        "{class} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+        .args(args);
+    run_ok(&mut cmd).trim().to_string()
 }
 
 impl KafkaCluster {
