@@ -11,8 +11,6 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use vision::Detector;
-use vision::worker::InferenceWorker;
 
 use camera::hub::CameraHub;
 use camera::pipeline::Pipeline;
@@ -26,7 +24,7 @@ use streaming::publisher::DetectionPublisher;
 use crate::backend::{self, BackendClient};
 use crate::config::Config;
 use crate::config::kafka::Role;
-use crate::detection::{detector_options, scene_config};
+use crate::detection::{inference_pool, scene_config};
 use crate::http::{AppState, router};
 use crate::measure::sink::MeasureSink;
 use crate::metrics::{InfoLabel, Metrics, Sources};
@@ -133,12 +131,7 @@ pub fn parts(
         why = %choice.reason,
         "detector model"
     );
-    let mut options = detector_options(&config.model, false);
-    // Camera threads decode and encode on the same cores: no spin-waiting between operators.
-    options.spinning = false;
-    let detector = Detector::load(&options)?;
-    let worker = InferenceWorker::spawn(detector, INFERENCE_QUEUE)
-        .context("cannot start the inference thread")?;
+    let worker = inference_pool(&config.model, INFERENCE_QUEUE)?;
     let metrics = Metrics::new(&system_info(config));
     let topics = config.kafka.file.topics.all();
     metrics

@@ -1,11 +1,13 @@
-//! Glue between configuration and the vision crate: detector options from [`ModelConfig`], the
-//! scene (tracker, grouping, rules) from the whole [`Config`], and the JSON shape of one image's
-//! detections (`detect` output).
+//! Glue between configuration and the vision crate: detector options and the inference
+//! sessions from [`ModelConfig`], the scene (tracker, grouping, rules) from the whole
+//! [`Config`], and the JSON shape of one image's detections (`detect` output).
 
+use anyhow::Context;
 use serde::Serialize;
 use vision::scene::SceneConfig;
 use vision::tracker::byte_track::ByteTrackConfig;
-use vision::{Detection, DetectorOptions};
+use vision::worker::InferenceWorker;
+use vision::{Detection, Detector, DetectorOptions};
 
 use crate::config::{Config, ModelConfig};
 
@@ -22,6 +24,22 @@ pub fn detector_options(model: &ModelConfig, all_classes: bool) -> DetectorOptio
         threads: model.threads,
         spinning: true,
     }
+}
+
+/// The service's inference threads: [`ModelConfig::layout`] sessions of the chosen model, each
+/// with its share of the cores, none spin-waiting (camera threads decode and encode on the same
+/// cores), all taking frames from one queue of `queue` jobs (at least one per session).
+pub fn inference_pool(model: &ModelConfig, queue: usize) -> anyhow::Result<InferenceWorker> {
+    let (sessions, threads) = model.layout();
+    let mut options = detector_options(model, false);
+    options.threads = threads;
+    options.spinning = false;
+    let detectors = (0..sessions)
+        .map(|_| Detector::load(&options))
+        .collect::<Result<Vec<_>, _>>()?;
+    tracing::info!(sessions, threads, "inference sessions");
+    InferenceWorker::spawn_pool(detectors, queue.max(sessions))
+        .context("cannot start the inference threads")
 }
 
 /// The scene of every camera. ByteTrack's parameters are expressed in frames of a

@@ -165,6 +165,11 @@ impl Detector {
                 .with_intra_threads(opts.threads)
                 .map_err(|e| load_err(&e))?;
         }
+        if !opts.spinning {
+            builder = builder
+                .with_intra_op_spinning(false)
+                .map_err(|e| load_err(&e))?;
+        }
         let session = builder
             .commit_from_file(&opts.model)
             .map_err(|e| load_err(&e))?;

@@ -1,13 +1,16 @@
-//! The inference thread. ONNX Runtime sessions are heavy and inference is CPU-bound, so one
-//! dedicated thread owns the [`Detector`] and runs jobs sent to it through a bounded channel;
-//! callers (threads or async tasks) get their answer through whatever channel the job carries.
+//! The inference threads. ONNX Runtime sessions are heavy and inference is CPU-bound, so a few
+//! dedicated threads each own one [`Detector`] (one session) and take jobs from one shared,
+//! bounded queue; callers (threads or async tasks) get their answer through whatever channel
+//! the job carries. On small CPUs several single-threaded sessions side by side get more frames
+//! through than one session spreading each frame over every core (see docs/benchmarks.md).
 
-use std::sync::mpsc::{self, SyncSender};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::detector::Detector;
 
-/// A unit of work for the inference thread.
+/// A unit of work for an inference thread.
 pub type Job = Box<dyn FnOnce(&mut Detector) + Send + 'static>;
 
 /// Why a job was not accepted.
@@ -18,29 +21,53 @@ pub enum SubmitError {
     Closed,
 }
 
-/// Handle to the inference thread; dropping it lets queued jobs finish and joins the thread.
+/// Handle to the inference threads; dropping it lets queued jobs finish and joins the threads.
 #[derive(Debug)]
 pub struct InferenceWorker {
     tx: Option<SyncSender<Job>>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Takes the next job; the lock is held only while waiting, never while a job runs.
+fn next_job(rx: &Mutex<Receiver<Job>>) -> Option<Job> {
+    // A job that panicked on another thread poisons nothing we read: the receiver is intact.
+    let rx = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    rx.recv().ok()
 }
 
 impl InferenceWorker {
     /// Moves `detector` onto a new thread with a queue of `capacity` jobs.
     pub fn spawn(detector: Detector, capacity: usize) -> std::io::Result<Self> {
+        Self::spawn_pool(vec![detector], capacity)
+    }
+
+    /// Moves each detector onto a thread of its own; all of them take jobs from one queue of
+    /// `capacity` jobs, so whichever session is free runs the next frame.
+    pub fn spawn_pool(detectors: Vec<Detector>, capacity: usize) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::sync_channel::<Job>(capacity);
-        let thread = std::thread::Builder::new()
-            .name("inference".into())
-            .spawn(move || {
-                let mut detector = detector;
-                for job in rx {
-                    job(&mut detector);
-                }
-            })?;
+        let rx = Arc::new(Mutex::new(rx));
+        let mut threads = Vec::with_capacity(detectors.len());
+        for (i, detector) in detectors.into_iter().enumerate() {
+            let rx = Arc::clone(&rx);
+            let thread = std::thread::Builder::new()
+                .name(format!("inference-{i}"))
+                .spawn(move || {
+                    let mut detector = detector;
+                    while let Some(job) = next_job(&rx) {
+                        job(&mut detector);
+                    }
+                })?;
+            threads.push(thread);
+        }
         Ok(Self {
             tx: Some(tx),
-            thread: Some(thread),
+            threads,
         })
+    }
+
+    /// How many sessions take jobs.
+    pub fn sessions(&self) -> usize {
+        self.threads.len()
     }
 
     /// Queues `job`, waiting while the queue is full.
@@ -49,7 +76,7 @@ impl InferenceWorker {
         tx.send(job).map_err(|_| SubmitError::Closed)
     }
 
-    /// Runs `f` on the inference thread and waits for its result.
+    /// Runs `f` on an inference thread and waits for its result.
     pub fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Detector) -> T + Send + 'static,
@@ -66,7 +93,7 @@ impl InferenceWorker {
 impl Drop for InferenceWorker {
     fn drop(&mut self) {
         self.tx.take();
-        if let Some(thread) = self.thread.take() {
+        for thread in self.threads.drain(..) {
             // A panicking job already reported itself; nothing more to do at teardown.
             let _ = thread.join();
         }

@@ -1,17 +1,21 @@
 //! `traffic-algo bench detect`: our detector's latency per stage (decode, preprocess, inference,
 //! postprocess) on one image, and the Python onnxruntime reference pipeline on the same model and
 //! image measured in the same run, reported as ratios because absolute times on shared machines
-//! are noise.
+//! are noise. Then throughput: frames per second through the inference pool with one session on
+//! every core against the service's layout (`model.sessions` x `model.threads`), callers on every
+//! session, in the same run.
 
 use std::path::Path;
 use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use vision::Detector;
+use vision::worker::InferenceWorker;
 
 use crate::cli::BenchDetectArgs;
-use crate::config::Config;
+use crate::config::{Config, available_cores};
 use crate::detection::detector_options;
 use crate::reference::{REFERENCE_SCRIPT, reference_command};
 use imaging::read_rgb;
@@ -133,6 +137,77 @@ fn measure_python(
     serde_json::from_slice(&out.stdout).context("unreadable output from the Python reference")
 }
 
+/// Frames per second through `sessions` sessions of `threads` threads each, fed by one caller
+/// per session plus one (so a session never waits for work), `frames` frames in all after one
+/// warm-up frame per caller.
+fn throughput(
+    config: &Config,
+    image: &Path,
+    (sessions, threads): (usize, usize),
+    frames: usize,
+) -> anyhow::Result<f64> {
+    let mut options = detector_options(&config.model, false);
+    options.threads = threads;
+    options.spinning = false;
+    let detectors = (0..sessions)
+        .map(|_| Detector::load(&options))
+        .collect::<Result<Vec<_>, _>>()?;
+    let pool = InferenceWorker::spawn_pool(detectors, sessions)?;
+    let frame = Arc::new(read_rgb(image)?);
+    let callers = sessions + 1;
+    let run = |n: usize| -> anyhow::Result<f64> {
+        let start = Instant::now();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..callers)
+                .map(|c| {
+                    let (pool, frame) = (&pool, Arc::clone(&frame));
+                    let share = n / callers + usize::from(c < n % callers);
+                    scope.spawn(move || -> anyhow::Result<()> {
+                        for _ in 0..share {
+                            let frame = Arc::clone(&frame);
+                            pool.run(move |d| d.detect(frame.view()).map(|_| ()))??;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .try_for_each(|h| h.join().map_err(|_| anyhow::anyhow!("caller panicked"))?)
+        })?;
+        Ok(n as f64 / start.elapsed().as_secs_f64())
+    };
+    run(callers)?;
+    run(frames)
+}
+
+/// Prints frames per second for one session on every core and for the service's layout.
+fn report_throughput(config: &Config, args: &BenchDetectArgs) -> anyhow::Result<()> {
+    let cores = available_cores();
+    let service = config.model.layout();
+    let frames = args.iterations.max(8);
+    let lone = throughput(config, &args.image, (1, cores), frames)?;
+    let pooled = throughput(config, &args.image, service, frames)?;
+    println!(
+        "throughput ({frames} frames, {cores} cores): 1 session x {cores} threads {lone:.1} frames/s; \
+         service layout {} sessions x {} threads {pooled:.1} frames/s; ratio {:.2}",
+        service.0,
+        service.1,
+        pooled / lone
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "oneSessionFramesPerSecond": lone,
+            "serviceFramesPerSecond": pooled,
+            "sessions": service.0,
+            "threads": service.1,
+            "ratio": pooled / lone,
+        })
+    );
+    Ok(())
+}
+
 fn ms(s: f64) -> String {
     format!("{:.2}", s * 1000.0)
 }
@@ -228,6 +303,7 @@ pub fn run_detect(config: &Config, args: &BenchDetectArgs) -> anyhow::Result<Exi
         "ratioToPythonFp32": fp32_median.map(|p| rust_median / p),
     });
     println!("{summary}");
+    report_throughput(config, args)?;
     Ok(ExitCode::SUCCESS)
 }
 

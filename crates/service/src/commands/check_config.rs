@@ -44,6 +44,11 @@ pub fn render(config: &Config, layers: &Layers) -> String {
         model.precision,
         model.reason
     ));
+    let (sessions, threads) = config.model.layout();
+    out.push_str(&format!(
+        "# inference: {sessions} sessions x {threads} threads ({} cores)\n",
+        crate::config::available_cores()
+    ));
     let llm = if config.llm_active() {
         let ids: Vec<&str> = config.llm.pool.keys.iter().map(|k| k.id.as_str()).collect();
         format!("on ({} API keys: {})", ids.len(), ids.join(", "))

@@ -130,8 +130,10 @@ pub struct ModelConfig {
     pub max_det: usize,
     /// Inference device (validated to be `cpu`).
     pub device: String,
-    /// ONNX Runtime intra-op threads, 0 = automatic.
+    /// ONNX Runtime intra-op threads per session, 0 = automatic (see [`inference_layout`]).
     pub threads: usize,
+    /// Sessions side by side in the service, 0 = automatic (see [`inference_layout`]).
+    pub sessions: usize,
     /// Classes kept, as configured.
     pub classes: Vec<String>,
     /// Explicit ONNX Runtime library (`ORT_DYLIB_PATH`).
@@ -186,7 +188,40 @@ pub fn choose(precision: Precision, vnni: bool, int8_exists: bool) -> (bool, &'s
     }
 }
 
+/// Most sessions `model.sessions = 0` starts, whatever the core count: each holds its own
+/// activations, and past a few the queue is rarely long enough to keep them all busy.
+pub const MAX_AUTO_SESSIONS: usize = 8;
+
+/// The service's inference threads: `(sessions, intra-op threads per session)` for the
+/// configured values (0 = automatic) on a machine with `cores` cores. Automatic is one
+/// single-threaded session per core: on small CPUs YOLO's small operators scale poorly across
+/// threads, and whole frames side by side get ~1.4x more through (docs/benchmarks.md).
+pub fn inference_layout(sessions: usize, threads: usize, cores: usize) -> (usize, usize) {
+    let cores = cores.max(1);
+    let sessions = if sessions > 0 {
+        sessions
+    } else {
+        cores.min(MAX_AUTO_SESSIONS)
+    };
+    let threads = if threads > 0 {
+        threads
+    } else {
+        (cores / sessions).max(1)
+    };
+    (sessions, threads)
+}
+
+/// The machine's cores as the scheduler lets this process use them (1 when unknown).
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
 impl ModelConfig {
+    /// The service's `(sessions, threads per session)` on this machine.
+    pub fn layout(&self) -> (usize, usize) {
+        inference_layout(self.sessions, self.threads, available_cores())
+    }
+
     /// The named (fp32) model file: `name` itself when it is a path, else `weights_dir/name`.
     pub fn fp32_path(&self) -> PathBuf {
         let name = PathBuf::from(&self.name);

@@ -210,7 +210,13 @@ pub const SETTINGS: &[Setting] = &[
         "model.threads",
         &["ALGO_INFERENCE_THREADS"],
         "0",
-        "ONNX Runtime intra-op threads; 0 = one per physical core",
+        "ONNX Runtime intra-op threads per session; 0 = the cores shared out among the sessions (one-frame commands: ONNX Runtime's choice)",
+    ),
+    plain(
+        "model.sessions",
+        &["ALGO_INFERENCE_SESSIONS"],
+        "0",
+        "inference sessions side by side in the service, each on its own thread taking frames from one queue; 0 = one per core (at most 8)",
     ),
     plain(
         "tracking.enabled",

@@ -226,6 +226,34 @@ fn model_name_may_be_a_path() {
 }
 
 #[test]
+fn inference_sessions_default_to_one_single_threaded_session_per_core() {
+    assert_eq!(inference_layout(0, 0, 2), (2, 1));
+    assert_eq!(inference_layout(0, 0, 1), (1, 1));
+    assert_eq!(inference_layout(0, 0, 0), (1, 1), "unknown core count");
+    assert_eq!(inference_layout(0, 0, 32), (MAX_AUTO_SESSIONS, 4));
+    // Either one set: the other shares out the cores.
+    assert_eq!(inference_layout(1, 0, 8), (1, 8));
+    assert_eq!(inference_layout(3, 0, 8), (3, 2));
+    assert_eq!(inference_layout(0, 2, 8), (8, 2));
+    assert_eq!(
+        inference_layout(4, 4, 2),
+        (4, 4),
+        "explicit values are kept"
+    );
+    let e = env_with_file(
+        &no_file(),
+        &[
+            ("ALGO_INFERENCE_SESSIONS", "3"),
+            ("ALGO_INFERENCE_THREADS", "2"),
+        ],
+    );
+    let m = load(&e, &Overrides::default()).unwrap().model;
+    assert_eq!((m.sessions, m.layout()), (3, (3, 2)));
+    let e = env_with_file(&no_file(), &[("ALGO_INFERENCE_SESSIONS", "65")]);
+    assert!(load(&e, &Overrides::default()).is_err());
+}
+
+#[test]
 fn precision_picks_the_int8_twin_only_where_it_pays() {
     let dir = tempfile::tempdir().unwrap();
     let w = dir.path().to_str().unwrap();

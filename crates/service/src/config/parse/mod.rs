@@ -130,6 +130,7 @@ fn model(r: &Reader<'_>, runtime_library: Option<PathBuf>) -> Result<ModelConfig
         max_det: r.integer("model.max_det", 1, 10_000)? as usize,
         device,
         threads: r.integer("model.threads", 0, 256)? as usize,
+        sessions: r.integer("model.sessions", 0, 64)? as usize,
         classes,
         runtime_library,
     })
