@@ -283,6 +283,16 @@ fn llm_link(
 /// cameras, background loops, streaming roles, listener; on the signal, sessions end (root
 /// token), cameras stop, and every tracked task gets [`GRACE`] to finish.
 pub async fn serve(config: &Config) -> anyhow::Result<()> {
+    serve_until(config, CancellationToken::new(), |_| {}).await
+}
+
+/// [`serve`], which also stops (as on SIGTERM) when `asked` is cancelled, and tells `listening`
+/// the address it listens on (`bench latency` runs the service in its own process this way).
+pub async fn serve_until(
+    config: &Config,
+    asked: CancellationToken,
+    listening: impl FnOnce(std::net::SocketAddr),
+) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let parts = parts(config, &tracker, &shutdown)?;
@@ -315,11 +325,12 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     println!("traffic-algo listening on http://{local} (WebSocket ws://{local}/ws)");
     tracing::info!(%local, "listening");
+    listening(local);
     let state = app_state(config, &parts, (&hub, &scenes), node, (&shutdown, &tracker));
     serve_until_signal(
         listener,
         router(state, &config.server.cors_origins),
-        signals,
+        (signals, asked),
         &shutdown,
     )
     .await?;
@@ -481,12 +492,13 @@ fn app_state(
     }
 }
 
-/// Serves `app` until the first signal, which cancels `shutdown`; a second signal exits at once
-/// (the one task not tracked: it must outlive the teardown it cuts short).
+/// Serves `app` until the first signal (or the caller's stop token), which cancels `shutdown`; a
+/// second signal exits at once (the one task not tracked: it must outlive the teardown it cuts
+/// short).
 async fn serve_until_signal(
     listener: TcpListener,
     app: axum::Router,
-    mut signals: Signals,
+    (mut signals, asked): (Signals, CancellationToken),
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let stop = shutdown.clone();
@@ -495,7 +507,10 @@ async fn serve_until_signal(
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(async move {
-        signals.recv().await;
+        tokio::select! {
+            () = signals.recv() => {}
+            () = asked.cancelled() => {}
+        }
         tracing::info!("shutting down: closing sessions, stopping cameras");
         stop.cancel();
         tokio::spawn(async move {

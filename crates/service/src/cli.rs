@@ -175,6 +175,9 @@ pub enum BenchCommand {
     /// Camera pipeline capacity: decode cost against decode-everything, and how many cameras
     /// one process sustains at `stream.frame_interval`.
     Pipeline(BenchPipelineArgs),
+    /// Capture-to-WebSocket latency (p50, p95) of the real service with N cameras started by a
+    /// WebSocket client.
+    Latency(BenchLatencyArgs),
     /// Per-frame cost of tracking, grouping and rules at 50 and 300 objects, and the tracker
     /// against the Python ByteTrack reference in the same run.
     Scene(BenchSceneArgs),
@@ -247,6 +250,23 @@ pub struct BenchSceneArgs {
     /// Skip the Python reference.
     #[arg(long)]
     pub no_reference: bool,
+}
+
+/// Arguments of `bench latency`.
+#[derive(Debug, Args)]
+pub struct BenchLatencyArgs {
+    /// Camera URL every camera opens (e.g. a clip served by a local RTSP server).
+    #[arg(long)]
+    pub url: String,
+    /// Cameras started.
+    #[arg(long, default_value_t = 16)]
+    pub cameras: usize,
+    /// Seconds before the measured window (cameras connect, sessions warm up).
+    #[arg(long, default_value_t = 10)]
+    pub warmup: u64,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 30)]
+    pub seconds: u64,
 }
 
 /// Arguments of `bench pipeline`.

@@ -3,6 +3,7 @@
 
 pub mod analyze;
 pub mod bench;
+pub mod bench_latency;
 pub mod bench_llm;
 pub mod bench_pipeline;
 pub mod bench_scene;
@@ -72,6 +73,7 @@ pub fn main() -> ExitCode {
         Command::CheckConfig => check_config::run(&config, &layers),
         Command::Bench(BenchCommand::Detect(args)) => bench::run_detect(&config, args),
         Command::Bench(BenchCommand::Pipeline(args)) => bench_pipeline::run(&config, args),
+        Command::Bench(BenchCommand::Latency(args)) => bench_latency::run(&config, args),
         Command::Bench(BenchCommand::Scene(args)) => bench_scene::run(&config, args),
         Command::Bench(BenchCommand::LlmPool(args)) => bench_llm::run(args),
         Command::Bench(BenchCommand::Streaming(args)) => bench_streaming::run_bench(args),

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 
 pub use labels::{
     AlertLabel, CameraLabel, CrossingLabel, EndpointLabel, InfoLabel, LIMITS, LaneLabel,
@@ -40,9 +40,15 @@ fn speed_histogram() -> Histogram {
     Histogram::new((1..=30).map(|k| f64::from(k) * 5.0))
 }
 
+/// Latency bounds, seconds: fine where frame latency lives (a 150 ms target can be read off a
+/// bucket bound), coarse up to the LLM's tens of seconds.
+pub const LATENCY_BUCKETS: [f64; 19] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0,
+    20.0, 40.0, 60.0,
+];
+
 fn latency_histogram() -> Histogram {
-    // 5 ms .. ~40 s.
-    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+    Histogram::new(LATENCY_BUCKETS)
 }
 
 /// The families the service's hot paths update.
