@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the benchmarks whose figures the README reports:
 #   - bench detect: our detector against the Python onnxruntime reference (same model, image);
+#   - batch_bench.py: ONNX Runtime throughput against batch size and session layout;
+#   - bench latency: capture-to-WebSocket p50/p95 of the service with 16 1080p cameras;
 #   - bench pipeline: decode cost against decode-everything, and cameras sustained, on synthetic
 #     720p and 1080p clips (25 fps, keyframe every 2 s, no B-frames, like IP cameras) served by
 #     a local RTSP server (GStreamer) on loopback;
@@ -30,6 +32,9 @@ for size in 1280x720 1920x1080; do
 done
 
 "$bin" bench detect --iterations 50
+for model in weights/yolov8n.int8.onnx weights/yolov8n.onnx; do
+  if [ -f "$model" ]; then PYTHONPATH=.deps/python python3 scripts/batch_bench.py "$model" 96; fi
+done
 "$bin" bench scene
 "$bin" bench llm-pool
 
@@ -59,4 +64,5 @@ port=$(awk '/PORT/ {print $2}' "$server_out")
 "$bin" bench pipeline --clip .deps/bench/testsrc-1280x720.mp4 --url "rtsp://127.0.0.1:$port/cam0" \
   --cameras 16,20,24 --seconds "$seconds"
 "$bin" bench pipeline --clip .deps/bench/testsrc-1920x1080.mp4 --url "rtsp://127.0.0.1:$port/cam1" \
-  --cameras 16,20,24 --seconds "$seconds"
+  --cameras 24,32,40,48,56 --seconds "$seconds"
+"$bin" bench latency --url "rtsp://127.0.0.1:$port/cam1" --cameras 16 --seconds 30
