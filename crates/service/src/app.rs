@@ -65,8 +65,8 @@ impl Signals {
 }
 
 /// What the live service builds from its configuration before it serves: the pipeline every
-/// camera shares (detector on its thread, model facts, scene set-up, sinks) and the sinks and
-/// metrics the rest of the service reads.
+/// camera shares (detector sessions on their threads, model facts, scene set-up, sinks) and the
+/// sinks and metrics the rest of the service reads.
 #[derive(Debug)]
 pub struct Parts {
     /// What every camera's pipeline shares.
