@@ -64,7 +64,11 @@ async fn next(events: &mut broadcast::Receiver<Broadcast>, deadline: Instant) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_of_the_old_source_is_not_delivered_after_a_restart() {
-    let config = config(&[("ALGO_ALLOWED_SOURCE_SCHEMES", "file")]);
+    // One session, so that holding it holds every frame.
+    let config = config(&[
+        ("ALGO_ALLOWED_SOURCE_SCHEMES", "file"),
+        ("ALGO_INFERENCE_SESSIONS", "1"),
+    ]);
     let pipeline = parts(&config);
     let hub = hub(&config, &pipeline);
     let mut sub = hub.start(1, 1, &looping("vtest-h264.mp4")).unwrap();
@@ -94,9 +98,9 @@ async fn a_frame_of_the_old_source_is_not_delivered_after_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_camera_whose_analysis_cannot_run_goes_offline_instead_of_reconnecting() {
-    let config = config(&[]);
+    // One session: when its thread dies, every later detection fails.
+    let config = config(&[("ALGO_INFERENCE_SESSIONS", "1")]);
     let pipeline = parts(&config);
-    // The inference thread dies: every later detection fails.
     let killed = pipeline.worker.run(|_| -> () { panic!("injected fault") });
     assert!(killed.is_err());
 
