@@ -8,7 +8,6 @@
 
 #![allow(clippy::unwrap_used)] // test helpers may panic: a panic is a failed test
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,11 +27,14 @@ use protocol::{CameraId, DetectionResult, ServerMessage};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use url::Url;
+use vision::Detection;
 use vision::sanity::PictureWatch;
 use vision::scene::layout::{CalibrationSpec, Layout, SceneSpec, ZoneKind, ZoneSpec};
 use vision::scene::rules::{RuleKind, RulesConfig};
 use vision::scene::{Scene, SceneConfig, is_vehicle};
-use vision::{Detection, Detector, DetectorOptions};
+
+mod support;
+use support::{detector, shared};
 
 const CLIP: &str = "traffic-street-h264.mp4";
 /// The picture freezes on the keyframe at 12 s of the clip (keyframes every 2 s)...
@@ -41,27 +43,6 @@ const FREEZE_AT: f64 = 12.0;
 const FREEZE_FOR: f64 = 6.0;
 /// Stream time the clip ends at (20 s of it).
 const END: f64 = 26.0;
-
-fn shared(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared")
-        .join(path)
-}
-
-fn detector() -> Detector {
-    Detector::load(&DetectorOptions {
-        model: shared("models/yolov8n.onnx"),
-        runtime_library: None,
-        confidence: 0.35,
-        iou: 0.5,
-        max_det: 100,
-        image_size: 640,
-        classes: None,
-        threads: 1,
-        spinning: false,
-    })
-    .unwrap()
-}
 
 /// Hair-trigger rules, so that they fire on this ordinary street when its picture stops and
 /// every car seems to stand: congestion from one vehicle, an illegal stop after 2 s anywhere

@@ -4,33 +4,14 @@
 
 #![allow(clippy::unwrap_used)] // test helpers may panic: a panic is a failed test
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use vision::Detector;
 use vision::worker::InferenceWorker;
-use vision::{Detector, DetectorOptions};
 
-fn shared(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared")
-        .join(path)
-}
-
-fn detector() -> Detector {
-    Detector::load(&DetectorOptions {
-        model: shared("models/yolov8n.onnx"),
-        runtime_library: None,
-        confidence: 0.35,
-        iou: 0.5,
-        max_det: 100,
-        image_size: 640,
-        classes: None,
-        threads: 1,
-        spinning: false,
-    })
-    .unwrap()
-}
+mod support;
+use support::{detector, shared};
 
 /// Counts jobs that have started; each waits (at most 10 s) until `want` of them have.
 #[derive(Default)]

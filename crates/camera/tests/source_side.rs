@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used)] // test helpers may panic: a panic is a failed test
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +21,8 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
+
+mod support;
 
 /// What one connection does.
 #[derive(Debug, Clone, Copy)]
@@ -95,30 +96,14 @@ impl SourceOpener for Opener {
     }
 }
 
-fn model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models/yolov8n.onnx")
-}
-
 /// A camera whose sources follow `script`, with its broadcast and the opener.
 fn camera(script: &[Script]) -> (CameraTask, broadcast::Receiver<Broadcast>, Arc<Opener>) {
-    let detector = vision::Detector::load(&vision::DetectorOptions {
-        model: model(),
-        runtime_library: None,
-        confidence: 0.35,
-        iou: 0.5,
-        max_det: 100,
-        image_size: 640,
-        classes: None,
-        threads: 1,
-        spinning: false,
-    })
-    .unwrap();
     let opener = Arc::new(Opener {
         script: Mutex::new(script.iter().copied().collect()),
         ..Opener::default()
     });
     let pipeline = Pipeline {
-        worker: vision::worker::InferenceWorker::spawn(detector, 1).unwrap(),
+        worker: vision::worker::InferenceWorker::spawn(support::detector(), 1).unwrap(),
         facts: ModelFacts {
             model_type: "yolov8n".into(),
             supported_classes: vec![],

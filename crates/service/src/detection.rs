@@ -30,7 +30,15 @@ pub fn detector_options(model: &ModelConfig, all_classes: bool) -> DetectorOptio
 /// with its share of the cores, none spin-waiting (camera threads decode and encode on the same
 /// cores), all taking frames from one queue of `queue` jobs (at least one per session).
 pub fn inference_pool(model: &ModelConfig, queue: usize) -> anyhow::Result<InferenceWorker> {
-    let (sessions, threads) = model.layout();
+    inference_pool_of(model, model.layout(), queue)
+}
+
+/// [`inference_pool`] with `(sessions, threads)` given (`bench detect` compares layouts).
+pub fn inference_pool_of(
+    model: &ModelConfig,
+    (sessions, threads): (usize, usize),
+    queue: usize,
+) -> anyhow::Result<InferenceWorker> {
     let mut options = detector_options(model, false);
     options.threads = threads;
     options.spinning = false;

@@ -12,11 +12,10 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use vision::Detector;
-use vision::worker::InferenceWorker;
 
 use crate::cli::BenchDetectArgs;
 use crate::config::{Config, available_cores};
-use crate::detection::detector_options;
+use crate::detection::{detector_options, inference_pool_of};
 use crate::reference::{REFERENCE_SCRIPT, reference_command};
 use imaging::read_rgb;
 
@@ -146,13 +145,7 @@ fn throughput(
     (sessions, threads): (usize, usize),
     frames: usize,
 ) -> anyhow::Result<f64> {
-    let mut options = detector_options(&config.model, false);
-    options.threads = threads;
-    options.spinning = false;
-    let detectors = (0..sessions)
-        .map(|_| Detector::load(&options))
-        .collect::<Result<Vec<_>, _>>()?;
-    let pool = InferenceWorker::spawn_pool(detectors, sessions)?;
+    let pool = inference_pool_of(&config.model, (sessions, threads), sessions)?;
     let frame = Arc::new(read_rgb(image)?);
     let callers = sessions + 1;
     let run = |n: usize| -> anyhow::Result<f64> {
