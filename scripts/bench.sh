@@ -2,7 +2,8 @@
 # Runs the benchmarks whose figures the README reports:
 #   - bench detect: our detector against the Python onnxruntime reference (same model, image);
 #   - batch_bench.py: ONNX Runtime throughput against batch size and session layout;
-#   - bench latency: capture-to-WebSocket p50/p95 of the service with 16 1080p cameras;
+#   - bench latency: capture-to-WebSocket p50/p95 and its stages with 16 1080p cameras,
+#     started spread over the interval (independent cameras) and all at once (one burst);
 #   - bench pipeline: decode cost against decode-everything, and cameras sustained, on synthetic
 #     720p and 1080p clips (25 fps, keyframe every 2 s, no B-frames, like IP cameras) served by
 #     a local RTSP server (GStreamer) on loopback;
@@ -66,3 +67,4 @@ port=$(awk '/PORT/ {print $2}' "$server_out")
 "$bin" bench pipeline --clip .deps/bench/testsrc-1920x1080.mp4 --url "rtsp://127.0.0.1:$port/cam1" \
   --cameras 24,32,40,48,56 --seconds "$seconds"
 "$bin" bench latency --url "rtsp://127.0.0.1:$port/cam1" --cameras 16 --seconds 30
+"$bin" bench latency --url "rtsp://127.0.0.1:$port/cam1" --cameras 16 --seconds 30 --aligned

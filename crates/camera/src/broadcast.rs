@@ -13,6 +13,9 @@ pub struct Broadcast {
     pub message: Arc<ServerMessage>,
     /// When the frame a `detection_result` describes arrived (for end-to-end latency).
     pub captured: Option<Instant>,
+    /// When that frame was judged: from here to the socket is the `deliver` stage (the sinks,
+    /// the JSON text, the watcher's queue and the socket).
+    pub judged: Option<Instant>,
     /// The message's JSON text, made once by the first writer that sends it and shared by the
     /// others (a result with its frame is large, and it goes to every watcher).
     pub text: Arc<OnceLock<Arc<str>>>,
@@ -24,6 +27,7 @@ impl Broadcast {
         Self {
             message: Arc::new(message),
             captured: None,
+            judged: None,
             text: Arc::default(),
         }
     }

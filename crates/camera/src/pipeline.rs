@@ -2,9 +2,9 @@
 //! exponential backoff with jitter) around `run_once`, which connects, watches for a stalled
 //! stream and feeds packets to the [`Sampler`]. Decode jobs go through a channel of capacity 1
 //! (latest sample only; a busy analysis drops and counts) to the camera's analysis thread, which
-//! decodes, runs detection on the shared inference thread, judges the frame with the camera's
-//! [`Scene`] (tracks, groups, rules), encodes the evidence, hands the frame to every
-//! [`FrameSink`] and broadcasts the `detection_result`. A fresh `high` alert asks the source side
+//! decodes, runs detection on one of the shared inference sessions, judges the frame with the
+//! camera's [`Scene`] (tracks, groups, rules), encodes the evidence, hands the frame (with the
+//! time each stage took) to every [`FrameSink`] and broadcasts the `detection_result`. A fresh `high` alert asks the source side
 //! to hold the next sample back by the alert pause. A frozen picture is told to the watchers as
 //! the camera's status message (and its end too); freezes, cuts, camera moves and frames with
 //! held alerts go to the sinks as events. Every wait races the camera's cancellation token.
@@ -33,7 +33,7 @@ use crate::judge::{FrameInput, PICTURE_FROZEN, PICTURE_MOVING, fresh_high, judge
 use crate::layout::{LayoutSlot, detect_interval};
 use crate::result::ModelFacts;
 use crate::sampler::{Decision, DecodeJob, Sampler};
-use crate::sink::{CameraEvent, FrameReport, FrameSink, PictureEvent, Stage};
+use crate::sink::{CameraEvent, FrameReport, FrameSink, PictureEvent, Stage, StageTimes};
 use crate::source::{FrameSource, SourceError, SourceOpener};
 use crate::video::VideoDecoder;
 
@@ -44,10 +44,10 @@ pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
 /// Longest reconnect delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// What every camera's pipeline shares: the inference thread, the facts put in each result, how
+/// What every camera's pipeline shares: the inference sessions, the facts put in each result, how
 /// each camera's scene is set up, and the sinks every analysed frame goes to.
 pub struct Pipeline {
-    /// The inference thread.
+    /// The inference sessions (one thread each, one queue).
     pub worker: InferenceWorker,
     /// Model facts for `detection_result`.
     pub facts: ModelFacts,
@@ -400,8 +400,15 @@ fn analysis_loop(
         let Some(frame) = analysis.decode(&job) else {
             continue;
         };
-        let Some((detections, detect_time)) = analysis.detect(&frame)? else {
+        let decoded = Instant::now();
+        let Some((detections, (queue, inference))) = analysis.detect(&frame)? else {
             continue;
+        };
+        let times = StageTimes {
+            decode: decoded - captured,
+            queue,
+            inference,
+            judge: Duration::ZERO,
         };
         // Stopped or restarted on another URL while the detector ran (the longest wait): the
         // frame belongs to a source nobody watches any more; judging it could call the LLM.
@@ -414,7 +421,7 @@ fn analysis_loop(
             captured,
             connection,
         };
-        if !analysis.judge_and_send(&frame, &detections, detect_time, &sample, pause) {
+        if !analysis.judge_and_send(&frame, &detections, times, &sample, pause) {
             break;
         }
     }
@@ -428,6 +435,9 @@ fn log_rules_off(id: CameraId, scene: &Scene) {
         tracing::info!(camera = id, reason = %reason, "rule off");
     }
 }
+
+/// A picture's detections, with the wait for an inference session and the detector's run.
+type Detected = (Vec<Detection>, (Duration, Duration));
 
 /// Where a decoded sample came from.
 struct Sample {
@@ -513,18 +523,24 @@ impl<'a> Analysis<'a> {
         Some(frame)
     }
 
-    /// The picture's detections and the detector's time; `Ok(None)` when the detector refused
-    /// the picture, `Err` when the inference thread is gone (the camera cannot go on).
-    fn detect(&self, frame: &Arc<RgbFrame>) -> Result<Option<(Vec<Detection>, Duration)>, String> {
+    /// The picture's detections, the wait for an inference session and the detector's run;
+    /// `Ok(None)` when the detector refused the picture, `Err` when the inference threads are
+    /// gone (the camera cannot go on).
+    fn detect(&self, frame: &Arc<RgbFrame>) -> Result<Option<Detected>, String> {
         let task = self.task;
         let shared = Arc::clone(frame);
-        let started = Instant::now();
-        match task.pipeline.worker.run(move |d| d.detect(shared.view())) {
-            Ok(Ok(mut out)) => {
+        let submitted = Instant::now();
+        let ran = task.pipeline.worker.run(move |d| {
+            let begun = Instant::now();
+            let out = d.detect(shared.view());
+            (out, begun - submitted, begun.elapsed())
+        });
+        match ran {
+            Ok((Ok(mut out), queue, inference)) => {
                 vision::detector::one_box_per_vehicle(&mut out.detections, is_vehicle);
-                Ok(Some((out.detections, started.elapsed())))
+                Ok(Some((out.detections, (queue, inference))))
             }
-            Ok(Err(e)) => {
+            Ok((Err(e), _, _)) => {
                 tracing::warn!(camera = task.id, error = %e, "detection failed");
                 task.event(CameraEvent::Failed(Stage::Detect));
                 Ok(None)
@@ -542,7 +558,7 @@ impl<'a> Analysis<'a> {
         &mut self,
         frame: &RgbFrame,
         detections: &[Detection],
-        detect_time: Duration,
+        mut times: StageTimes,
         sample: &Sample,
         pause: &AlertPause,
     ) -> bool {
@@ -558,7 +574,10 @@ impl<'a> Analysis<'a> {
             started: sample.started,
             with_frame: true,
         };
+        let judging = Instant::now();
         let judged = judge_frame(&mut self.scene, &mut self.watch, &pipeline.facts, &input);
+        let judged_at = Instant::now();
+        times.judge = judged_at - judging;
         let mut judged = match judged {
             Ok(judged) => judged,
             Err(e) => {
@@ -577,7 +596,7 @@ impl<'a> Analysis<'a> {
             detections,
             scene: &judged.scene,
             crops: &judged.crops,
-            detect_time,
+            times,
         };
         for sink in &pipeline.sinks {
             if let Err(e) = sink.frame(&report, &mut judged.result) {
@@ -603,6 +622,7 @@ impl<'a> Analysis<'a> {
         let message = ServerMessage::DetectionResult(Box::new(judged.result));
         let _ = task.events.send(Broadcast {
             captured: Some(sample.captured),
+            judged: Some(judged_at),
             ..Broadcast::new(message)
         });
         true

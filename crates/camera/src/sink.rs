@@ -32,8 +32,40 @@ pub struct FrameReport<'a> {
     pub scene: &'a SceneFrame,
     /// The crop of each of `scene.groups` (`None`: empty region).
     pub crops: &'a [Option<GroupCrop>],
-    /// Time the detector took (queueing for the inference thread included).
-    pub detect_time: Duration,
+    /// Where the frame's time went until now.
+    pub times: StageTimes,
+}
+
+/// Where one frame's time went, from the arrival of its sample to its result judged; the
+/// stages follow one another, so their sum is the frame's age when the sinks get it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    /// From the sample's arrival to its picture decoded (the wait for the camera's analysis
+    /// thread included).
+    pub decode: Duration,
+    /// Waiting for a free inference session.
+    pub queue: Duration,
+    /// The detector's run: pre-processing, the model, post-processing.
+    pub inference: Duration,
+    /// Tracking, grouping, rules, the crops and the frame's JPEG.
+    pub judge: Duration,
+}
+
+impl StageTimes {
+    /// The detector's time, the wait for a session included.
+    pub fn detect(&self) -> Duration {
+        self.queue + self.inference
+    }
+
+    /// The stages with their names (the `stage` label of `frame_stage_seconds`).
+    pub fn named(&self) -> [(&'static str, Duration); 4] {
+        [
+            ("decode", self.decode),
+            ("queue", self.queue),
+            ("inference", self.inference),
+            ("judge", self.judge),
+        ]
+    }
 }
 
 impl FrameReport<'_> {

@@ -267,6 +267,11 @@ pub struct BenchLatencyArgs {
     /// Measured seconds.
     #[arg(long, default_value_t = 30)]
     pub seconds: u64,
+    /// Starts every camera at once, so that cameras serving the same clip send their keyframes
+    /// together (the worst case: one burst of N frames every keyframe interval). By default the
+    /// starts are spread evenly over one frame interval, as independent cameras' keyframes are.
+    #[arg(long)]
+    pub aligned: bool,
 }
 
 /// Arguments of `bench pipeline`.

@@ -149,7 +149,7 @@ impl FrameSink for MetricsSink {
             return Ok(());
         };
         m.analysed(
-            report.detect_time,
+            &report.times,
             report.detections.iter().map(|d| d.label.as_str()),
             report.scene.groups.len(),
         );

@@ -20,7 +20,7 @@ use support::{
 };
 
 /// Families that must show on every scrape.
-const EXPOSED: [&str; 49] = [
+const EXPOSED: [&str; 50] = [
     // The original's 25.
     "detection_total",
     "detection_latency_seconds",
@@ -66,6 +66,7 @@ const EXPOSED: [&str; 49] = [
     "ws_messages_sent_total",
     "ws_messages_dropped_total",
     "end_to_end_latency_seconds",
+    "frame_stage_seconds",
     "aggregations_total",
     "kafka_publish_dropped_total",
     "saved_frames_deleted_total",
@@ -77,7 +78,7 @@ const EXPOSED: [&str; 49] = [
 /// Families that a standalone run with a camera, a failing camera, a bad client message and an
 /// LLM that answers `high` must move. The Kafka and task families move in streaming mode
 /// (`tests/streaming.rs`).
-const MOVED: [&str; 18] = [
+const MOVED: [&str; 19] = [
     "detection_total",
     "detection_latency_seconds_count",
     "detected_objects_total",
@@ -96,6 +97,7 @@ const MOVED: [&str; 18] = [
     "ws_messages_received_total",
     "ws_messages_sent_total",
     "end_to_end_latency_seconds_count",
+    "frame_stage_seconds_count",
 ];
 
 /// Gauges that must be above zero during that run.
@@ -191,6 +193,14 @@ async fn every_metric_family_is_exposed_and_moves_during_a_run() {
     ] {
         assert!(
             now.get(series).is_some_and(|v| *v >= 1.0),
+            "{series} in\n{text}"
+        );
+    }
+    // Every stage of a frame's way to the client timed it.
+    for stage in ["decode", "queue", "inference", "judge", "deliver"] {
+        let series = format!("frame_stage_seconds_count{{stage=\"{stage}\"}}");
+        assert!(
+            now.get(&series).is_some_and(|v| *v >= 1.0),
             "{series} in\n{text}"
         );
     }

@@ -19,9 +19,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::BenchLatencyArgs;
 use crate::config::Config;
+use crate::metrics::FRAME_STAGES;
 
 /// The histogram the service keeps of capture-to-socket time.
 const FAMILY: &str = "end_to_end_latency_seconds";
+/// The histograms of that time's stages, one series per stage.
+const STAGES: &str = "frame_stage_seconds";
 
 /// Cumulative counts of one Prometheus histogram: `(upper bound, count)` in bound order, the
 /// last bound infinite.
@@ -31,12 +34,24 @@ pub struct Buckets(pub Vec<(f64, f64)>);
 impl Buckets {
     /// The `family` histogram's buckets in a Prometheus text exposition.
     pub fn parse(text: &str, family: &str) -> Self {
+        Self::parse_series(text, family, "")
+    }
+
+    /// The buckets of the `family` series whose labels after `le` are `labels` (e.g.
+    /// `stage="decode"`; empty for a histogram without labels).
+    pub fn parse_series(text: &str, family: &str, labels: &str) -> Self {
         let prefix = format!("{family}_bucket{{le=\"");
+        let suffix = if labels.is_empty() {
+            "}".to_string()
+        } else {
+            format!(",{labels}}}")
+        };
         let mut buckets: Vec<(f64, f64)> = text
             .lines()
             .filter_map(|l| l.strip_prefix(&prefix))
             .filter_map(|l| {
-                let (le, count) = l.split_once("\"} ")?;
+                let (le, rest) = l.split_once('"')?;
+                let count = rest.strip_prefix(&suffix)?;
                 let le = if le == "+Inf" {
                     f64::INFINITY
                 } else {
@@ -97,22 +112,44 @@ impl Buckets {
     }
 }
 
-/// Reads the latency histogram from the service.
-async fn histogram(
+/// The latency histogram and the stage histograms, as read at one instant.
+struct Reading {
+    latency: Buckets,
+    stages: Vec<Buckets>,
+}
+
+impl Reading {
+    /// What was counted between `earlier` and `self`.
+    fn since(&self, earlier: &Self) -> Self {
+        Self {
+            latency: self.latency.since(&earlier.latency),
+            stages: (self.stages.iter().zip(&earlier.stages))
+                .map(|(now, then)| now.since(then))
+                .collect(),
+        }
+    }
+}
+
+/// Reads the latency histograms from the service.
+async fn read_histograms(
     client: &reqwest::Client,
     addr: SocketAddr,
     token: Option<&str>,
-) -> anyhow::Result<Buckets> {
+) -> anyhow::Result<Reading> {
     let mut request = client.get(format!("http://{addr}/metrics"));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
     let text = request.send().await?.error_for_status()?.text().await?;
-    let buckets = Buckets::parse(&text, FAMILY);
-    if buckets.0.is_empty() {
+    let latency = Buckets::parse(&text, FAMILY);
+    if latency.0.is_empty() {
         bail!("/metrics has no {FAMILY} histogram");
     }
-    Ok(buckets)
+    let stages = FRAME_STAGES
+        .iter()
+        .map(|stage| Buckets::parse_series(&text, STAGES, &format!("stage=\"{stage}\"")))
+        .collect();
+    Ok(Reading { latency, stages })
 }
 
 /// The configuration the measured service runs with: the user's, on a free loopback port, with
@@ -143,10 +180,15 @@ pub fn run(config: &Config, args: &BenchLatencyArgs) -> anyhow::Result<ExitCode>
         .map(|t| t.expose().to_string());
     let (sessions, threads) = config.model.layout();
     println!(
-        "bench latency: {} cameras of {}, interval {:.1} s, {} s warm-up, {} s measured, model {} ({sessions} sessions x {threads} threads)",
+        "bench latency: {} cameras of {}, interval {:.1} s, started {}, {} s warm-up, {} s measured, model {} ({sessions} sessions x {threads} threads)",
         args.cameras,
         args.url,
         config.stream.frame_interval.as_secs_f64(),
+        if args.aligned {
+            "all at once"
+        } else {
+            "spread over one interval"
+        },
         args.warmup,
         args.seconds,
         config.model.choice().precision,
@@ -192,13 +234,6 @@ async fn measure(
         .await
         .context("WebSocket connect")?;
     let (mut write, mut read) = ws.split();
-    for id in 1..=args.cameras {
-        let start = serde_json::json!({
-            "type": "start_stream",
-            "data": {"cameraId": id, "rtspUrl": args.url},
-        });
-        write.send(Message::Text(start.to_string().into())).await?;
-    }
     // Every message is read as it comes (a slow reader would be measured, not the service).
     let results = Arc::new(AtomicU64::new(0));
     let counted = Arc::clone(&results);
@@ -218,15 +253,28 @@ async fn measure(
         }
         anyhow::Ok(())
     });
+    let spacing = if args.aligned {
+        Duration::ZERO
+    } else {
+        config.stream.frame_interval / args.cameras as u32
+    };
+    for id in 1..=args.cameras {
+        let start = serde_json::json!({
+            "type": "start_stream",
+            "data": {"cameraId": id, "rtspUrl": args.url},
+        });
+        write.send(Message::Text(start.to_string().into())).await?;
+        tokio::time::sleep(spacing).await;
+    }
     let client = reqwest::Client::new();
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
     let (before, results_before) = (
-        histogram(&client, addr, token).await?,
+        read_histograms(&client, addr, token).await?,
         results.load(Ordering::Relaxed),
     );
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     let (after, results_after) = (
-        histogram(&client, addr, token).await?,
+        read_histograms(&client, addr, token).await?,
         results.load(Ordering::Relaxed),
     );
     if reader.is_finished() {
@@ -236,14 +284,16 @@ async fn measure(
     reader.abort();
     let _ = write.close().await;
 
-    let window = after.since(&before);
+    let reading = after.since(&before);
+    let window = &reading.latency;
     let seconds = args.seconds as f64;
     let received = (results_after - results_before) as f64 / seconds;
     let expected = args.cameras as f64 / config.stream.frame_interval.as_secs_f64();
     let (p50, p95) = (window.quantile(0.5), window.quantile(0.95));
     let within = window.share_within(0.15);
     println!(
-        "results: {received:.2}/s received of {expected:.2}/s expected; {} sent in the window",
+        "results: {received:.2}/s received of {expected:.2}/s at the frame interval (one every {:.2} s per camera; a source whose keyframes come up to 20% later than the interval is sampled at its keyframes); {} sent in the window",
+        args.cameras as f64 / received.max(f64::MIN_POSITIVE),
         window.count()
     );
     println!(
@@ -252,9 +302,30 @@ async fn measure(
         p95 * 1000.0,
         within * 100.0
     );
+    let stages: Vec<(&str, f64, f64)> = FRAME_STAGES
+        .iter()
+        .zip(&reading.stages)
+        .map(|(stage, b)| (*stage, b.quantile(0.5) * 1000.0, b.quantile(0.95) * 1000.0))
+        .collect();
+    let shown: Vec<String> = stages
+        .iter()
+        .map(|(stage, p50, p95)| format!("{stage} {p50:.0}/{p95:.0}"))
+        .collect();
+    println!("stages, p50/p95 ms: {}", shown.join(", "));
+    let stages: serde_json::Map<String, serde_json::Value> = stages
+        .iter()
+        .map(|(stage, p50, p95)| {
+            (
+                (*stage).to_string(),
+                serde_json::json!({"p50Ms": p50, "p95Ms": p95}),
+            )
+        })
+        .collect();
     println!(
         "{}",
         serde_json::json!({
+            "aligned": args.aligned,
+            "stages": stages,
             "cameras": args.cameras,
             "resultsPerSecond": received,
             "expectedPerSecond": expected,
@@ -281,7 +352,22 @@ mod tests {
         end_to_end_latency_seconds_bucket{le=\"0.1\"} 60\n\
         end_to_end_latency_seconds_bucket{le=\"0.15\"} 96\n\
         end_to_end_latency_seconds_bucket{le=\"+Inf\"} 100\n\
-        detection_latency_seconds_bucket{le=\"0.05\"} 7\n";
+        detection_latency_seconds_bucket{le=\"0.05\"} 7\n\
+        frame_stage_seconds_bucket{le=\"0.05\",stage=\"decode\"} 3\n\
+        frame_stage_seconds_bucket{le=\"+Inf\",stage=\"decode\"} 4\n\
+        frame_stage_seconds_bucket{le=\"0.05\",stage=\"queue\"} 1\n";
+
+    #[test]
+    fn a_labelled_series_is_read_apart_from_the_others() {
+        let decode = Buckets::parse_series(TEXT, STAGES, "stage=\"decode\"");
+        assert_eq!(decode, Buckets(vec![(0.05, 3.0), (f64::INFINITY, 4.0)]));
+        assert_eq!(
+            Buckets::parse_series(TEXT, STAGES, "stage=\"judge\"").count(),
+            0.0
+        );
+        // Without labels, no labelled series is taken.
+        assert!(Buckets::parse(TEXT, STAGES).0.is_empty());
+    }
 
     #[test]
     fn histogram_quantiles_interpolate_inside_buckets() {

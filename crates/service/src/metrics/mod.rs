@@ -51,6 +51,12 @@ fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
 
+/// The stages of a frame's way from its arrival to a client's socket, in order
+/// (`frame_stage_seconds{stage}`): the sample decoded, waiting for an inference session, the
+/// detector's run, the judging (tracks, groups, rules, crops, JPEG), and the delivery (sinks,
+/// JSON, the watcher's queue, the socket).
+pub const FRAME_STAGES: [&str; 5] = ["decode", "queue", "inference", "judge", "deliver"];
+
 /// The families the service's hot paths update.
 #[derive(Debug)]
 pub struct Metrics {
@@ -105,6 +111,8 @@ pub struct Metrics {
     pub ws_dropped: Counter,
     /// From the sampled frame's arrival to its `detection_result` written to a client.
     pub end_to_end_latency: Histogram,
+    /// Where that time goes, by stage (`frame_stage_seconds`).
+    pub frame_stages: Family<StageLabel, Histogram, fn() -> Histogram>,
     /// Requests refused for a missing or wrong token.
     pub auth_failures: Family<EndpointLabel, Counter>,
     /// Client limits hit.
@@ -146,6 +154,7 @@ impl Default for Metrics {
             ws_sent: Counter::default(),
             ws_dropped: Counter::default(),
             end_to_end_latency: latency_histogram(),
+            frame_stages: Family::new_with_constructor(latency_histogram),
             auth_failures: Family::default(),
             limit_hits: Family::default(),
             saved_frames_deleted: Counter::default(),
@@ -173,6 +182,9 @@ impl Metrics {
         ] {
             let _ = m.pipeline_errors.get_or_create(&StageLabel { stage });
         }
+        for stage in FRAME_STAGES {
+            let _ = m.frame_stages.get_or_create(&StageLabel { stage });
+        }
         for endpoint in ["api", "ws"] {
             let _ = m.auth_failures.get_or_create(&EndpointLabel { endpoint });
         }
@@ -187,6 +199,13 @@ impl Metrics {
         self.pipeline_errors
             .get_or_create(&StageLabel { stage })
             .inc();
+    }
+
+    /// Times one frame's `stage` (one of [`FRAME_STAGES`]).
+    pub fn stage(&self, stage: &'static str, took: std::time::Duration) {
+        self.frame_stages
+            .get_or_create(&StageLabel { stage })
+            .observe(took.as_secs_f64());
     }
 
     /// Counts a request refused for its token.
@@ -267,6 +286,8 @@ impl Metrics {
 mod tests {
     use std::time::Duration;
 
+    use camera::sink::StageTimes;
+
     use super::*;
 
     #[test]
@@ -278,11 +299,14 @@ mod tests {
             llm_model: "off".into(),
         });
         let cam = m.camera(7);
-        cam.analysed(
-            Duration::from_millis(40),
-            ["car", "car", "person"].into_iter(),
-            2,
-        );
+        let times = StageTimes {
+            decode: Duration::from_millis(12),
+            queue: Duration::from_millis(30),
+            inference: Duration::from_millis(40),
+            judge: Duration::from_millis(8),
+        };
+        cam.analysed(&times, ["car", "car", "person"].into_iter(), 2);
+        m.stage("deliver", Duration::from_millis(3));
         cam.alert("high", "llm", ["Cut-in", "whatever"].into_iter());
         m.kafka.on_send("detection-results", true);
         let text = render(&registry(&m, Sources::default()));
@@ -291,6 +315,12 @@ mod tests {
             "detected_objects_total{camera_id=\"7\",class=\"car\"} 2\n",
             "traffic_groups_total{camera_id=\"7\"} 2\n",
             "detection_latency_seconds_count 1\n",
+            "detection_latency_seconds_bucket{le=\"0.05\"} 0\n",
+            "detection_latency_seconds_bucket{le=\"0.075\"} 1\n",
+            "frame_stage_seconds_bucket{le=\"0.01\",stage=\"decode\"} 0\n",
+            "frame_stage_seconds_bucket{le=\"0.025\",stage=\"decode\"} 1\n",
+            "frame_stage_seconds_count{stage=\"inference\"} 1\n",
+            "frame_stage_seconds_bucket{le=\"0.005\",stage=\"deliver\"} 1\n",
             "risk_alerts_total{camera_id=\"7\",level=\"high\",source=\"llm\"} 1\n",
             "risk_types_detected_total{risk_type=\"cut_in\",source=\"llm\"} 1\n",
             "risk_types_detected_total{risk_type=\"other\",source=\"llm\"} 1\n",
@@ -308,9 +338,9 @@ mod tests {
 
         // A stopped camera's series go; another camera's stay; counting on creates nothing.
         let other = m.camera(8);
-        other.analysed(Duration::from_millis(40), ["bus"].into_iter(), 0);
+        other.analysed(&times, ["bus"].into_iter(), 0);
         cam.retire();
-        cam.analysed(Duration::from_millis(40), ["truck"].into_iter(), 1);
+        cam.analysed(&times, ["truck"].into_iter(), 1);
         cam.alert("low", "rules", std::iter::empty());
         let text = render(&registry(&m, Sources::default()));
         assert!(!text.contains("camera_id=\"7\""), "{text}");
@@ -319,8 +349,7 @@ mod tests {
             "{text}"
         );
         // The same id started again counts from zero.
-        m.camera(7)
-            .analysed(Duration::from_millis(40), ["car"].into_iter(), 0);
+        m.camera(7).analysed(&times, ["car"].into_iter(), 0);
         let text = render(&registry(&m, Sources::default()));
         assert!(
             text.contains("detected_objects_total{camera_id=\"7\",class=\"car\"} 1\n"),

@@ -3,14 +3,13 @@
 //! stopped camera's series leave `/metrics`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::Metrics;
 use super::labels::{AlertLabel, CameraLabel, ObjectLabel, RiskTypeLabel, risk_type_label};
-use camera::sink::PictureEvent;
+use camera::sink::{PictureEvent, StageTimes};
 use protocol::CameraId;
 
 /// The per-camera series a camera created beyond its fixed ones, and whether it was retired.
@@ -57,17 +56,20 @@ pub struct CameraMetrics {
 }
 
 impl CameraMetrics {
-    /// Counts one analysed frame: its detection time, objects and groups.
+    /// Counts one analysed frame: its stage times, objects and groups.
     pub fn analysed<'a>(
         &self,
-        detect_time: Duration,
+        times: &StageTimes,
         classes: impl Iterator<Item = &'a str>,
         groups: usize,
     ) {
         self.detections.inc();
         self.all
             .detection_latency
-            .observe(detect_time.as_secs_f64());
+            .observe(times.detect().as_secs_f64());
+        for (stage, took) in times.named() {
+            self.all.stage(stage, took);
+        }
         let mut created = self.created();
         for class in classes {
             if let Some(counter) = created.objects.get(class) {

@@ -106,6 +106,11 @@ impl Metrics {
             self.end_to_end_latency.clone(),
         );
         r.register(
+            "frame_stage_seconds",
+            "where a frame's time goes on its way to a client: decode, queue (for an inference session), inference, judge, deliver",
+            self.frame_stages.clone(),
+        );
+        r.register(
             "auth_failures",
             "requests refused for a missing or wrong token, by endpoint",
             self.auth_failures.clone(),

@@ -39,6 +39,7 @@ pub(super) async fn forward(
                 let item = Outbound {
                     msg: Message::Text(event_text(&event).as_ref().into()),
                     captured: event.captured,
+                    judged: event.judged,
                 };
                 if out.try_send(item).is_err() {
                     if out.is_closed() {

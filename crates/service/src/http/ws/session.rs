@@ -120,6 +120,7 @@ impl Session {
         let ping = Outbound {
             msg: Message::Ping(Default::default()),
             captured: None,
+            judged: None,
         };
         let _ = self.out.try_send(ping);
     }
@@ -166,6 +167,7 @@ impl Session {
         let _ = self.out.try_send(Outbound {
             msg: close,
             captured: None,
+            judged: None,
         });
     }
 

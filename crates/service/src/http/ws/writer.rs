@@ -24,6 +24,8 @@ pub(super) struct Outbound {
     pub(super) msg: Message,
     /// When the frame the message describes arrived (for the end-to-end latency).
     pub(super) captured: Option<Instant>,
+    /// When that frame was judged (the start of the `deliver` stage).
+    pub(super) judged: Option<Instant>,
 }
 
 impl Outbound {
@@ -32,6 +34,7 @@ impl Outbound {
         Self {
             msg: Message::Text(text.into()),
             captured: None,
+            judged: None,
         }
     }
 }
@@ -61,6 +64,9 @@ pub(super) fn spawn(
                 stats
                     .end_to_end_latency
                     .observe(captured.elapsed().as_secs_f64());
+            }
+            if let Some(judged) = item.judged {
+                stats.stage("deliver", judged.elapsed());
             }
         }
         // The session notices at once (`out.closed()`) while the close goes out.
