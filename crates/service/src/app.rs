@@ -19,11 +19,13 @@ use camera::sink::FrameSink;
 use llm::advisor::AdvisorLink;
 use llm::pool::KeyPool;
 use llm::prompt::PromptConfig;
+use streaming::fleet::Definitions;
 use streaming::publisher::DetectionPublisher;
 
 use crate::backend::{self, BackendClient};
 use crate::config::Config;
 use crate::config::kafka::Role;
+use crate::declared::Declared;
 use crate::detection::{inference_pool, scene_config};
 use crate::http::{AppState, router};
 use crate::measure::sink::MeasureSink;
@@ -77,6 +79,9 @@ pub struct Parts {
     pub llm: Option<Arc<LlmSink>>,
     /// Streaming mode's detector role: frames go to the broker too.
     pub publisher: Option<Arc<DetectionPublisher>>,
+    /// Streaming mode's detector role: declared cameras go to the fleet, which runs each on
+    /// one instance.
+    pub definitions: Option<Arc<Definitions>>,
     /// Where analysed frames are saved, when `storage.save_raw_frames` is on.
     pub store: Option<FrameStore>,
     /// The API-key pool, when the LLM is on (standalone or streaming).
@@ -143,8 +148,9 @@ pub fn parts(
             .map(|link| Arc::new(LlmSink::new(Arc::new(link)))),
         None => None,
     };
-    let publisher = (config.kafka.enabled && config.kafka.roles.contains(&Role::Detector))
-        .then(|| Arc::new(DetectionPublisher::new(&config.kafka.instance_id)));
+    let detector = config.kafka.enabled && config.kafka.roles.contains(&Role::Detector);
+    let publisher = detector.then(|| Arc::new(DetectionPublisher::new(&config.kafka.instance_id)));
+    let definitions = detector.then(|| Arc::new(Definitions::default()));
     let store = config
         .storage
         .save_raw_frames
@@ -181,6 +187,7 @@ pub fn parts(
         metrics,
         llm,
         publisher,
+        definitions,
         store,
         pool,
         database: measured.as_ref().map(|(db, _)| db.clone()),
@@ -303,6 +310,7 @@ pub async fn serve_until(
         let local = streaming::node::Local {
             hub: Arc::clone(&hub),
             publisher: parts.publisher.clone(),
+            definitions: parts.definitions.clone(),
         };
         let stats = streaming::node::start(
             &node_settings(config),
@@ -382,12 +390,22 @@ fn start_cameras(
         tracker.clone(),
     ));
     let scenes = Arc::new(SceneBook::new(config, Arc::clone(&hub)));
+    let declared = declared(parts, &hub);
     for decl in config.cameras.iter().filter(|c| c.enabled) {
-        if let Err(e) = hub.pin(decl.id, &decl.url) {
+        if let Err(e) = declared.declare(decl.id, &decl.url) {
             tracing::error!(camera = decl.id, error = %e, "declared camera not started");
         }
     }
     (hub, scenes)
+}
+
+/// Where declared cameras go: the fleet when this process is a detector in streaming mode,
+/// else this instance's hub.
+fn declared(parts: &Parts, hub: &Arc<CameraHub>) -> Declared {
+    match &parts.definitions {
+        Some(definitions) => Declared::Fleet(Arc::clone(definitions)),
+        None => Declared::Local(Arc::clone(hub)),
+    }
 }
 
 /// The saved frames' retention and the backend link, when configured.
@@ -428,7 +446,7 @@ fn start_background(
         let client = BackendClient::new(config.backend.clone())?;
         tracker.spawn(backend::sync_cameras(
             client.clone(),
-            Arc::clone(hub),
+            declared(parts, hub),
             Arc::clone(scenes),
             shutdown.clone(),
         ));

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::BackendConfig;
 use crate::config::cameras::CameraDecl;
+use crate::declared::Declared;
 use crate::measure::sink::MeasureSink;
 use crate::measure::window::WindowStats;
 use crate::scenes::SceneBook;
@@ -196,10 +197,11 @@ impl BackendClient {
     }
 }
 
-/// Keeps the hub in line with the backend's camera list until cancelled.
+/// Keeps the declared cameras (this instance's, or the fleet's) in line with the backend's
+/// camera list until cancelled.
 pub async fn sync_cameras(
     client: BackendClient,
-    hub: Arc<CameraHub>,
+    declared: Declared,
     scenes: Arc<SceneBook>,
     cancel: CancellationToken,
 ) {
@@ -232,11 +234,11 @@ pub async fn sync_cameras(
             .collect::<Vec<_>>()
         {
             tracing::info!(camera = id, "camera removed by the backend");
-            hub.unpin(id);
+            declared.withdraw(id);
             managed.remove(&id);
         }
         for (id, url) in &wanted {
-            match hub.pin(*id, url) {
+            match declared.declare(*id, url) {
                 Ok(()) => {
                     if managed.insert(*id) {
                         tracing::info!(camera = id, "camera added by the backend");

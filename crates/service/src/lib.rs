@@ -12,7 +12,8 @@
 //! - [`storage`]: analysed frames kept on disk, with their retention.
 //! - [`sinks`]: the frame sinks the service plugs into every camera (LLM, saved frames, metrics).
 //! - [`detection`]: loading the detector from configuration and shaping its JSON output.
-//! - [`backend`]: camera list from and statistics to the Spring Boot backend.
+//! - [`backend`]: camera list from and statistics to the Spring Boot backend; [`declared`]:
+//!   where declared cameras go (this instance, or the fleet).
 //! - [`scenes`]: each camera's scene geometry from its sources, applied live.
 //! - [`http`]: router, health, the `/ws` sessions; the only place messages become JSON text.
 //! - [`app`]: wiring and shutdown order of the live service (`serve`).
@@ -25,6 +26,7 @@ pub mod backend;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod declared;
 pub mod detection;
 pub mod http;
 pub mod logging;

@@ -22,16 +22,17 @@ use support::services::Redis;
 use support::{RtspServer, Service, dir_with};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-const TOPICS: [&str; 5] = [
+const TOPICS: [&str; 6] = [
     "detection-results",
     "assessment-tasks",
     "risk-assessment-results",
     "merged-results",
     "traffic-dead-letter",
+    "camera-definitions",
 ];
 
-/// Replicas of every partition of `topic`, and its `min.insync.replicas`.
-async fn durability(bootstrap: &str, topic: &str) -> (Vec<usize>, String) {
+/// Replicas of every partition of `topic`, its `min.insync.replicas` and `cleanup.policy`.
+async fn durability(bootstrap: &str, topic: &str) -> (Vec<usize>, String, String) {
     let mut config = rdkafka::ClientConfig::new();
     config.set("bootstrap.servers", bootstrap);
     let client: BaseConsumer = config.create().unwrap();
@@ -49,11 +50,17 @@ async fn durability(bootstrap: &str, topic: &str) -> (Vec<usize>, String) {
         .await
         .unwrap();
     let resource = described.into_iter().next().unwrap().unwrap();
-    let min_isr = resource
-        .get("min.insync.replicas")
-        .and_then(|e| e.value.clone())
-        .unwrap_or_default();
-    (replicas, min_isr)
+    let value = |name: &str| {
+        resource
+            .get(name)
+            .and_then(|e| e.value.clone())
+            .unwrap_or_default()
+    };
+    (
+        replicas,
+        value("min.insync.replicas"),
+        value("cleanup.policy"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,11 +154,18 @@ async fn a_three_broker_cluster_loses_no_merged_result_when_a_broker_dies() {
     // The topics were made as kafka.yaml says: three replicas, two of them in sync to write.
     cluster.restart(1);
     for topic in TOPICS {
-        let (replicas, min_isr) = durability(&bootstrap, topic).await;
+        let (replicas, min_isr, cleanup) = durability(&bootstrap, topic).await;
         assert!(
             !replicas.is_empty() && replicas.iter().all(|&r| r == 3),
             "{topic}: {replicas:?}"
         );
         assert_eq!(min_isr, "2", "{topic}");
+        // The camera definitions are the fleet's state: the latest of each camera is kept.
+        let policy = if topic == "camera-definitions" {
+            "compact"
+        } else {
+            "delete"
+        };
+        assert_eq!(cleanup, policy, "{topic}");
     }
 }

@@ -96,8 +96,12 @@ pub async fn ensure_topics(
         .iter()
         .zip(&retention)
         .map(|(t, r)| {
-            let topic = NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(replicas))
-                .set("retention.ms", r);
+            let topic = NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(replicas));
+            let topic = if t.compacted {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic.set("retention.ms", r)
+            };
             match &min_isr {
                 Some(n) => topic.set("min.insync.replicas", n),
                 None => topic,
@@ -234,6 +238,20 @@ impl Producer {
         payload: &[u8],
     ) -> Result<(i32, i64), BrokerError> {
         let record = FutureRecord::to(topic).key(key).payload(payload);
+        self.deliver(topic, record).await
+    }
+
+    /// Sends a record without payload (a tombstone: compaction deletes `key`) to `topic`.
+    pub async fn send_tombstone(&self, topic: &str, key: &str) -> Result<(i32, i64), BrokerError> {
+        let record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic).key(key);
+        self.deliver(topic, record).await
+    }
+
+    async fn deliver(
+        &self,
+        topic: &str,
+        record: FutureRecord<'_, str, [u8]>,
+    ) -> Result<(i32, i64), BrokerError> {
         let sent = self.inner.send(record, SEND_TIMEOUT).await;
         self.metrics.on_send(topic, sent.is_ok());
         match sent {
@@ -244,6 +262,33 @@ impl Producer {
             }),
         }
     }
+}
+
+/// The consumer of camera definitions: in `group` with every detector instance of the fleet,
+/// cooperative-sticky assignment, never committing (each assignment reads its partitions from
+/// the beginning: the compacted topic is the cameras' current state).
+pub fn fleet_consumer<C: ConsumerContext + 'static>(
+    conn: &Connection,
+    group: &str,
+    topic: &str,
+    context: C,
+) -> Result<StreamConsumer<C>, BrokerError> {
+    let mut c = client_config(conn);
+    c.set("group.id", group)
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000");
+    apply(&mut c, &conn.consumer);
+    let inner: StreamConsumer<C> = c
+        .create_with_context(context)
+        .map_err(err("cannot create the camera definitions consumer"))?;
+    inner
+        .subscribe(&[topic])
+        .map_err(err(format!("cannot subscribe to {topic}")))?;
+    Ok(inner)
 }
 
 /// Keeps `kafka_consumer_lag` from librdkafka's statistics (every [`STATS_INTERVAL_MS`]).

@@ -11,16 +11,21 @@
 //! - [`runner`]: the consume loop every role shares; [`roles`]: what the tasks and llm-worker
 //!   roles do with a message; [`aggregator`]: the aggregator role.
 //! - [`publisher`]: the detector role's frame sink and merged-result reader.
+//! - [`ownership`]: which cameras an instance runs from its assigned partitions (pure);
+//!   [`fleet`]: camera definitions written and owned through Kafka's group membership, fenced
+//!   by Redis leases.
 //! - [`node`]: this process's roles, started together.
 
 pub mod aggregator;
 pub mod counters;
 pub mod dependencies;
+pub mod fleet;
 pub mod kafka;
 pub mod merge;
 pub mod messages;
 pub mod node;
 pub mod offsets;
+pub mod ownership;
 pub mod publisher;
 pub mod roles;
 pub mod runner;

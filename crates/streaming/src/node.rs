@@ -15,6 +15,9 @@ use tokio_util::task::TaskTracker;
 
 use super::aggregator::{AggregatorHandler, AggregatorStats};
 use super::dependencies::{Dependencies, probe};
+use super::fleet::{
+    CameraRunner, Definitions, FleetStats, OwnershipParts, run_ownership, write_definitions,
+};
 use super::kafka::{Durability, GroupConsumer, Producer, check_topics, ensure_topics};
 use super::publisher::{DetectionPublisher, forward_merged, run_publisher};
 use super::roles::{TasksHandler, WorkerHandler};
@@ -46,6 +49,8 @@ pub struct NodeStats {
     pub aggregations: Arc<AggregatorStats>,
     /// Whether Kafka and Redis answer, and the topics are ready.
     pub dependencies: Arc<Dependencies>,
+    /// The fleet's camera ownership (detector role).
+    pub fleet: Arc<FleetStats>,
 }
 
 /// This process's cameras, for the detector role.
@@ -55,6 +60,9 @@ pub struct Local {
     pub hub: Arc<CameraHub>,
     /// Where analysed frames are queued, when this process is a detector.
     pub publisher: Option<Arc<DetectionPublisher>>,
+    /// Where declared cameras are written for the fleet, when this process is a detector: it
+    /// then runs the cameras Kafka assigns it.
+    pub definitions: Option<Arc<Definitions>>,
 }
 
 /// One consume loop to run: its configuration, what it does with a message, its counters.
@@ -80,7 +88,12 @@ pub async fn start(
         .await
         .context("cannot connect to Redis")?;
     let producer = Producer::with_metrics(&settings.connection, kafka_metrics)?;
-    let stats = Arc::new(NodeStats::default());
+    let stats = Arc::new(NodeStats {
+        fleet: (local.definitions.as_ref())
+            .map(|d| Arc::clone(&d.stats))
+            .unwrap_or_default(),
+        ..NodeStats::default()
+    });
     let names: Vec<&str> = settings.roles.iter().map(|r| r.as_str()).collect();
     tracing::info!(roles = ?names, instance = %settings.instance_id, "streaming mode");
     let (loops, sweeper) = role_loops(settings, pool, &shared, &producer, &stats);
@@ -103,6 +116,16 @@ pub async fn start(
         if let Some(publisher) = &local.publisher {
             start_detector_role(
                 &settings, publisher, &local.hub, &producer, &spawner, &shutdown,
+            );
+        }
+        if let Some(definitions) = &local.definitions {
+            start_fleet(
+                &settings,
+                definitions,
+                (&local.hub, &shared),
+                &producer,
+                &spawner,
+                &shutdown,
             );
         }
         if let Some(sweeper) = sweeper {
@@ -231,6 +254,61 @@ fn start_detector_role(
         }
         Err(e) => tracing::error!(error = %e, "cannot read merged results"),
     }
+}
+
+/// The fleet's two loops: this instance's declared cameras written to the definitions topic,
+/// and the cameras of the partitions it is assigned run here.
+fn start_fleet(
+    settings: &NodeSettings,
+    definitions: &Definitions,
+    (hub, shared): (&Arc<CameraHub>, &Shared),
+    producer: &Producer,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    let topic = settings.file.topics.camera_definitions.name.clone();
+    if let Some(rx) = definitions.take_receiver() {
+        tracker.spawn(write_definitions(
+            rx,
+            producer.clone(),
+            topic.clone(),
+            Arc::clone(&definitions.stats),
+            shutdown.clone(),
+        ));
+    }
+    let runner: Arc<dyn CameraRunner> = Arc::clone(hub) as Arc<dyn CameraRunner>;
+    let (connection, group) = (
+        settings.connection.clone(),
+        format!("{}-cameras", settings.file.group_prefix),
+    );
+    let (instance_id, shared, stats) = (
+        settings.instance_id.clone(),
+        shared.clone(),
+        Arc::clone(&definitions.stats),
+    );
+    let shutdown = shutdown.clone();
+    tracker.spawn(async move {
+        let _ = retry(
+            u32::MAX,
+            restart_backoff(),
+            Some(&shutdown),
+            |_| true,
+            |e, _| tracing::error!(error = %e, "camera ownership failed; restarting"),
+            |_| {
+                let parts = OwnershipParts {
+                    connection: connection.clone(),
+                    topic: topic.clone(),
+                    group: group.clone(),
+                    instance_id: instance_id.clone(),
+                    shared: shared.clone(),
+                    runner: Arc::clone(&runner),
+                    stats: Arc::clone(&stats),
+                };
+                run_ownership(parts, shutdown.clone())
+            },
+        )
+        .await;
+    });
 }
 
 /// Restarts with backoff: broker and consume loops, 1 s doubling to 30 s.

@@ -77,9 +77,12 @@ pub struct TopicSpec {
     /// Partitions (messages are keyed by camera id, so a camera stays on one partition).
     #[serde(default = "partitions_default")]
     pub partitions: i32,
-    /// `retention.ms`.
+    /// `retention.ms` (of a topic that is not compacted).
     #[serde(default = "retention_default")]
     pub retention_ms: i64,
+    /// `cleanup.policy: compact`: the latest record of each key is kept, whatever its age.
+    #[serde(default)]
+    pub compacted: bool,
 }
 
 fn partitions_default() -> i32 {
@@ -96,6 +99,7 @@ impl TopicSpec {
             name: name.into(),
             partitions,
             retention_ms,
+            compacted: false,
         }
     }
 }
@@ -115,6 +119,9 @@ pub struct Topics {
     pub merged_results: TopicSpec,
     /// Messages that failed `max_attempts` times.
     pub dead_letter: TopicSpec,
+    /// The fleet's cameras, keyed by camera id (compacted): each detector instance runs those
+    /// of the partitions it is assigned, so partitions bound how finely cameras spread.
+    pub camera_definitions: TopicSpec,
 }
 
 impl Default for Topics {
@@ -125,19 +132,24 @@ impl Default for Topics {
             risk_assessment_results: TopicSpec::named("risk-assessment-results", 6, 3_600_000),
             merged_results: TopicSpec::named("merged-results", 6, 3_600_000),
             dead_letter: TopicSpec::named("traffic-dead-letter", 1, 7 * 86_400_000),
+            camera_definitions: TopicSpec {
+                compacted: true,
+                ..TopicSpec::named("camera-definitions", 32, 3_600_000)
+            },
         }
     }
 }
 
 impl Topics {
     /// All of them, in creation order.
-    pub fn all(&self) -> [&TopicSpec; 5] {
+    pub fn all(&self) -> [&TopicSpec; 6] {
         [
             &self.detection_results,
             &self.assessment_tasks,
             &self.risk_assessment_results,
             &self.merged_results,
             &self.dead_letter,
+            &self.camera_definitions,
         ]
     }
 }

@@ -175,6 +175,52 @@ impl Shared {
         .await
     }
 
+    /// Takes lease `name` for `holder` for `ttl`, or renews it when `holder` has it already;
+    /// false while someone else holds it (it lapses `ttl` after its holder last renewed it).
+    pub async fn hold_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, SharedError> {
+        const SCRIPT: &str = "local h = redis.call('GET', KEYS[1]) \
+            if h == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end \
+            if h then return 0 end \
+            redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1";
+        let key = self.key(&format!("lease:{name}"));
+        let held: i64 = self
+            .call("lease", |mut c| async move {
+                redis::cmd("EVAL")
+                    .arg(SCRIPT)
+                    .arg(1)
+                    .arg(&key)
+                    .arg(holder)
+                    .arg(ttl.as_millis() as u64)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(held == 1)
+    }
+
+    /// Gives lease `name` up if `holder` holds it.
+    pub async fn drop_lease(&self, name: &str, holder: &str) -> Result<(), SharedError> {
+        const SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+            redis.call('DEL', KEYS[1]) end return 0";
+        let key = self.key(&format!("lease:{name}"));
+        self.call("lease release", |mut c| async move {
+            redis::cmd("EVAL")
+                .arg(SCRIPT)
+                .arg(1)
+                .arg(&key)
+                .arg(holder)
+                .query_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Gives a claim back unhandled (shutting down).
     pub async fn release(&self, group: &str, message_id: &str) -> Result<(), SharedError> {
         let key = self.key(&format!("seen:{group}:{message_id}"));

@@ -14,6 +14,7 @@ use super::family::{counter, counters, gauge, gauges};
 use crate::metrics::KafkaMetrics;
 use camera::hub::CameraHub;
 use protocol::server::CameraState;
+use streaming::fleet::FleetStats;
 use streaming::node::NodeStats;
 use streaming::publisher::DetectorStats;
 
@@ -148,6 +149,51 @@ impl Collector for StreamingCollector {
                 ([("outcome", "complete")], complete),
                 ([("outcome", "partial")], partial),
                 ([("outcome", "orphaned")], orphaned),
+            ],
+        )?;
+        let fleet = node.map(|n| &n.fleet);
+        let fleet_read =
+            |f: fn(&FleetStats) -> &std::sync::atomic::AtomicU64| fleet.map_or(0, |s| read(f(s)));
+        gauge(
+            &mut e,
+            "fleet_cameras_owned",
+            "cameras this instance runs because the fleet's group membership gave them to it",
+            fleet_read(|s| &s.owned) as i64,
+        )?;
+        gauge(
+            &mut e,
+            "fleet_cameras_waiting_lease",
+            "cameras assigned to this instance that wait for their previous owner's lease to lapse",
+            fleet_read(|s| &s.waiting) as i64,
+        )?;
+        counter(
+            &mut e,
+            "fleet_rebalances",
+            "camera partitions assigned to or revoked from this instance (one per rebalance event)",
+            fleet_read(|s| &s.rebalances),
+        )?;
+        counters(
+            &mut e,
+            "fleet_camera_moves",
+            "cameras started or stopped here by a change of ownership or definition, or a lost lease",
+            [
+                ([("change", "started")], fleet_read(|s| &s.started)),
+                ([("change", "stopped")], fleet_read(|s| &s.stopped)),
+            ],
+        )?;
+        counters(
+            &mut e,
+            "fleet_camera_definitions",
+            "camera definitions this instance declared to the fleet, by outcome (dropped: queue full)",
+            [
+                (
+                    [("outcome", "written")],
+                    fleet_read(|s| &s.definitions_written),
+                ),
+                (
+                    [("outcome", "dropped")],
+                    fleet_read(|s| &s.definitions_dropped),
+                ),
             ],
         )?;
         let lags = self.kafka.lags();
