@@ -3,6 +3,13 @@
 //! Starting a running id with a new URL restarts it for all its watchers. The number of cameras
 //! is capped by `stream.max_concurrent_streams`. The hub also keeps each camera's scene
 //! geometry, running or not, and hands changes to the running camera live.
+//!
+//! In a fleet ([`FleetLink`], streaming mode with the detector role) a camera runs on the one
+//! instance Kafka gives it to: a client's `start_stream` declares it to the fleet instead of
+//! starting it here, and a camera watched here but running elsewhere is a relay: an entry
+//! without a task whose messages come from the instance that runs it. A relay becomes a running
+//! camera when the fleet gives the camera to this instance ([`CameraHub::pin`]), and a running
+//! camera with watchers becomes a relay when it goes elsewhere ([`CameraHub::release`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +42,8 @@ pub const SERVICE: ConnId = 0;
 const EVENT_CAPACITY: usize = 16;
 
 struct Camera {
+    /// Whether its task runs here (false: a relay of a camera running on another instance).
+    running: bool,
     url: String,
     info: Arc<Mutex<CameraInfo>>,
     events: broadcast::Sender<Broadcast>,
@@ -63,8 +72,19 @@ pub struct Subscription {
     pub status: ServerMessage,
 }
 
+/// How the hub reaches the rest of a fleet.
+pub trait FleetLink: Send + Sync {
+    /// A client asks for camera `id` on `url` (policy-checked): declare it to the fleet.
+    fn request(&self, id: CameraId, url: &str) -> Result<(), String>;
+    /// Whether the fleet has camera `id`.
+    fn knows(&self, id: CameraId) -> bool;
+    /// Clients of this instance now watch camera `id` (`true`), or no longer do.
+    fn watching(&self, id: CameraId, watched: bool);
+}
+
 /// All running cameras.
 pub struct CameraHub {
+    fleet: std::sync::OnceLock<Arc<dyn FleetLink>>,
     cameras: Mutex<HashMap<CameraId, Camera>>,
     layouts: Mutex<HashMap<CameraId, Arc<Layout>>>,
     pipeline: Arc<Pipeline>,
@@ -94,6 +114,7 @@ impl CameraHub {
         tracker: TaskTracker,
     ) -> Self {
         Self {
+            fleet: std::sync::OnceLock::new(),
             cameras: Mutex::new(HashMap::new()),
             layouts: Mutex::new(HashMap::new()),
             pipeline,
@@ -107,6 +128,57 @@ impl CameraHub {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CameraId, Camera>> {
         self.cameras.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes this hub part of a fleet (once, before clients come).
+    pub fn join_fleet(&self, link: Arc<dyn FleetLink>) {
+        let _ = self.fleet.set(link);
+    }
+
+    /// The fleet's `start_stream`: declares the camera to the fleet and watches it here (it
+    /// runs here if the fleet gives it to this instance, else it is relayed).
+    fn fleet_start(
+        &self,
+        fleet: &Arc<dyn FleetLink>,
+        conn: ConnId,
+        id: CameraId,
+        url: &str,
+    ) -> Result<Subscription, ProtocolError> {
+        let mut cameras = self.lock();
+        fleet
+            .request(id, url)
+            .map_err(|e| ProtocolError::new(ErrorCode::InvalidField, e).for_camera(id))?;
+        Ok(self.watch_relay(&mut cameras, fleet, conn, id, url))
+    }
+
+    /// Adds `conn` as a watcher of camera `id`, as a relay entry when it does not run here.
+    fn watch_relay(
+        &self,
+        cameras: &mut HashMap<CameraId, Camera>,
+        fleet: &Arc<dyn FleetLink>,
+        conn: ConnId,
+        id: CameraId,
+        url: &str,
+    ) -> Subscription {
+        let cam = cameras.entry(id).or_insert_with(|| {
+            let (events, _) = broadcast::channel(EVENT_CAPACITY);
+            let mut info = CameraInfo::new(id, redact(url));
+            info.message = "runs on another instance of the fleet".into();
+            Camera {
+                running: false,
+                url: url.to_string(),
+                info: Arc::new(Mutex::new(info)),
+                events,
+                cancel: self.shutdown.child_token(),
+                watchers: HashSet::new(),
+                ended: Arc::default(),
+                id,
+                layout: Arc::new(LayoutSlot::new(self.layout(id).unwrap_or_default())),
+            }
+        });
+        cam.watchers.insert(conn);
+        fleet.watching(id, true);
+        Self::subscription(id, cam)
     }
 
     /// Starts camera `id` on `url` (or restarts it when the URL changed) and adds `conn` as a
@@ -124,6 +196,9 @@ impl CameraHub {
             };
             ProtocolError::new(code, e.to_string()).for_camera(id)
         })?;
+        if let Some(fleet) = self.fleet.get() {
+            return self.fleet_start(fleet, conn, id, url);
+        }
         let guard = guards_resolution(&parsed, &self.policy);
         let mut cameras = self.lock();
         if let Some(cam) = cameras.get_mut(&id) {
@@ -182,19 +257,33 @@ impl CameraHub {
     pub fn pin(&self, id: CameraId, url: &str) -> Result<(), String> {
         let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
         let mut cameras = self.lock();
+        let running = cameras.values().filter(|c| c.running).count();
+        if running >= self.max_cameras && !cameras.get(&id).is_some_and(|c| c.running) {
+            return Err(format!(
+                "{running} cameras already running (stream.max_concurrent_streams)"
+            ));
+        }
         if let Some(cam) = cameras.get_mut(&id) {
+            if !cam.running {
+                // A relay: the fleet gave the camera to this instance; it runs here now.
+                cam.running = true;
+                cam.url = url.to_string();
+                cam.cancel = self.shutdown.child_token();
+                cam.ended = Arc::default();
+                let mut info = CameraInfo::new(id, redact(url));
+                info.pinned = true;
+                cam.info = Arc::new(Mutex::new(info));
+                cam.watchers.insert(SERVICE);
+                self.pipeline.event(id, CameraEvent::Added);
+                self.spawn(id, parsed, false, cam);
+                return Ok(());
+            }
             if cam.url == url {
                 cam.watchers.insert(SERVICE);
                 cam.info.lock().unwrap_or_else(|e| e.into_inner()).pinned = true;
                 return Ok(());
             }
             return Err(format!("camera {id} is already running another source"));
-        }
-        if cameras.len() >= self.max_cameras {
-            return Err(format!(
-                "{} cameras already running (stream.max_concurrent_streams)",
-                cameras.len()
-            ));
         }
         let mut cam = self.add(id, url, SERVICE);
         self.spawn(id, parsed, false, &mut cam);
@@ -216,6 +305,7 @@ impl CameraHub {
         self.pipeline.event(id, CameraEvent::Added);
         let layout = self.layout(id).unwrap_or_default();
         Camera {
+            running: true,
             url: url.to_string(),
             info: Arc::new(Mutex::new(info)),
             events,
@@ -284,6 +374,16 @@ impl CameraHub {
     /// Adds `conn` as a watcher of a running camera.
     pub fn subscribe(&self, conn: ConnId, id: CameraId) -> Result<Subscription, ProtocolError> {
         let mut cameras = self.lock();
+        if let Some(fleet) = self.fleet.get() {
+            if let Some(cam) = cameras.get_mut(&id) {
+                cam.watchers.insert(conn);
+                fleet.watching(id, true);
+                return Ok(Self::subscription(id, cam));
+            }
+            if fleet.knows(id) {
+                return Ok(self.watch_relay(&mut cameras, fleet, conn, id, ""));
+            }
+        }
         let cam = cameras.get_mut(&id).ok_or_else(|| {
             ProtocolError::new(
                 ErrorCode::UnknownCamera,
@@ -301,6 +401,21 @@ impl CameraHub {
         let mut cameras = self.lock();
         let cam = cameras.get_mut(&id)?;
         let was_watching = cam.watchers.remove(&conn);
+        if let Some(fleet) = self.fleet.get() {
+            // In a fleet the instance that runs a client's camera stops it once no instance
+            // has a watcher left; here only this instance's interest ends.
+            if !cam.watchers.iter().any(|w| *w != SERVICE) {
+                fleet.watching(id, false);
+            }
+            if cam.watchers.is_empty() {
+                if cam.running {
+                    cam.cancel.cancel();
+                    self.pipeline.event(id, CameraEvent::Removed);
+                }
+                cameras.remove(&id);
+            }
+            return was_watching.then_some(false);
+        }
         let stopped = cam.watchers.is_empty();
         if stopped {
             cam.cancel.cancel();
@@ -317,6 +432,63 @@ impl CameraHub {
         for id in ids {
             let _ = self.leave(conn, id);
         }
+    }
+
+    /// The fleet moved camera `id` to another instance (or removed it): it stops running here;
+    /// clients of this instance that watch it keep watching it as a relay.
+    pub fn release(&self, id: CameraId) {
+        let mut cameras = self.lock();
+        let Some(cam) = cameras.get_mut(&id) else {
+            return;
+        };
+        cam.watchers.remove(&SERVICE);
+        if cam.running {
+            cam.running = false;
+            cam.cancel.cancel();
+            self.pipeline.event(id, CameraEvent::Removed);
+            tracing::info!(camera = id, "camera released to the fleet");
+        }
+        if cam.watchers.is_empty() {
+            cameras.remove(&id);
+        } else {
+            let mut info = cam.info.lock().unwrap_or_else(|e| e.into_inner());
+            info.pinned = false;
+            info.message = "runs on another instance of the fleet".into();
+        }
+    }
+
+    /// The messages of camera `id` while it runs here (for the watchers of other instances),
+    /// without becoming one of its watchers.
+    pub fn tap(&self, id: CameraId) -> Option<broadcast::Receiver<Broadcast>> {
+        let cameras = self.lock();
+        cameras
+            .get(&id)
+            .filter(|c| c.running)
+            .map(|c| c.events.subscribe())
+    }
+
+    /// Sends `message`, from the instance that runs camera `id`, to this instance's watchers
+    /// of it; false when it is not relayed here (not watched, or running here).
+    pub fn relay(&self, id: CameraId, message: ServerMessage) -> bool {
+        let cameras = self.lock();
+        let Some(cam) = cameras.get(&id).filter(|c| !c.running) else {
+            return false;
+        };
+        if let ServerMessage::CameraStatus(status) = &message {
+            let mut info = cam.info.lock().unwrap_or_else(|e| e.into_inner());
+            info.state = status.state;
+            info.message = status.message.clone();
+        }
+        let _ = cam.events.send(Broadcast::new(message));
+        true
+    }
+
+    /// Clients of this instance watching camera `id` (the service itself not counted).
+    pub fn client_watchers(&self, id: CameraId) -> usize {
+        let cameras = self.lock();
+        cameras
+            .get(&id)
+            .map_or(0, |c| c.watchers.iter().filter(|w| **w != SERVICE).count())
     }
 
     /// Every camera's state, by id.
@@ -346,9 +518,9 @@ impl CameraHub {
         }
     }
 
-    /// Number of running cameras.
+    /// Number of cameras running here (relays of other instances' cameras not counted).
     pub fn active(&self) -> usize {
-        self.lock().len()
+        self.lock().values().filter(|c| c.running).count()
     }
 
     /// Stops every camera (shutdown).

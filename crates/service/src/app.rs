@@ -21,6 +21,7 @@ use llm::pool::KeyPool;
 use llm::prompt::PromptConfig;
 use streaming::fleet::Definitions;
 use streaming::publisher::DetectionPublisher;
+use streaming::relay::Fleet;
 
 use crate::backend::{self, BackendClient};
 use crate::config::Config;
@@ -79,9 +80,9 @@ pub struct Parts {
     pub llm: Option<Arc<LlmSink>>,
     /// Streaming mode's detector role: frames go to the broker too.
     pub publisher: Option<Arc<DetectionPublisher>>,
-    /// Streaming mode's detector role: declared cameras go to the fleet, which runs each on
-    /// one instance.
-    pub definitions: Option<Arc<Definitions>>,
+    /// Streaming mode's detector role: the fleet, which runs each camera on one instance
+    /// (declared ones, and those clients of any instance ask for).
+    pub fleet: Option<Arc<Fleet>>,
     /// Where analysed frames are saved, when `storage.save_raw_frames` is on.
     pub store: Option<FrameStore>,
     /// The API-key pool, when the LLM is on (standalone or streaming).
@@ -150,7 +151,12 @@ pub fn parts(
     };
     let detector = config.kafka.enabled && config.kafka.roles.contains(&Role::Detector);
     let publisher = detector.then(|| Arc::new(DetectionPublisher::new(&config.kafka.instance_id)));
-    let definitions = detector.then(|| Arc::new(Definitions::default()));
+    let fleet = detector.then(|| {
+        Arc::new(Fleet::new(
+            &config.kafka.instance_id,
+            Arc::new(Definitions::default()),
+        ))
+    });
     let store = config
         .storage
         .save_raw_frames
@@ -187,7 +193,7 @@ pub fn parts(
         metrics,
         llm,
         publisher,
-        definitions,
+        fleet,
         store,
         pool,
         database: measured.as_ref().map(|(db, _)| db.clone()),
@@ -310,7 +316,7 @@ pub async fn serve_until(
         let local = streaming::node::Local {
             hub: Arc::clone(&hub),
             publisher: parts.publisher.clone(),
-            definitions: parts.definitions.clone(),
+            fleet: parts.fleet.clone(),
         };
         let stats = streaming::node::start(
             &node_settings(config),
@@ -389,6 +395,9 @@ fn start_cameras(
         shutdown.child_token(),
         tracker.clone(),
     ));
+    if let Some(fleet) = &parts.fleet {
+        hub.join_fleet(Arc::clone(fleet) as Arc<dyn camera::hub::FleetLink>);
+    }
     let scenes = Arc::new(SceneBook::new(config, Arc::clone(&hub)));
     let declared = declared(parts, &hub);
     for decl in config.cameras.iter().filter(|c| c.enabled) {
@@ -402,8 +411,8 @@ fn start_cameras(
 /// Where declared cameras go: the fleet when this process is a detector in streaming mode,
 /// else this instance's hub.
 fn declared(parts: &Parts, hub: &Arc<CameraHub>) -> Declared {
-    match &parts.definitions {
-        Some(definitions) => Declared::Fleet(Arc::clone(definitions)),
+    match &parts.fleet {
+        Some(fleet) => Declared::Fleet(Arc::clone(&fleet.definitions)),
         None => Declared::Local(Arc::clone(hub)),
     }
 }

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use support::kafka_cluster::KafkaCluster;
 use support::services::Redis;
-use support::{Service, looping};
+use support::ws::{Client, start, stop, subscribe};
+use support::{RtspServer, Service, http, looping};
 
 /// Cameras of the fleet.
 const CAMERAS: i64 = 12;
@@ -99,8 +100,8 @@ fn exactly_once(services: &[Option<Service>], seconds: u64) {
     );
 }
 
-#[test]
-fn three_instances_share_twelve_cameras_and_take_over_a_dead_ones_within_30_s() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_share_twelve_cameras_take_over_a_dead_ones_and_serve_any_client() {
     let cluster = KafkaCluster::start(3);
     let redis = Redis::start();
     let url = looping("vtest-h264.mp4");
@@ -123,7 +124,7 @@ fn three_instances_share_twelve_cameras_and_take_over_a_dead_ones_within_30_s() 
         dir.path().join("cameras.yaml"),
         dir.path().join("kafka.yaml"),
     );
-    let start = |i: usize| {
+    let start_instance = |i: usize| {
         Service::start(&[
             ("ALGO_ENABLE_KAFKA_STREAMING", "true"),
             ("ALGO_KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
@@ -135,7 +136,7 @@ fn three_instances_share_twelve_cameras_and_take_over_a_dead_ones_within_30_s() 
             ("ALGO_INFERENCE_SESSIONS", "1"),
         ])
     };
-    let mut services: Vec<Option<Service>> = (0..3).map(|i| Some(start(i))).collect();
+    let mut services: Vec<Option<Service>> = (0..3).map(|i| Some(start_instance(i))).collect();
 
     // Three instances, twelve cameras, each analysed once.
     settled(&services, Duration::from_secs(120));
@@ -206,6 +207,104 @@ fn three_instances_share_twelve_cameras_and_take_over_a_dead_ones_within_30_s() 
         .map(|s| s.metric("fleet_camera_moves_total{change=\"started\"}"))
         .sum();
     assert!(moves >= CAMERAS as f64, "{moves} camera starts counted");
+
+    // A client on one instance watches a camera that runs on the other.
+    let alive: Vec<usize> = (0..3).filter(|i| services[*i].is_some()).collect();
+    let (a, b) = (alive[0], alive[1]);
+    let on_b = *analysed(services[b].as_ref().unwrap())
+        .keys()
+        .next()
+        .unwrap();
+    let mut client = Client::connect(services[a].as_ref().unwrap()).await;
+    client.send(subscribe(on_b)).await;
+    let result = result_of(&mut client, on_b).await;
+    assert!(
+        result["data"]["frame"]
+            .as_str()
+            .unwrap()
+            .starts_with("data:image/jpeg;base64,"),
+        "a relayed result carries its frame"
+    );
+    let relayed = services[a]
+        .as_ref()
+        .unwrap()
+        .metric("fleet_live_messages_total{outcome=\"relayed\"}");
+    assert!(relayed >= 1.0, "{relayed} relayed");
+
+    // A client's own camera: asked for on one instance, run by exactly one, ended by the fleet
+    // once its client stops it.
+    let rtsp = RtspServer::vtest();
+    client.send(start(50, &rtsp.url(0))).await;
+    result_of(&mut client, 50).await;
+    let runs = |services: &[Option<Service>]| -> usize {
+        (services.iter().flatten())
+            .filter(|s| analysed(s).get(&50).is_some_and(|f| *f > 0))
+            .count()
+    };
+    assert_eq!(runs(&services), 1, "camera 50 runs on one instance");
+    client.send(stop(50)).await;
+    let stopped = Instant::now();
+    while (services.iter().flatten()).any(|s| analysed(s).contains_key(&50)) {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(30),
+            "camera 50 still runs 30 s after its only client stopped it"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // The dead instance comes back: it takes a share again, and its clients get fresh
+    // results only, none of what was published while it was away.
+    services[victim] = Some(start_instance(victim));
+    // Ready once it has read the fleet's cameras (and Kafka, Redis, the topics answer).
+    let restarted = Instant::now();
+    while http(
+        &services[victim].as_ref().unwrap().addr,
+        "GET",
+        "/api/health/ready",
+        &[],
+    )
+    .0 != 200
+    {
+        assert!(
+            restarted.elapsed() < Duration::from_secs(60),
+            "not ready in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    settled(&services, Duration::from_secs(60));
+    let back = services[victim].as_ref().unwrap();
+    let elsewhere = (0..3)
+        .filter(|i| *i != victim)
+        .flat_map(|i| analysed(services[i].as_ref().unwrap()).into_keys())
+        .next()
+        .unwrap();
+    let mut late = Client::connect(back).await;
+    late.send(subscribe(elsewhere)).await;
+    let joined = chrono::Utc::now();
+    for _ in 0..3 {
+        let r = result_of(&mut late, elsewhere).await;
+        let stamp =
+            chrono::DateTime::parse_from_rfc3339(r["data"]["timestamp"].as_str().unwrap()).unwrap();
+        let age = joined - stamp.with_timezone(&chrono::Utc);
+        assert!(age < chrono::Duration::seconds(5), "an old result: {age}");
+    }
+    exactly_once(&services, 8);
+}
+
+/// The next `detection_result` of camera `id` (within 40 s), skipping other messages.
+async fn result_of(client: &mut Client, id: i64) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "no detection_result of camera {id} within 40 s"
+        );
+        let r = client.recv_type("detection_result", left).await;
+        if r["data"]["cameraId"] == id {
+            return r;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

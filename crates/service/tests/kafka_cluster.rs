@@ -22,13 +22,14 @@ use support::services::Redis;
 use support::{RtspServer, Service, dir_with};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-const TOPICS: [&str; 6] = [
+const TOPICS: [&str; 7] = [
     "detection-results",
     "assessment-tasks",
     "risk-assessment-results",
     "merged-results",
     "traffic-dead-letter",
     "camera-definitions",
+    "live-results",
 ];
 
 /// Replicas of every partition of `topic`, its `min.insync.replicas` and `cleanup.policy`.

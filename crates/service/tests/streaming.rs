@@ -79,7 +79,7 @@ async fn topics_are_created_once_and_messages_round_trip_with_manual_commits() {
     )
     .await
     .unwrap();
-    assert_eq!(created.len(), 6, "{created:?}");
+    assert_eq!(created.len(), 7, "{created:?}");
     let again = ensure_topics(
         &Connection::plain(&broker.bootstrap()),
         &topics,

@@ -24,6 +24,9 @@ pub struct Dependencies {
     kafka: AtomicBool,
     redis: AtomicBool,
     topics: AtomicBool,
+    /// Whether this process keeps the fleet's camera catalog, and whether it has read it.
+    catalog_expected: AtomicBool,
+    catalog: AtomicBool,
 }
 
 impl Dependencies {
@@ -47,6 +50,19 @@ impl Dependencies {
         self.topics.store(true, Ordering::Relaxed);
     }
 
+    /// Records that this process keeps the fleet's camera catalog: it is not ready before it
+    /// has read it (a client could not subscribe to the fleet's cameras).
+    pub fn expect_catalog(&self) {
+        self.catalog_expected.store(true, Ordering::Relaxed);
+    }
+
+    /// Records that the camera catalog has been read up to where it ended at start.
+    pub fn set_catalog_ready(&self) {
+        if !self.catalog.swap(true, Ordering::Relaxed) {
+            tracing::info!("camera catalog read");
+        }
+    }
+
     /// Why this process cannot do its streaming work now (empty when it can).
     pub fn not_ready(&self) -> Vec<&'static str> {
         let mut why = Vec::new();
@@ -58,6 +74,9 @@ impl Dependencies {
         }
         if !self.topics_ready() {
             why.push("topics not ready");
+        }
+        if self.catalog_expected.load(Ordering::Relaxed) && !self.catalog.load(Ordering::Relaxed) {
+            why.push("camera catalog not read yet");
         }
         why
     }

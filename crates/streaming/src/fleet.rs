@@ -26,8 +26,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::kafka::{BrokerError, Producer, fleet_consumer};
 use crate::ownership::{CameraDefinition, Change, Ownership};
+use crate::relay::forward_live;
 use crate::settings::Connection;
 use crate::shared::Shared;
+use camera::broadcast::Broadcast;
+use camera::hub::CameraHub;
 use protocol::CameraId;
 use retry::sleep_or_cancelled;
 
@@ -44,22 +47,34 @@ const DEFINITION_QUEUE: usize = 1024;
 pub trait CameraRunner: Send + Sync {
     /// Runs camera `id` on `url` (restarting it when it ran another URL).
     fn run(&self, id: CameraId, url: &str) -> Result<(), String>;
-    /// Stops camera `id` here.
+    /// Stops camera `id` here (its watchers here, if any, follow it where it goes).
     fn stop(&self, id: CameraId);
+    /// Clients of this instance watching camera `id`.
+    fn watchers(&self, id: CameraId) -> usize;
+    /// Camera `id`'s messages while it runs here.
+    fn tap(&self, id: CameraId) -> Option<tokio::sync::broadcast::Receiver<Broadcast>>;
 }
 
-impl CameraRunner for camera::hub::CameraHub {
+impl CameraRunner for CameraHub {
     fn run(&self, id: CameraId, url: &str) -> Result<(), String> {
         if self.pin(id, url).is_ok() {
             return Ok(());
         }
         // Running another URL: restart it on this one.
-        self.unpin(id);
+        self.release(id);
         self.pin(id, url)
     }
 
     fn stop(&self, id: CameraId) {
-        self.unpin(id);
+        self.release(id);
+    }
+
+    fn watchers(&self, id: CameraId) -> usize {
+        self.client_watchers(id)
+    }
+
+    fn tap(&self, id: CameraId) -> Option<tokio::sync::broadcast::Receiver<Broadcast>> {
+        CameraHub::tap(self, id)
     }
 }
 
@@ -80,6 +95,14 @@ pub struct FleetStats {
     pub definitions_written: AtomicU64,
     /// Camera definitions that could not be queued (the queue was full).
     pub definitions_dropped: AtomicU64,
+    /// Messages of cameras running here sent to the live topic for other instances' watchers.
+    pub live_sent: AtomicU64,
+    /// Such messages dropped (too large, the broker refused, the forwarder fell behind).
+    pub live_dropped: AtomicU64,
+    /// Live messages of cameras running elsewhere handed to this instance's watchers.
+    pub live_relayed: AtomicU64,
+    /// Client cameras ended here because no instance had a watcher left.
+    pub idle_ended: AtomicU64,
 }
 
 /// A camera declared (its definition) or withdrawn (`None`), on its way to the topic.
@@ -122,10 +145,30 @@ impl Definitions {
             camera_id: id,
             url: url.to_string(),
             enabled: true,
+            client: false,
         };
         self.queue(id, Some(definition))?;
         written.insert(id, url.to_string());
         Ok(())
+    }
+
+    /// Declares camera `id` on `url` for a WebSocket client: it runs while some instance has
+    /// a watcher of it.
+    pub fn request(&self, id: CameraId, url: &str) -> Result<(), String> {
+        let definition = CameraDefinition {
+            camera_id: id,
+            url: url.to_string(),
+            enabled: true,
+            client: true,
+        };
+        self.queue(id, Some(definition))
+    }
+
+    /// Removes camera `id` from the fleet (a client camera nobody watches any more).
+    pub fn remove(&self, id: CameraId) {
+        if let Err(e) = self.queue(id, None) {
+            tracing::warn!(camera = id, error = %e, "camera removal not written");
+        }
     }
 
     /// Withdraws camera `id` from the fleet (a tombstone), when this instance declared it.
@@ -251,9 +294,19 @@ pub struct OwnershipParts {
     pub shared: Shared,
     /// This instance's cameras.
     pub runner: Arc<dyn CameraRunner>,
+    /// Where idle client cameras are removed.
+    pub definitions: Arc<Definitions>,
+    /// Sends the live messages of cameras watched elsewhere.
+    pub producer: Producer,
+    /// The live topic.
+    pub live_topic: String,
     /// Counters.
     pub stats: Arc<FleetStats>,
 }
+
+/// Checks of a client camera with no watcher anywhere before it is removed (a client that
+/// just asked for it registers its watch within a second).
+const IDLE_CHECKS: u32 = 3;
 
 /// The cameras this instance runs by ownership, and those waiting for their lease.
 struct Local {
@@ -263,6 +316,10 @@ struct Local {
     running: BTreeMap<CameraId, String>,
     /// Assigned here, waiting for the previous holder's lease to lapse.
     waiting: BTreeMap<CameraId, String>,
+    /// Those of them a client asked for, and how many checks in a row found no watcher.
+    clients: BTreeMap<CameraId, u32>,
+    /// The live forwarders of cameras running here that other instances watch.
+    forwarders: BTreeMap<CameraId, CancellationToken>,
     last_renewal: Instant,
 }
 
@@ -274,7 +331,12 @@ impl Local {
     async fn apply(&mut self, changes: Vec<Change>) {
         for change in changes {
             match change {
-                Change::Start { id, url } => {
+                Change::Start { id, url, client } => {
+                    if client {
+                        self.clients.entry(id).or_insert(0);
+                    } else {
+                        self.clients.remove(&id);
+                    }
                     if self.running.contains_key(&id) {
                         // A new URL for a camera running here: the lease is ours already.
                         self.start(id, url);
@@ -284,6 +346,10 @@ impl Local {
                 }
                 Change::Stop { id } => {
                     self.waiting.remove(&id);
+                    self.clients.remove(&id);
+                    if let Some(forwarder) = self.forwarders.remove(&id) {
+                        forwarder.cancel();
+                    }
                     if self.running.remove(&id).is_some() {
                         self.parts.runner.stop(id);
                         self.parts.stats.stopped.fetch_add(1, Ordering::Relaxed);
@@ -352,6 +418,9 @@ impl Local {
                         "camera lease held by another instance; stopped here"
                     );
                     self.running.remove(&id);
+                    if let Some(forwarder) = self.forwarders.remove(&id) {
+                        forwarder.cancel();
+                    }
                     self.parts.runner.stop(id);
                     self.parts.stats.stopped.fetch_add(1, Ordering::Relaxed);
                     self.waiting.insert(id, url);
@@ -361,6 +430,68 @@ impl Local {
             }
         }
         self.show();
+    }
+
+    /// Ends the client cameras running here that no instance has watched for
+    /// [`IDLE_CHECKS`] checks in a row.
+    async fn end_idle(&mut self) {
+        let clients: Vec<CameraId> = (self.clients.keys())
+            .filter(|id| self.running.contains_key(id))
+            .copied()
+            .collect();
+        for id in clients {
+            let here = self.parts.runner.watchers(id);
+            let elsewhere = if here > 0 {
+                0
+            } else {
+                let (shared, me) = (&self.parts.shared, &self.parts.instance_id);
+                // Unknown (Redis down): keep the camera.
+                shared.watchers(id, me).await.unwrap_or(1)
+            };
+            let idle = self.clients.entry(id).or_insert(0);
+            *idle = if here + elsewhere == 0 { *idle + 1 } else { 0 };
+            if *idle >= IDLE_CHECKS {
+                tracing::info!(camera = id, "no watcher left on any instance; camera ends");
+                self.parts.stats.idle_ended.fetch_add(1, Ordering::Relaxed);
+                self.clients.remove(&id);
+                self.parts.definitions.remove(id);
+            }
+        }
+    }
+
+    /// Starts a live forwarder for each camera running here that another instance watches,
+    /// and stops those nobody elsewhere watches any more.
+    async fn forward_watched(&mut self, shutdown: &CancellationToken) {
+        let running: Vec<CameraId> = self.running.keys().copied().collect();
+        for id in running {
+            let (shared, me) = (&self.parts.shared, &self.parts.instance_id);
+            let Ok(elsewhere) = shared.watchers(id, me).await else {
+                continue;
+            };
+            match (elsewhere > 0, self.forwarders.contains_key(&id)) {
+                (true, false) => {
+                    let Some(rx) = self.parts.runner.tap(id) else {
+                        continue;
+                    };
+                    let cancel = shutdown.child_token();
+                    tokio::spawn(forward_live(
+                        rx,
+                        self.parts.producer.clone(),
+                        self.parts.live_topic.clone(),
+                        id,
+                        Arc::clone(&self.parts.stats),
+                        cancel.clone(),
+                    ));
+                    self.forwarders.insert(id, cancel);
+                }
+                (false, true) => {
+                    if let Some(forwarder) = self.forwarders.remove(&id) {
+                        forwarder.cancel();
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 
     fn show(&self) {
@@ -375,6 +506,9 @@ impl Local {
 
     /// Stops every camera here and gives the leases up (shutdown, or the loop restarting).
     async fn release_all(&mut self) {
+        for (_, forwarder) in std::mem::take(&mut self.forwarders) {
+            forwarder.cancel();
+        }
         let ids: Vec<CameraId> = self.running.keys().copied().collect();
         for id in ids {
             self.running.remove(&id);
@@ -407,6 +541,8 @@ pub async fn run_ownership(
         ownership: Ownership::new(),
         running: BTreeMap::new(),
         waiting: BTreeMap::new(),
+        clients: BTreeMap::new(),
+        forwarders: BTreeMap::new(),
         last_renewal: Instant::now(),
     };
     let mut tick = tokio::time::interval(TICK);
@@ -417,8 +553,10 @@ pub async fn run_ownership(
                 rebalanced(&consumer, &topic, &mut rx, &mut local).await;
                 let changes = positions(&consumer, &topic, &mut local.ownership);
                 local.apply(changes).await;
+                local.forward_watched(&shutdown).await;
                 if local.last_renewal.elapsed() >= RENEW_EVERY {
                     local.renew().await;
+                    local.end_idle().await;
                 }
             }
             received = consumer.recv() => {

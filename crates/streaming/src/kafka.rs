@@ -291,6 +291,57 @@ pub fn fleet_consumer<C: ConsumerContext + 'static>(
     Ok(inner)
 }
 
+/// A consumer of every partition of `topic` (`partitions` of them) from `from`, in no group
+/// and committing nothing: for state every instance reads whole (the camera catalog) or live
+/// traffic every instance reads from the end.
+pub fn reader(
+    conn: &Connection,
+    topic: &str,
+    partitions: i32,
+    from: Offset,
+) -> Result<StreamConsumer, BrokerError> {
+    let mut c = client_config(conn);
+    // A group id librdkafka wants even for assigned partitions; nothing joins or commits.
+    c.set("group.id", "traffic-algo-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    apply(&mut c, &conn.consumer);
+    let inner: StreamConsumer = c
+        .create()
+        .map_err(err(format!("cannot create a reader of {topic}")))?;
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition_offset(topic, p, from)
+            .map_err(err("bad offset"))?;
+    }
+    inner
+        .assign(&list)
+        .map_err(err(format!("cannot read {topic}")))?;
+    Ok(inner)
+}
+
+/// How many partitions `topic` has (blocking: call off the async threads).
+pub fn partition_count(conn: &Connection, topic: &str) -> Result<i32, BrokerError> {
+    use rdkafka::consumer::BaseConsumer;
+    let client: BaseConsumer = client_config(conn)
+        .create()
+        .map_err(err("cannot create the Kafka metadata client"))?;
+    let meta = client
+        .fetch_metadata(Some(topic), Duration::from_secs(15))
+        .map_err(err(format!("cannot read the partitions of {topic}")))?;
+    let count = meta
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len() as i32);
+    if count == 0 {
+        return Err(BrokerError {
+            what: format!("topic {topic} has no partitions"),
+            source: KafkaError::AdminOp(RDKafkaErrorCode::UnknownTopicOrPartition),
+        });
+    }
+    Ok(count)
+}
+
 /// Keeps `kafka_consumer_lag` from librdkafka's statistics (every [`STATS_INTERVAL_MS`]).
 pub struct LagContext {
     group: String,

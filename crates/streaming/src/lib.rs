@@ -13,7 +13,8 @@
 //! - [`publisher`]: the detector role's frame sink and merged-result reader.
 //! - [`ownership`]: which cameras an instance runs from its assigned partitions (pure);
 //!   [`fleet`]: camera definitions written and owned through Kafka's group membership, fenced
-//!   by Redis leases.
+//!   by Redis leases; [`relay`]: any client on any instance (the fleet's catalog, watchers in
+//!   Redis, live messages of cameras watched elsewhere).
 //! - [`node`]: this process's roles, started together.
 
 pub mod aggregator;
@@ -27,6 +28,7 @@ pub mod node;
 pub mod offsets;
 pub mod ownership;
 pub mod publisher;
+pub mod relay;
 pub mod roles;
 pub mod runner;
 pub mod settings;

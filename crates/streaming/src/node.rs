@@ -15,11 +15,10 @@ use tokio_util::task::TaskTracker;
 
 use super::aggregator::{AggregatorHandler, AggregatorStats};
 use super::dependencies::{Dependencies, probe};
-use super::fleet::{
-    CameraRunner, Definitions, FleetStats, OwnershipParts, run_ownership, write_definitions,
-};
-use super::kafka::{Durability, GroupConsumer, Producer, check_topics, ensure_topics};
+use super::fleet::{CameraRunner, FleetStats, OwnershipParts, run_ownership, write_definitions};
+use super::kafka::{BrokerError, Durability, GroupConsumer, Producer, check_topics, ensure_topics};
 use super::publisher::{DetectionPublisher, forward_merged, run_publisher};
+use super::relay::{Fleet, run_catalog, run_relay, run_watch_registry};
 use super::roles::{TasksHandler, WorkerHandler};
 use super::runner::{Handler, RunnerConfig, RunnerParts, RunnerStats, run};
 use super::shared::Shared;
@@ -60,9 +59,9 @@ pub struct Local {
     pub hub: Arc<CameraHub>,
     /// Where analysed frames are queued, when this process is a detector.
     pub publisher: Option<Arc<DetectionPublisher>>,
-    /// Where declared cameras are written for the fleet, when this process is a detector: it
-    /// then runs the cameras Kafka assigns it.
-    pub definitions: Option<Arc<Definitions>>,
+    /// The fleet, when this process is a detector: declared cameras are written to it, and
+    /// this instance runs the cameras Kafka assigns it.
+    pub fleet: Option<Arc<Fleet>>,
 }
 
 /// One consume loop to run: its configuration, what it does with a message, its counters.
@@ -89,8 +88,8 @@ pub async fn start(
         .context("cannot connect to Redis")?;
     let producer = Producer::with_metrics(&settings.connection, kafka_metrics)?;
     let stats = Arc::new(NodeStats {
-        fleet: (local.definitions.as_ref())
-            .map(|d| Arc::clone(&d.stats))
+        fleet: (local.fleet.as_ref())
+            .map(|f| Arc::clone(f.stats()))
             .unwrap_or_default(),
         ..NodeStats::default()
     });
@@ -107,6 +106,10 @@ pub async fn start(
     let settings = settings.clone();
     let spawner = tracker.clone();
     let dependencies = Arc::clone(&stats.dependencies);
+    if local.fleet.is_some() {
+        // Not ready before the fleet's cameras are known (a client could not subscribe).
+        dependencies.expect_catalog();
+    }
     tracker.spawn(async move {
         let connection = &settings.connection;
         if !topics_ready(connection, &settings.file, &shutdown).await {
@@ -118,10 +121,10 @@ pub async fn start(
                 &settings, publisher, &local.hub, &producer, &spawner, &shutdown,
             );
         }
-        if let Some(definitions) = &local.definitions {
+        if let Some(fleet) = &local.fleet {
             start_fleet(
                 &settings,
-                definitions,
+                (fleet, &dependencies),
                 (&local.hub, &shared),
                 &producer,
                 &spawner,
@@ -256,59 +259,106 @@ fn start_detector_role(
     }
 }
 
-/// The fleet's two loops: this instance's declared cameras written to the definitions topic,
-/// and the cameras of the partitions it is assigned run here.
+/// The fleet's loops: this instance's declared cameras written to the definitions topic; the
+/// cameras of the partitions it is assigned run here; the catalog of every camera; its
+/// clients' watches said in Redis; the live messages of cameras running elsewhere relayed to
+/// them.
 fn start_fleet(
     settings: &NodeSettings,
-    definitions: &Definitions,
+    (fleet, dependencies): (&Arc<Fleet>, &Arc<Dependencies>),
     (hub, shared): (&Arc<CameraHub>, &Shared),
     producer: &Producer,
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
 ) {
-    let topic = settings.file.topics.camera_definitions.name.clone();
+    let topics = &settings.file.topics;
+    let (topic, live_topic) = (
+        topics.camera_definitions.name.clone(),
+        topics.live_results.name.clone(),
+    );
+    let definitions = &fleet.definitions;
+    let stats = Arc::clone(&definitions.stats);
     if let Some(rx) = definitions.take_receiver() {
         tracker.spawn(write_definitions(
             rx,
             producer.clone(),
             topic.clone(),
-            Arc::clone(&definitions.stats),
+            Arc::clone(&stats),
             shutdown.clone(),
         ));
     }
-    let runner: Arc<dyn CameraRunner> = Arc::clone(hub) as Arc<dyn CameraRunner>;
-    let (connection, group) = (
-        settings.connection.clone(),
-        format!("{}-cameras", settings.file.group_prefix),
+    tracker.spawn(run_watch_registry(
+        Arc::clone(fleet),
+        shared.clone(),
+        shutdown.clone(),
+    ));
+    let connection = settings.connection.clone();
+    let (f, d, c, t) = (
+        Arc::clone(fleet),
+        Arc::clone(dependencies),
+        connection.clone(),
+        topic.clone(),
     );
-    let (instance_id, shared, stats) = (
+    tracker.spawn(keep_running(
+        "camera catalog",
+        shutdown.clone(),
+        move |stop| run_catalog(Arc::clone(&f), Arc::clone(&d), c.clone(), t.clone(), stop),
+    ));
+    let (h, s, c, t) = (
+        Arc::clone(hub),
+        Arc::clone(&stats),
+        connection.clone(),
+        live_topic.clone(),
+    );
+    tracker.spawn(keep_running(
+        "live results",
+        shutdown.clone(),
+        move |stop| run_relay(Arc::clone(&h), Arc::clone(&s), c.clone(), t.clone(), stop),
+    ));
+    let runner: Arc<dyn CameraRunner> = Arc::clone(hub) as Arc<dyn CameraRunner>;
+    let group = format!("{}-cameras", settings.file.group_prefix);
+    let (instance_id, shared, definitions, producer) = (
         settings.instance_id.clone(),
         shared.clone(),
-        Arc::clone(&definitions.stats),
+        Arc::clone(definitions),
+        producer.clone(),
     );
-    let shutdown = shutdown.clone();
-    tracker.spawn(async move {
-        let _ = retry(
-            u32::MAX,
-            restart_backoff(),
-            Some(&shutdown),
-            |_| true,
-            |e, _| tracing::error!(error = %e, "camera ownership failed; restarting"),
-            |_| {
-                let parts = OwnershipParts {
-                    connection: connection.clone(),
-                    topic: topic.clone(),
-                    group: group.clone(),
-                    instance_id: instance_id.clone(),
-                    shared: shared.clone(),
-                    runner: Arc::clone(&runner),
-                    stats: Arc::clone(&stats),
-                };
-                run_ownership(parts, shutdown.clone())
-            },
-        )
-        .await;
-    });
+    tracker.spawn(keep_running(
+        "camera ownership",
+        shutdown.clone(),
+        move |stop| {
+            let parts = OwnershipParts {
+                connection: connection.clone(),
+                topic: topic.clone(),
+                group: group.clone(),
+                instance_id: instance_id.clone(),
+                shared: shared.clone(),
+                runner: Arc::clone(&runner),
+                definitions: Arc::clone(&definitions),
+                producer: producer.clone(),
+                live_topic: live_topic.clone(),
+                stats: Arc::clone(&stats),
+            };
+            run_ownership(parts, stop)
+        },
+    ));
+}
+
+/// Runs the loop `run` makes until shutdown, restarting it with backoff when it fails.
+async fn keep_running<F, Fut>(what: &'static str, shutdown: CancellationToken, run: F)
+where
+    F: Fn(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<(), BrokerError>>,
+{
+    let _ = retry(
+        u32::MAX,
+        restart_backoff(),
+        Some(&shutdown),
+        |_| true,
+        |e, _| tracing::error!(what, error = %e, "fleet loop failed; restarting"),
+        |_| run(shutdown.clone()),
+    )
+    .await;
 }
 
 /// Restarts with backoff: broker and consume loops, 1 s doubling to 30 s.

@@ -21,6 +21,10 @@ pub struct CameraDefinition {
     pub url: String,
     /// Whether it should run.
     pub enabled: bool,
+    /// Whether a WebSocket client asked for it (it stops when no instance has a watcher left);
+    /// declared cameras run until withdrawn.
+    #[serde(default)]
+    pub client: bool,
 }
 
 /// What the instance must do to its cameras.
@@ -32,6 +36,8 @@ pub enum Change {
         id: CameraId,
         /// Its source.
         url: String,
+        /// Whether a client asked for it (see [`CameraDefinition::client`]).
+        client: bool,
     },
     /// Stop camera `id`: it was deleted, disabled, or its partition went to another instance.
     Stop {
@@ -159,6 +165,7 @@ impl Ownership {
                     changes.push(Change::Start {
                         id: *id,
                         url: d.url,
+                        client: d.client,
                     });
                 }
                 (None, Some(_)) => {
@@ -188,6 +195,7 @@ mod tests {
             camera_id: id,
             url: url.into(),
             enabled,
+            client: false,
         })
     }
 
@@ -195,6 +203,7 @@ mod tests {
         Change::Start {
             id,
             url: url.into(),
+            client: false,
         }
     }
 

@@ -122,6 +122,9 @@ pub struct Topics {
     /// The fleet's cameras, keyed by camera id (compacted): each detector instance runs those
     /// of the partitions it is assigned, so partitions bound how finely cameras spread.
     pub camera_definitions: TopicSpec,
+    /// Every message of a camera watched on another instance than the one running it (results
+    /// with their frame, states), read by every instance from its end.
+    pub live_results: TopicSpec,
 }
 
 impl Default for Topics {
@@ -136,13 +139,14 @@ impl Default for Topics {
                 compacted: true,
                 ..TopicSpec::named("camera-definitions", 32, 3_600_000)
             },
+            live_results: TopicSpec::named("live-results", 6, 60_000),
         }
     }
 }
 
 impl Topics {
     /// All of them, in creation order.
-    pub fn all(&self) -> [&TopicSpec; 6] {
+    pub fn all(&self) -> [&TopicSpec; 7] {
         [
             &self.detection_results,
             &self.assessment_tasks,
@@ -150,6 +154,7 @@ impl Topics {
             &self.merged_results,
             &self.dead_letter,
             &self.camera_definitions,
+            &self.live_results,
         ]
     }
 }

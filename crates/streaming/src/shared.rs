@@ -28,6 +28,14 @@ pub enum Claim {
     Busy,
 }
 
+/// Milliseconds since the Unix epoch (instances' clocks are kept in step by NTP; the watcher
+/// entries it stamps last seconds, far beyond any skew).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// A Redis error with what we were doing.
 #[derive(Debug, thiserror::Error)]
 #[error("redis {what}: {source}")]
@@ -219,6 +227,58 @@ impl Shared {
         })
         .await
         .map(|_| ())
+    }
+
+    /// Says that `instance` has watchers of camera `camera`, for `ttl` (renewed while they
+    /// watch).
+    pub async fn watch(
+        &self,
+        camera: i64,
+        instance: &str,
+        ttl: Duration,
+    ) -> Result<(), SharedError> {
+        let key = self.key(&format!("watchers:{camera}"));
+        let until = now_ms() + ttl.as_millis() as u64;
+        self.call("ZADD", |mut c| async move {
+            redis::pipe()
+                .cmd("ZADD")
+                .arg(&key)
+                .arg(until)
+                .arg(instance)
+                .ignore()
+                .cmd("ZREMRANGEBYSCORE")
+                .arg(&key)
+                .arg("-inf")
+                .arg(now_ms())
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(&key)
+                .arg(ttl.as_millis() as u64)
+                .ignore()
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    /// Says that `instance` no longer has watchers of camera `camera`.
+    pub async fn unwatch(&self, camera: i64, instance: &str) -> Result<(), SharedError> {
+        let key = self.key(&format!("watchers:{camera}"));
+        self.call("ZREM", |mut c| async move {
+            c.zrem::<_, _, ()>(&key, instance).await
+        })
+        .await
+    }
+
+    /// The instances other than `except` with watchers of camera `camera` now.
+    pub async fn watchers(&self, camera: i64, except: &str) -> Result<usize, SharedError> {
+        let key = self.key(&format!("watchers:{camera}"));
+        let live: Vec<String> = self
+            .call("ZRANGEBYSCORE", |mut c| async move {
+                c.zrangebyscore(&key, now_ms(), "+inf").await
+            })
+            .await?;
+        Ok(live.iter().filter(|i| *i != except).count())
     }
 
     /// Gives a claim back unhandled (shutting down).

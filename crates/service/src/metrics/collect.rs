@@ -183,6 +183,22 @@ impl Collector for StreamingCollector {
         )?;
         counters(
             &mut e,
+            "fleet_live_messages",
+            "messages of cameras watched on another instance than their own, by outcome: sent (by the instance running the camera), dropped, relayed (to this instance's watchers)",
+            [
+                ([("outcome", "sent")], fleet_read(|s| &s.live_sent)),
+                ([("outcome", "dropped")], fleet_read(|s| &s.live_dropped)),
+                ([("outcome", "relayed")], fleet_read(|s| &s.live_relayed)),
+            ],
+        )?;
+        counter(
+            &mut e,
+            "fleet_idle_cameras_ended",
+            "client cameras this instance ended because no instance had a watcher left",
+            fleet_read(|s| &s.idle_ended),
+        )?;
+        counters(
+            &mut e,
             "fleet_camera_definitions",
             "camera definitions this instance declared to the fleet, by outcome (dropped: queue full)",
             [
