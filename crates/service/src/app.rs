@@ -150,7 +150,13 @@ pub fn parts(
         None => None,
     };
     let detector = config.kafka.enabled && config.kafka.roles.contains(&Role::Detector);
-    let publisher = detector.then(|| Arc::new(DetectionPublisher::new(&config.kafka.instance_id)));
+    let publisher = detector.then(|| {
+        Arc::new(DetectionPublisher::new(
+            &config.kafka.instance_id,
+            config.llm.cooldown,
+            config.stream.alert_pause,
+        ))
+    });
     let fleet = detector.then(|| {
         Arc::new(Fleet::new(
             &config.kafka.instance_id,

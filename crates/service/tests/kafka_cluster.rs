@@ -89,6 +89,8 @@ async fn a_three_broker_cluster_loses_no_merged_result_when_a_broker_dies() {
         ("ALGO_LLM_API_KEY", "sk-cluster"),
         ("ALGO_LLM_BASE_URL", &base),
         ("ALGO_AGGREGATION_TIMEOUT_SECONDS", "20"),
+        // Every frame with groups goes to the LLM, so every one must get its merged result.
+        ("ALGO_LLM_COOLDOWN_SECONDS", "0"),
     ]);
     let (mut ws, _) = tokio_tungstenite::connect_async(service.ws_url())
         .await

@@ -809,3 +809,75 @@ async fn health_and_readiness_follow_kafka_and_redis() {
     );
     assert_eq!(health(&service)["status"], "DEGRADED");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_asks_the_llm_once_per_cooldown_and_its_findings_stay_on_later_results() {
+    use support::RtspServer;
+    use support::fake_llm::{FakeLlm, Reply};
+    use support::ws::{Client, start};
+
+    let streaming = Streaming::start("h");
+    let rtsp = RtspServer::vtest();
+    let answer = r#"{"hasDangerousDriving": true, "maxRiskLevel": "high", "results": [{"groupIndex": 1, "description": "a pedestrian steps out", "riskLevel": "high", "confidence": 0.9, "riskTypes": ["pedestrian_risk"], "dangerObjectCount": 1, "triggerObjectIds": []}]}"#;
+    let llm = FakeLlm::start(vec![Reply::text(answer)]).await;
+    let base = llm.base_url();
+    let service = streaming.service(
+        "detector,tasks,llm-worker,aggregator",
+        &[
+            ("ALGO_LLM_API_KEY", "sk-hold"),
+            ("ALGO_LLM_BASE_URL", &base),
+            ("ALGO_LLM_COOLDOWN_SECONDS", "6"),
+            ("ALGO_ALERT_PAUSE_SECONDS", "30"),
+        ],
+    );
+    let mut c = Client::connect(&service).await;
+    c.send(start(4, &rtsp.url(0))).await;
+
+    let mut merged_at: Vec<chrono::DateTime<chrono::FixedOffset>> = Vec::new();
+    let (mut held, mut plain) = (0, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while merged_at.len() < 3 || held < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} merged results, {held} later results with held findings",
+            merged_at.len()
+        );
+        let r = c
+            .recv_type("detection_result", Duration::from_secs(30))
+            .await;
+        let d = &r["data"];
+        let stamp = chrono::DateTime::parse_from_rfc3339(d["timestamp"].as_str().unwrap()).unwrap();
+        let llm_alerts: Vec<&serde_json::Value> = (d["dangerousDrivingResults"].as_array())
+            .unwrap()
+            .iter()
+            .filter(|a| a["source"] == "llm")
+            .collect();
+        if d.get("partial").is_some() {
+            merged_at.push(stamp);
+        } else if !merged_at.is_empty() {
+            plain += 1;
+            // A frame after a merged result: the finding shows, stale, for the hold.
+            if !llm_alerts.is_empty() {
+                assert!(llm_alerts.iter().all(|a| a["isStale"] == true), "{d}");
+                held += 1;
+            }
+        }
+    }
+    // The merged results are of frames at least the cooldown apart.
+    for pair in merged_at.windows(2) {
+        let gap = (pair[1] - pair[0]).num_milliseconds();
+        assert!(
+            gap >= 5_500,
+            "two frames asked {gap} ms apart: {merged_at:?}"
+        );
+    }
+    assert!(held >= 3 && plain >= held);
+    // Each asked frame asks about at most 4 groups.
+    let calls = llm.calls().len();
+    assert!(
+        calls <= 4 * (merged_at.len() + 1),
+        "{calls} LLM calls for {} merged results",
+        merged_at.len()
+    );
+    assert!(service.metric("llm_cooldown_skipped_total") >= 1.0);
+}

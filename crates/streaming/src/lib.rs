@@ -10,7 +10,8 @@
 //!   [`dependencies`]: whether both answer.
 //! - [`runner`]: the consume loop every role shares; [`roles`]: what the tasks and llm-worker
 //!   roles do with a message; [`aggregator`]: the aggregator role.
-//! - [`publisher`]: the detector role's frame sink and merged-result reader.
+//! - [`publisher`]: the detector role's frame sink and merged-result reader, with the LLM
+//!   cooldown per camera and the findings [`held`] on later results.
 //! - [`ownership`]: which cameras an instance runs from its assigned partitions (pure);
 //!   [`fleet`]: camera definitions written and owned through Kafka's group membership, fenced
 //!   by Redis leases; [`relay`]: any client on any instance (the fleet's catalog, watchers in
@@ -21,6 +22,7 @@ pub mod aggregator;
 pub mod counters;
 pub mod dependencies;
 pub mod fleet;
+pub mod held;
 pub mod kafka;
 pub mod merge;
 pub mod messages;

@@ -217,7 +217,7 @@ fn role_loops(
 /// merged results back to its cameras' watchers.
 fn start_detector_role(
     settings: &NodeSettings,
-    publisher: &DetectionPublisher,
+    publisher: &Arc<DetectionPublisher>,
     hub: &Arc<CameraHub>,
     producer: &Producer,
     tracker: &TaskTracker,
@@ -251,7 +251,7 @@ fn start_detector_role(
                 topic,
                 settings.instance_id.clone(),
                 Arc::clone(hub),
-                Arc::clone(&publisher.stats),
+                Arc::clone(publisher),
                 shutdown.clone(),
             ));
         }

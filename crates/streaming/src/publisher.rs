@@ -5,10 +5,11 @@
 //! and counts). [`forward_merged`] reads `merged-results` and hands those for this instance to
 //! the WebSocket watchers of their camera as a second `detection_result` of the same frame.
 
+use std::collections::HashMap;
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use camera::hub::CameraHub;
 use camera::sink::{FrameReport, FrameSink, SinkError};
@@ -19,6 +20,7 @@ use retry::{Backoff, retry, sleep_or_cancelled};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::held::HeldAlerts;
 use crate::kafka::{GroupConsumer, Producer};
 use crate::messages::{DetectionRecord, GroupBrief, MergedResult, decode, encode_detection};
 
@@ -38,6 +40,9 @@ pub struct DetectorStats {
     pub dropped: AtomicU64,
     /// Merged results delivered to this instance's watchers.
     pub merged_delivered: AtomicU64,
+    /// Frames with groups not sent to the LLM: their camera's cooldown (`llm.cooldown_seconds`)
+    /// had not passed.
+    pub cooled: AtomicU64,
 }
 
 type Queued = (CameraId, Vec<u8>);
@@ -50,13 +55,20 @@ pub struct DetectionPublisher {
     seq: AtomicU64,
     tx: mpsc::Sender<Queued>,
     rx: Mutex<Option<mpsc::Receiver<Queued>>>,
+    /// Least time between two frames of one camera sent to the LLM.
+    cooldown: Duration,
+    /// When each camera may send the next one.
+    next_allowed: Mutex<HashMap<CameraId, Instant>>,
+    /// The LLM findings shown on each camera's later results.
+    held: Mutex<HeldAlerts>,
     /// Counters.
     pub stats: Arc<DetectorStats>,
 }
 
 impl DetectionPublisher {
-    /// A publisher for this instance.
-    pub fn new(instance_id: &str) -> Self {
+    /// A publisher for this instance: at most one frame per camera every `cooldown` goes to
+    /// the LLM, and its findings show on the camera's results for `hold`.
+    pub fn new(instance_id: &str, cooldown: Duration, hold: Duration) -> Self {
         let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
         Self {
             instance_id: instance_id.to_string(),
@@ -64,8 +76,28 @@ impl DetectionPublisher {
             seq: AtomicU64::new(0),
             tx,
             rx: Mutex::new(Some(rx)),
+            cooldown,
+            next_allowed: Mutex::default(),
+            held: Mutex::new(HeldAlerts::new(hold)),
             stats: Arc::default(),
         }
+    }
+
+    /// Holds the findings of camera `camera`'s merged result for its later results.
+    pub fn hold(&self, camera: CameraId, merged: &DetectionResult) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.keep(camera, merged, Instant::now());
+    }
+
+    /// Whether camera `camera` may send a frame to the LLM now (and, if so, it has).
+    fn ask_now(&self, camera: CameraId) -> bool {
+        let now = Instant::now();
+        let mut next = self.next_allowed.lock().unwrap_or_else(|e| e.into_inner());
+        if next.get(&camera).is_some_and(|t| now < *t) {
+            return false;
+        }
+        next.insert(camera, now + self.cooldown);
+        true
     }
 
     /// Takes the queue's receiving end (once).
@@ -86,32 +118,21 @@ impl FrameSink for DetectionPublisher {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let detection_id = format!("{camera_id}-{}-{}-{seq}", self.instance_id, self.epoch);
         result.detection_id = Some(detection_id.clone());
-        if scene.groups.is_empty() {
+        let record = if scene.groups.is_empty() {
+            None
+        } else if self.ask_now(camera_id) {
+            Some(self.record(report, result, detection_id))
+        } else {
+            self.stats.cooled.fetch_add(1, Ordering::Relaxed);
+            None
+        };
+        // Held findings of earlier frames show on this one (not in the record: its own answers
+        // come with its merged result).
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.apply(camera_id, result, Instant::now());
+        drop(held);
+        let Some(record) = record else {
             return Ok(());
-        }
-        // The record carries the result without its frame.
-        let frame = result.frame.take();
-        let without_frame = result.clone();
-        result.frame = frame;
-        let groups = select_groups(scene)
-            .into_iter()
-            .map(|i| {
-                let g = &scene.groups[i];
-                GroupBrief {
-                    group_id: g.id,
-                    group_index: g.index,
-                    summary: group_summary(1, g, report.detections, scene),
-                    flagged: g.level > RiskLevel::None,
-                }
-            })
-            .collect();
-        let record = DetectionRecord {
-            message_id: format!("det:{detection_id}"),
-            detection_id,
-            camera_id,
-            instance_id: self.instance_id.clone(),
-            result: without_frame,
-            groups,
         };
         let queued = encode_detection(&record)
             .map_err(|e| e.to_string())
@@ -125,6 +146,43 @@ impl FrameSink for DetectionPublisher {
             tracing::warn!(camera = camera_id, reason = %why, "detection not published");
         }
         Ok(())
+    }
+}
+
+impl DetectionPublisher {
+    /// The record of a frame with groups: its result without the frame, and a summary of each
+    /// group worth asking about.
+    fn record(
+        &self,
+        report: &FrameReport<'_>,
+        result: &mut DetectionResult,
+        detection_id: String,
+    ) -> DetectionRecord {
+        // The record carries the result without its frame (taken out, not copied).
+        let frame = result.frame.take();
+        let without_frame = result.clone();
+        result.frame = frame;
+        let scene = report.scene;
+        let groups = select_groups(scene)
+            .into_iter()
+            .map(|i| {
+                let g = &scene.groups[i];
+                GroupBrief {
+                    group_id: g.id,
+                    group_index: g.index,
+                    summary: group_summary(1, g, report.detections, scene),
+                    flagged: g.level > RiskLevel::None,
+                }
+            })
+            .collect();
+        DetectionRecord {
+            message_id: format!("det:{detection_id}"),
+            detection_id,
+            camera_id: report.camera_id,
+            instance_id: self.instance_id.clone(),
+            result: without_frame,
+            groups,
+        }
     }
 }
 
@@ -170,9 +228,10 @@ pub async fn forward_merged(
     topic: String,
     instance_id: String,
     hub: Arc<CameraHub>,
-    stats: Arc<DetectorStats>,
+    publisher: Arc<DetectionPublisher>,
     shutdown: CancellationToken,
 ) {
+    let stats = Arc::clone(&publisher.stats);
     let mut seen: HashSet<String> = HashSet::new();
     let mut order: VecDeque<String> = VecDeque::new();
     loop {
@@ -199,6 +258,7 @@ pub async fn forward_merged(
             {
                 seen.remove(&old);
             }
+            publisher.hold(merged.camera_id, &merged.data);
             let message = ServerMessage::DetectionResult(Box::new(merged.data));
             if hub.deliver(merged.camera_id, message) {
                 stats.merged_delivered.fetch_add(1, Ordering::Relaxed);

@@ -248,6 +248,12 @@ impl Collector for StreamingCollector {
             "kafka_publish_dropped",
             "detection results not sent to the broker (queue full, too large or refused)",
             dropped,
+        )?;
+        counter(
+            &mut e,
+            "llm_cooldown_skipped",
+            "frames with groups a detector did not send to the LLM: their camera's llm.cooldown_seconds had not passed",
+            self.publisher.as_ref().map_or(0, |p| read(&p.cooled)),
         )
     }
 }

@@ -160,7 +160,8 @@ impl Streaming {
     }
 
     /// Starts the service in streaming mode with `roles` against the broker, Redis and the
-    /// `kafka.yaml`, and `extra` environment.
+    /// `kafka.yaml`, and `extra` environment. Every frame with groups goes to the LLM (no
+    /// cooldown) unless `extra` sets `ALGO_LLM_COOLDOWN_SECONDS`.
     pub fn service(&self, roles: &str, extra: &[(&str, &str)]) -> Service {
         let (bootstrap, redis_url) = (self.broker.bootstrap(), self.redis.url());
         let mut env = vec![
@@ -172,6 +173,7 @@ impl Streaming {
             ),
             ("ALGO_STREAMING_ROLES", roles),
             ("ALGO_REDIS_URL", redis_url.as_str()),
+            ("ALGO_LLM_COOLDOWN_SECONDS", "0"),
         ];
         env.extend_from_slice(extra);
         Service::start(&env)
