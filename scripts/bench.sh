@@ -12,7 +12,8 @@
 #   - bench llm-pool: the API-key pool (10 keys x 5 QPS) against a local fake LLM answering in
 #     1.3 s: throughput, the busiest second of any key, scheduler overhead;
 #   - bench streaming: tasks -> llm-worker -> aggregator on a local Tansu broker and Redis:
-#     throughput at zero LLM latency, end-to-end latency at 1.3 s, 1 and 2 llm-workers.
+#     throughput at zero LLM latency, end-to-end latency at 1.3 s, 1 and 2 llm-workers; then a
+#     fleet of 1, 2 and 3 instances: 1080p cameras sustained, each analysed by one instance.
 # Usage: scripts/bench.sh [SECONDS_PER_STEP]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,7 +52,9 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 status=0
-"$bin" bench streaming --bootstrap "127.0.0.1:$kport" --redis "redis://127.0.0.1:$rport/" || status=$?
+"$bin" bench streaming --bootstrap "127.0.0.1:$kport" --redis "redis://127.0.0.1:$rport/" \
+  --fleet-url "file://$PWD/.deps/bench/testsrc-1920x1080.mp4?loop=1" \
+  --fleet-clip .deps/bench/testsrc-1920x1080.mp4 --fleet-cameras 24,32,40,48 || status=$?
 kill "$tansu" "$redis" 2>/dev/null || true
 [ "$status" = 0 ]
 

@@ -185,7 +185,8 @@ pub enum BenchCommand {
     /// capacity, the busiest second of any key, and the scheduler's overhead per request.
     LlmPool(BenchLlmArgs),
     /// Streaming mode's tasks -> llm-worker -> aggregator on a real broker and Redis:
-    /// throughput at zero LLM latency and end-to-end latency at 1.3 s, for 1 and 2 workers.
+    /// throughput at zero LLM latency and end-to-end latency at 1.3 s, for 1 and 2 workers;
+    /// with `--fleet-url`, the cameras a fleet of 1, 2 and 3 instances sustains.
     Streaming(BenchStreamingArgs),
 }
 
@@ -213,6 +214,26 @@ pub struct BenchStreamingArgs {
     /// Seconds of the latency run.
     #[arg(long, default_value_t = 30)]
     pub seconds: u64,
+    /// Also measure a fleet: cameras sustained by 1, 2, 3 instances of this binary on this
+    /// machine, every camera opening this URL (e.g. a clip served by a local RTSP server).
+    #[arg(long)]
+    pub fleet_url: Option<String>,
+    /// The clip `--fleet-url` serves (its keyframe spacing sets the results expected).
+    #[arg(long)]
+    pub fleet_clip: Option<std::path::PathBuf>,
+    /// Instance counts of the fleet run, comma separated.
+    #[arg(long, default_value = "1,2,3", value_delimiter = ',')]
+    pub instances: Vec<usize>,
+    /// Camera counts tried for each instance count, ascending, comma separated (the first
+    /// not sustained ends the series).
+    #[arg(long, default_value = "8,16,24,32,40,48", value_delimiter = ',')]
+    pub fleet_cameras: Vec<usize>,
+    /// Measured seconds of each fleet step.
+    #[arg(long, default_value_t = 20)]
+    pub fleet_seconds: u64,
+    /// Only the fleet run (skip the LLM pipeline's throughput and latency).
+    #[arg(long)]
+    pub fleet_only: bool,
 }
 
 /// Arguments of `bench llm-pool`.

@@ -40,14 +40,27 @@ use streaming::runner::{Handler, RunnerConfig, RunnerParts, run};
 use streaming::settings::Connection;
 use streaming::shared::Shared;
 
-/// Runs the benchmark.
-pub fn run_bench(args: &BenchStreamingArgs) -> anyhow::Result<ExitCode> {
+use crate::config::Config;
+
+/// Runs the benchmark: the LLM pipeline (unless `--fleet-only`), then the fleet when
+/// `--fleet-url` is given.
+pub fn run_bench(config: &Config, args: &BenchStreamingArgs) -> anyhow::Result<ExitCode> {
     llm::client::install_tls();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_async(args))
+    if !args.fleet_only {
+        runtime.block_on(run_async(args))?;
+    }
+    if let Some(url) = &args.fleet_url {
+        runtime.block_on(super::bench_fleet::run(
+            args,
+            url,
+            config.stream.frame_interval,
+        ))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn record(run: &str, n: usize) -> DetectionRecord {

@@ -3,6 +3,7 @@
 
 pub mod analyze;
 pub mod bench;
+pub mod bench_fleet;
 pub mod bench_latency;
 pub mod bench_llm;
 pub mod bench_pipeline;
@@ -76,7 +77,7 @@ pub fn main() -> ExitCode {
         Command::Bench(BenchCommand::Latency(args)) => bench_latency::run(&config, args),
         Command::Bench(BenchCommand::Scene(args)) => bench_scene::run(&config, args),
         Command::Bench(BenchCommand::LlmPool(args)) => bench_llm::run(args),
-        Command::Bench(BenchCommand::Streaming(args)) => bench_streaming::run_bench(args),
+        Command::Bench(BenchCommand::Streaming(args)) => bench_streaming::run_bench(&config, args),
     };
     match result {
         Ok(code) => code,

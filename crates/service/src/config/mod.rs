@@ -469,7 +469,10 @@ impl Config {
             config.scenes.max_error_px,
         )?;
         let enabled = config.cameras.iter().filter(|c| c.enabled).count();
-        if enabled > config.stream.max_concurrent_streams {
+        // In a fleet (streaming mode with the detector role) the declared cameras are shared
+        // out between the instances: the cap is on what one instance runs.
+        let fleet = config.kafka.enabled && config.kafka.roles.contains(&kafka::Role::Detector);
+        if enabled > config.stream.max_concurrent_streams && !fleet {
             return Err(ConfigError::new(
                 "stream.max_concurrent_streams",
                 format!(

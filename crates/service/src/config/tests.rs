@@ -564,4 +564,15 @@ fn more_declared_cameras_than_may_run_is_a_config_error() {
     let err = load(&e, &o).unwrap_err();
     assert_eq!(err.key, "stream.max_concurrent_streams", "{err}");
     assert!(err.to_string().contains("3 enabled cameras"), "{err}");
+    // A fleet shares its declared cameras out: the cap is on what one instance runs.
+    let fleet = env_with_file(
+        &no_file(),
+        &[
+            ("ALGO_MAX_CONCURRENT_STREAMS", "2"),
+            ("ALGO_ENABLE_KAFKA_STREAMING", "true"),
+            ("ALGO_REDIS_URL", "redis://127.0.0.1:6379/"),
+            ("ALGO_STREAMING_ROLES", "detector"),
+        ],
+    );
+    assert_eq!(load(&fleet, &o).unwrap().cameras.len(), 3);
 }
