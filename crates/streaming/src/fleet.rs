@@ -21,12 +21,11 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::kafka::{BrokerError, Producer, fleet_consumer};
 use crate::ownership::{CameraDefinition, Change, Ownership};
-use crate::relay::forward_live;
 use crate::settings::Connection;
 use crate::shared::Shared;
 use camera::broadcast::Broadcast;
@@ -42,6 +41,8 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(3);
 const TICK: Duration = Duration::from_millis(500);
 /// Definitions waiting to be written.
 const DEFINITION_QUEUE: usize = 1024;
+/// Largest live message sent (under the broker's 1 MiB); larger ones are dropped and counted.
+const MAX_LIVE_BYTES: usize = 1_000_000;
 
 /// What the ownership loop does to this instance's cameras (the camera hub, in the service).
 pub trait CameraRunner: Send + Sync {
@@ -52,7 +53,7 @@ pub trait CameraRunner: Send + Sync {
     /// Clients of this instance watching camera `id`.
     fn watchers(&self, id: CameraId) -> usize;
     /// Camera `id`'s messages while it runs here.
-    fn tap(&self, id: CameraId) -> Option<tokio::sync::broadcast::Receiver<Broadcast>>;
+    fn tap(&self, id: CameraId) -> Option<broadcast::Receiver<Broadcast>>;
 }
 
 impl CameraRunner for CameraHub {
@@ -73,7 +74,7 @@ impl CameraRunner for CameraHub {
         self.client_watchers(id)
     }
 
-    fn tap(&self, id: CameraId) -> Option<tokio::sync::broadcast::Receiver<Broadcast>> {
+    fn tap(&self, id: CameraId) -> Option<broadcast::Receiver<Broadcast>> {
         CameraHub::tap(self, id)
     }
 }
@@ -244,6 +245,49 @@ pub async fn write_definitions(
                         return;
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Sends the messages of camera `id` (running here) to the live topic until `cancel`: results
+/// with their frame, states, the end of the stream.
+pub async fn forward_live(
+    mut rx: broadcast::Receiver<Broadcast>,
+    producer: Producer,
+    topic: String,
+    id: CameraId,
+    stats: Arc<FleetStats>,
+    cancel: CancellationToken,
+) {
+    let key = id.to_string();
+    loop {
+        let next = tokio::select! {
+            () = cancel.cancelled() => return,
+            next = rx.recv() => next,
+        };
+        let b = match next {
+            Ok(b) => b,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                stats.live_dropped.fetch_add(n, Ordering::Relaxed);
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let bytes = match serde_json::to_vec(&*b.message) {
+            Ok(bytes) if bytes.len() <= MAX_LIVE_BYTES => bytes,
+            _ => {
+                stats.live_dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        };
+        match producer.send(&topic, &key, &bytes).await {
+            Ok(_) => {
+                stats.live_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                stats.live_dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(camera = id, error = %e, "live message not sent");
             }
         }
     }

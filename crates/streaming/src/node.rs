@@ -165,6 +165,8 @@ fn role_loops(
         dead_letter: topics.dead_letter.name.clone(),
         max_attempts: file.max_attempts,
         concurrency,
+        rejoin_idle: (file.rejoin_idle_seconds > 0)
+            .then(|| Duration::from_secs(file.rejoin_idle_seconds)),
     };
     let mut loops: Vec<RoleLoop> = Vec::new();
     if roles.contains(&Role::Tasks) {

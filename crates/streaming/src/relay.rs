@@ -2,7 +2,8 @@
 //! [`FleetLink`]: it knows every camera of the fleet (the whole definitions topic, read by
 //! [`run_catalog`]), declares the cameras clients ask for, and says in Redis which cameras this
 //! instance's clients watch ([`run_watch_registry`]). The instance that runs a camera watched
-//! elsewhere sends the camera's messages to the `live-results` topic ([`forward_live`]); every
+//! elsewhere sends the camera's messages to the `live-results` topic
+//! ([`crate::fleet::forward_live`]); every
 //! instance reads that topic from its end ([`run_relay`]: no old results after a restart) and
 //! hands each message to its own watchers of the camera, if it has any and does not run the
 //! camera itself.
@@ -15,16 +16,14 @@ use std::time::Duration;
 use rdkafka::Offset;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::dependencies::Dependencies;
 use crate::fleet::{Definitions, FleetStats};
-use crate::kafka::{BrokerError, Producer, reader};
+use crate::kafka::{BrokerError, reader};
 use crate::ownership::CameraDefinition;
 use crate::settings::Connection;
 use crate::shared::Shared;
-use camera::broadcast::Broadcast;
 use camera::hub::{CameraHub, FleetLink};
 use protocol::{CameraId, ServerMessage};
 use retry::sleep_or_cancelled;
@@ -33,8 +32,6 @@ use retry::sleep_or_cancelled;
 pub const WATCH_TTL: Duration = Duration::from_secs(10);
 /// How often an instance renews it.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
-/// Largest live message sent (under the broker's 1 MiB); larger ones are dropped and counted.
-const MAX_LIVE_BYTES: usize = 1_000_000;
 
 /// This instance's view of the fleet's cameras, and its clients' interest in them.
 #[derive(Debug)]
@@ -245,49 +242,6 @@ pub async fn run_watch_registry(fleet: Arc<Fleet>, shared: Shared, shutdown: Can
     }
     for id in &said {
         let _ = shared.unwatch(*id, &fleet.instance_id).await;
-    }
-}
-
-/// Sends the messages of camera `id` (running here) to the live topic until `cancel`: results
-/// with their frame, states, the end of the stream.
-pub async fn forward_live(
-    mut rx: broadcast::Receiver<Broadcast>,
-    producer: Producer,
-    topic: String,
-    id: CameraId,
-    stats: Arc<FleetStats>,
-    cancel: CancellationToken,
-) {
-    let key = id.to_string();
-    loop {
-        let next = tokio::select! {
-            () = cancel.cancelled() => return,
-            next = rx.recv() => next,
-        };
-        let b = match next {
-            Ok(b) => b,
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                stats.live_dropped.fetch_add(n, Ordering::Relaxed);
-                continue;
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        };
-        let bytes = match serde_json::to_vec(&*b.message) {
-            Ok(bytes) if bytes.len() <= MAX_LIVE_BYTES => bytes,
-            _ => {
-                stats.live_dropped.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-        };
-        match producer.send(&topic, &key, &bytes).await {
-            Ok(_) => {
-                stats.live_sent.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                stats.live_dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(camera = id, error = %e, "live message not sent");
-            }
-        }
     }
 }
 

@@ -28,7 +28,8 @@ use crate::settings::Connection;
 /// First wait for a service that is down; doubled up to 10 s.
 const OUTAGE_FIRST_PAUSE: Duration = Duration::from_millis(500);
 
-/// A member with no partitions for this long leaves and joins again.
+/// How long a member with no partitions waits before it leaves and joins again, where that is
+/// asked for (`rejoin_idle_seconds` in `kafka.yaml`, for Tansu).
 pub const REJOIN_AFTER: Duration = Duration::from_secs(30);
 
 /// A message a handler wants sent.
@@ -98,6 +99,10 @@ pub struct RunnerConfig {
     pub max_attempts: u32,
     /// Messages handled at once.
     pub concurrency: usize,
+    /// A member with no partitions for this long leaves and joins again with a new member id
+    /// (Tansu can leave a new member unassigned after its group emptied); `None`: never (a
+    /// real Kafka cluster, where members beyond the partition count are simply idle).
+    pub rejoin_idle: Option<Duration>,
 }
 
 /// Everything a loop needs.
@@ -362,18 +367,19 @@ pub async fn run(
             () = shutdown.cancelled() => break,
             _ = check.tick() => {
                 // Some brokers (Tansu) can leave a member without partitions after a group
-                // emptied; a new member id gets an assignment. Run at most as many members as
-                // partitions, or idle members rejoin every REJOIN_AFTER.
+                // emptied; a new member id gets an assignment. Where asked for, an idle member
+                // rejoins (run at most as many members as partitions then).
                 let assigned = consumer.inner.assignment().map_or(0, |a| a.count());
-                if assigned == 0
+                if let Some(after) = cfg.rejoin_idle
+                    && assigned == 0
                     && tracker.in_flight() == 0
-                    && last_activity.elapsed() > REJOIN_AFTER
+                    && last_activity.elapsed() > after
                 {
                     return Err(BrokerError {
                         what: format!("{}: no partitions assigned", cfg.role),
                         source: rdkafka::error::KafkaError::Subscription(format!(
                             "nothing assigned for {} s; rejoining with a new member id",
-                            REJOIN_AFTER.as_secs()
+                            after.as_secs()
                         )),
                     });
                 }

@@ -215,6 +215,11 @@ pub struct KafkaFile {
     /// Properties of consumers only (`session.timeout.ms`, ...).
     #[serde(deserialize_with = "properties")]
     pub consumer: Properties,
+    /// A role's consumer left without partitions this many seconds leaves and joins its group
+    /// again (0: never). For Tansu, which can leave a new member unassigned after its group
+    /// emptied; on a real cluster members beyond the partition count are simply idle, and
+    /// rejoining would rebalance the whole group.
+    pub rejoin_idle_seconds: u64,
 }
 
 /// A property map whose values may be written as YAML numbers or booleans.
@@ -235,6 +240,7 @@ impl Default for KafkaFile {
             properties: Properties::new(),
             producer: Properties::new(),
             consumer: Properties::new(),
+            rejoin_idle_seconds: 0,
         }
     }
 }

@@ -176,6 +176,8 @@ async fn pipeline(
         dead_letter: t.dead_letter.name.clone(),
         max_attempts: 3,
         concurrency,
+        // The bench runs on Tansu, which can leave a new member unassigned.
+        rejoin_idle: Some(streaming::runner::REJOIN_AFTER),
     };
     let mut loops: Vec<(RunnerConfig, Arc<dyn Handler>)> = vec![(
         cfg("tasks", vec![t.detection_results.name.clone()], 8),

@@ -149,7 +149,11 @@ impl Streaming {
         let broker = Broker::start();
         let redis = Redis::start();
         let prefix = format!("{tag}{}", std::process::id());
-        let dir = dir_with("kafka.yaml", &format!("group_prefix: {prefix}\n"));
+        // Tansu can leave a new member unassigned after a group emptied: members rejoin.
+        let dir = dir_with(
+            "kafka.yaml",
+            &format!("group_prefix: {prefix}\nrejoin_idle_seconds: 30\n"),
+        );
         Self {
             broker,
             redis,
