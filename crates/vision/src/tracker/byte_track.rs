@@ -129,6 +129,12 @@ fn jump_cost(
         let (tx, ty) = tb.center();
         let steps = (frame - t.last_frame).max(1) as f32;
         let gate = max_jump * tb.width().hypot(tb.height()) * steps;
+        // Where the track was last seen, and its velocity per step (the prediction carried
+        // it `steps` steps on).
+        let (vx, vy) = (t.mean[4] as f32, t.mean[5] as f32);
+        let (lx, ly) = (tx - vx * steps, ty - vy * steps);
+        let diagonal = tb.width().hypot(tb.height());
+        let speed = vx.hypot(vy);
         for (_, d) in dets {
             let ratio = d.bbox.height() / tb.height().max(1e-3);
             if d.class_id != t.class_id || !(0.5..=2.0).contains(&ratio) || gate <= 0.0 {
@@ -136,6 +142,13 @@ fn jump_cost(
                 continue;
             }
             let (dx, dy) = d.bbox.center();
+            // A moving track does not jump back behind where it was last seen: that is
+            // another object (a new one entering where this one came from).
+            let back = ((dx - lx) * vx + (dy - ly) * vy) / speed.max(1e-3);
+            if speed > 0.1 * diagonal && back < -diagonal {
+                cost.push(f32::MAX);
+                continue;
+            }
             cost.push((dx - tx).hypot(dy - ty) / gate);
         }
     }
@@ -361,6 +374,33 @@ mod tests {
         t.update(&[det(0.0, 0.0, 0.9)]);
         // 3 diagonals of a 40x80 box is 268 px: 300 px away is a new object.
         assert_eq!(t.update(&[det(300.0, 0.0, 0.9)]), vec![None]);
+    }
+
+    #[test]
+    fn a_lost_moving_track_is_not_given_to_an_object_behind_it() {
+        // A car moving right 60 px a step, then out of sight (lost) for 6 steps; a car of the
+        // same class appears far behind where the first was last seen: within the gate of a
+        // track lost that long, but the first car does not drive backwards.
+        let mut t = ByteTracker::new(sparse());
+        for step in 0..4 {
+            assert_eq!(
+                t.update(&[det(300.0 + 60.0 * step as f32, 0.0, 0.9)]),
+                vec![Some(1)]
+            );
+        }
+        for _ in 0..6 {
+            t.update(&[]);
+        }
+        assert_ne!(t.update(&[det(20.0, 0.0, 0.9)]), vec![Some(1)]);
+        // Ahead of it, where it was going, it is the same car.
+        let mut t = ByteTracker::new(sparse());
+        for step in 0..4 {
+            t.update(&[det(300.0 + 60.0 * step as f32, 0.0, 0.9)]);
+        }
+        for _ in 0..2 {
+            t.update(&[]);
+        }
+        assert_eq!(t.update(&[det(660.0, 0.0, 0.9)]), vec![Some(1)]);
     }
 
     #[test]
