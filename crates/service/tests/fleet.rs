@@ -20,34 +20,24 @@ use support::{RtspServer, Service, http, looping};
 /// Cameras of the fleet.
 const CAMERAS: i64 = 12;
 
-/// Frames analysed so far per camera running on `service` (none when it does not answer).
-fn analysed(service: &Service) -> BTreeMap<i64, u64> {
+/// `field` (a counter of `/api/cameras`) per camera running on `service`.
+fn per_camera(service: &Service, field: &str) -> BTreeMap<i64, u64> {
     service.cameras()["data"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| {
-            (
-                c["cameraId"].as_i64().unwrap(),
-                c["framesAnalysed"].as_u64().unwrap(),
-            )
-        })
+        .map(|c| (c["cameraId"].as_i64().unwrap(), c[field].as_u64().unwrap()))
         .collect()
+}
+
+/// Frames analysed so far per camera running on `service`.
+fn analysed(service: &Service) -> BTreeMap<i64, u64> {
+    per_camera(service, "framesAnalysed")
 }
 
 /// Samples dropped so far per camera running on `service` (due, but its analysis was busy).
 fn dropped(service: &Service) -> BTreeMap<i64, u64> {
-    service.cameras()["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["cameraId"].as_i64().unwrap(),
-                c["framesDropped"].as_u64().unwrap(),
-            )
-        })
-        .collect()
+    per_camera(service, "framesDropped")
 }
 
 /// One reading of every live instance.

@@ -420,16 +420,18 @@ impl Local {
         self.running.insert(id, url);
     }
 
+    /// Takes or renews camera `id`'s lease for this instance.
+    async fn hold(&self, id: CameraId) -> Result<bool, crate::shared::SharedError> {
+        let (shared, me) = (&self.parts.shared, &self.parts.instance_id);
+        shared.hold_lease(&Self::lease(id), me, LEASE_TTL).await
+    }
+
     /// Starts the waiting cameras whose lease is free now.
     async fn take_leases(&mut self) {
         let waiting: Vec<(CameraId, String)> =
             self.waiting.iter().map(|(i, u)| (*i, u.clone())).collect();
         for (id, url) in waiting {
-            let held = self
-                .parts
-                .shared
-                .hold_lease(&Self::lease(id), &self.parts.instance_id, LEASE_TTL)
-                .await;
+            let held = self.hold(id).await;
             match held {
                 Ok(true) => {
                     self.waiting.remove(&id);
@@ -449,11 +451,7 @@ impl Local {
         let running: Vec<(CameraId, String)> =
             self.running.iter().map(|(i, u)| (*i, u.clone())).collect();
         for (id, url) in running {
-            let held = self
-                .parts
-                .shared
-                .hold_lease(&Self::lease(id), &self.parts.instance_id, LEASE_TTL)
-                .await;
+            let held = self.hold(id).await;
             match held {
                 Ok(true) => {}
                 Ok(false) => {
