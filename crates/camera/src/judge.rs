@@ -108,7 +108,7 @@ pub fn judge_frame(
             stream_time: input.stream_time,
             width: frame.width,
             height: frame.height,
-            detections: input.detections,
+            detections: &judged.detections,
             scene: &judged,
             crops: &crops,
             process_time,

@@ -593,7 +593,6 @@ impl<'a> Analysis<'a> {
             jpeg: judged.jpeg.as_deref(),
             stream_time: sample.stream_time,
             timestamp: judged.timestamp,
-            detections,
             scene: &judged.scene,
             crops: &judged.crops,
             times,
@@ -607,8 +606,9 @@ impl<'a> Analysis<'a> {
             let until = Duration::from_secs_f64(sample.stream_time) + pipeline.alert_pause;
             pause.request(sample.connection, until);
         }
-        let vehicles = detections.iter().filter(|d| is_vehicle(&d.label)).count() as u64;
-        let persons = detections.iter().filter(|d| d.label == "person").count() as u64;
+        let kept = &judged.scene.detections;
+        let vehicles = kept.iter().filter(|d| is_vehicle(&d.label)).count() as u64;
+        let persons = kept.iter().filter(|d| d.label == "person").count() as u64;
         task.update(|i| {
             i.frames_analysed += 1;
             i.vehicle_detections += vehicles;

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use imaging::{GroupCrop, RgbFrame};
 use protocol::{CameraId, DetectionResult};
-use vision::Detection;
 use vision::scene::measure::Measure;
 use vision::scene::{Alert, SceneFrame};
 
@@ -26,9 +25,8 @@ pub struct FrameReport<'a> {
     pub stream_time: f64,
     /// When the frame was judged (the result's `timestamp`).
     pub timestamp: chrono::DateTime<chrono::Utc>,
-    /// The frame's detections, in frame pixels.
-    pub detections: &'a [Detection],
-    /// What the camera's scene made of them: tracks, groups, rule alerts, counters.
+    /// What the camera's scene made of the frame's detections (`scene.detections`, in frame
+    /// pixels): tracks, groups, rule alerts, counters.
     pub scene: &'a SceneFrame,
     /// The crop of each of `scene.groups` (`None`: empty region).
     pub crops: &'a [Option<GroupCrop>],

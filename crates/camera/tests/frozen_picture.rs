@@ -195,6 +195,7 @@ impl FrameSink for Recorder {
             .map(|a| a.hit.kind)
             .collect();
         let fastest = report
+            .scene
             .detections
             .iter()
             .zip(&report.scene.motion)

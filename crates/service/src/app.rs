@@ -137,7 +137,7 @@ pub fn parts(
         why = %choice.reason,
         "detector model"
     );
-    let worker = inference_pool(&config.model, INFERENCE_QUEUE)?;
+    let worker = inference_pool(config, INFERENCE_QUEUE)?;
     let metrics = Metrics::new(&system_info(config));
     let topics = config.kafka.file.topics.all();
     metrics

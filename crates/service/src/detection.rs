@@ -26,20 +26,35 @@ pub fn detector_options(model: &ModelConfig, all_classes: bool) -> DetectorOptio
     }
 }
 
+/// The lowest score the tracker takes: ByteTrack's floor for its second association, where a
+/// detection too unsure to be reported on its own may still continue a confirmed track.
+pub const TRACK_FLOOR: f32 = 0.1;
+
+/// Detector options of the camera pipeline (the service, `analyze`, `eval`): with tracking on,
+/// the detector keeps boxes down to [`TRACK_FLOOR`] for the tracker, and the scene drops those
+/// below `model.confidence_threshold` that no track takes ([`SceneConfig::min_confidence`]).
+pub fn pipeline_detector_options(config: &Config) -> DetectorOptions {
+    let mut options = detector_options(&config.model, false);
+    if config.tracking.enabled {
+        options.confidence = options.confidence.min(TRACK_FLOOR);
+    }
+    options
+}
+
 /// The service's inference threads: [`ModelConfig::layout`] sessions of the chosen model, each
 /// with its share of the cores, none spin-waiting (camera threads decode and encode on the same
 /// cores), all taking frames from one queue of `queue` jobs (at least one per session).
-pub fn inference_pool(model: &ModelConfig, queue: usize) -> anyhow::Result<InferenceWorker> {
-    inference_pool_of(model, model.layout(), queue)
+pub fn inference_pool(config: &Config, queue: usize) -> anyhow::Result<InferenceWorker> {
+    inference_pool_of(config, config.model.layout(), queue)
 }
 
 /// [`inference_pool`] with `(sessions, threads)` given (`bench detect` compares layouts).
 pub fn inference_pool_of(
-    model: &ModelConfig,
+    config: &Config,
     (sessions, threads): (usize, usize),
     queue: usize,
 ) -> anyhow::Result<InferenceWorker> {
-    let mut options = detector_options(model, false);
+    let mut options = pipeline_detector_options(config);
     options.threads = threads;
     options.spinning = false;
     let detectors = (0..sessions)
@@ -62,7 +77,7 @@ pub fn scene_config(config: &Config) -> SceneConfig {
         tracking: t.enabled,
         tracker: ByteTrackConfig {
             track_thresh: t.track_thresh,
-            low_thresh: 0.1,
+            low_thresh: TRACK_FLOOR,
             match_thresh: t.match_thresh,
             max_lost_frames: (lost_seconds / interval).ceil().max(1.0) as u32,
             motion_steps: interval * f64::from(t.frame_rate),
@@ -72,6 +87,7 @@ pub fn scene_config(config: &Config) -> SceneConfig {
         rules: config.rules,
         alert_hold: config.stream.alert_pause.as_secs_f64(),
         frame_interval: interval,
+        min_confidence: config.model.confidence,
     }
 }
 

@@ -53,7 +53,7 @@ impl FrameSink for LlmSink {
             .or_insert_with(|| Advisor::new(Arc::clone(&self.link)))
             .clone();
         advisor.offer(
-            report.detections,
+            &report.scene.detections,
             report.scene,
             report.crops,
             report.timestamp,
@@ -150,7 +150,7 @@ impl FrameSink for MetricsSink {
         };
         m.analysed(
             &report.times,
-            report.detections.iter().map(|d| d.label.as_str()),
+            report.scene.detections.iter().map(|d| d.label.as_str()),
             report.scene.groups.len(),
         );
         for alert in report.new_alerts() {

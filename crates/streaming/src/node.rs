@@ -141,7 +141,10 @@ pub async fn start(
                 shared: shared.clone(),
                 stats: loop_stats,
             };
-            spawner.spawn(supervise(cfg, parts, handler, shutdown.clone()));
+            let role = cfg.role;
+            spawner.spawn(keep_running(role, shutdown.clone(), move |shutdown| {
+                run(cfg.clone(), parts.clone(), Arc::clone(&handler), shutdown)
+            }));
         }
     });
     Ok(stats)
@@ -357,7 +360,7 @@ where
         restart_backoff(),
         Some(&shutdown),
         |_| true,
-        |e, _| tracing::error!(what, error = %e, "fleet loop failed; restarting"),
+        |e, _| tracing::error!(what, error = %e, "loop failed; restarting"),
         |_| run(shutdown.clone()),
     )
     .await;
@@ -399,30 +402,4 @@ async fn topics_ready(conn: &Connection, file: &KafkaFile, shutdown: &Cancellati
         Ok(_) => true,
         Err(_) => false,
     }
-}
-
-/// Runs one consume loop until shutdown, restarting it with backoff when it fails.
-async fn supervise(
-    cfg: RunnerConfig,
-    parts: RunnerParts,
-    handler: Arc<dyn Handler>,
-    shutdown: CancellationToken,
-) {
-    let role = cfg.role;
-    let _ = retry(
-        u32::MAX,
-        restart_backoff(),
-        Some(&shutdown),
-        |_| true,
-        |e, _| tracing::error!(role, error = %e, "consume loop failed; restarting"),
-        |_| {
-            run(
-                cfg.clone(),
-                parts.clone(),
-                Arc::clone(&handler),
-                shutdown.clone(),
-            )
-        },
-    )
-    .await;
 }

@@ -170,7 +170,7 @@ impl DetectionPublisher {
                 GroupBrief {
                     group_id: g.id,
                     group_index: g.index,
-                    summary: group_summary(1, g, report.detections, scene),
+                    summary: group_summary(1, g, &scene.detections, scene),
                     flagged: g.level > RiskLevel::None,
                 }
             })

@@ -28,7 +28,7 @@ use vision::scene::{Scene, is_vehicle};
 use crate::app::model_facts;
 use crate::cli::AnalyzeArgs;
 use crate::config::{Config, scenes};
-use crate::detection::{detector_options, scene_config};
+use crate::detection::{pipeline_detector_options, scene_config};
 use crate::measure::tally::Tally;
 
 /// The scene to judge with: `--scene`, else the camera's from the configuration, else none.
@@ -56,7 +56,7 @@ pub fn layout(config: &Config, args: &AnalyzeArgs) -> anyhow::Result<Arc<Layout>
 
 /// Runs `analyze`.
 pub fn run(config: &Config, args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
-    let mut detector = Detector::load(&detector_options(&config.model, false))?;
+    let mut detector = Detector::load(&pipeline_detector_options(config))?;
     let facts = model_facts(config);
     let layout = layout(config, args)?;
     let interval = detect_interval(&layout, config.stream.frame_interval);

@@ -145,7 +145,7 @@ fn throughput(
     (sessions, threads): (usize, usize),
     frames: usize,
 ) -> anyhow::Result<f64> {
-    let pool = inference_pool_of(&config.model, (sessions, threads), sessions)?;
+    let pool = inference_pool_of(config, (sessions, threads), sessions)?;
     let frame = Arc::new(read_rgb(image)?);
     let callers = sessions + 1;
     let run = |n: usize| -> anyhow::Result<f64> {

@@ -233,8 +233,8 @@ pub const SETTINGS: &[Setting] = &[
     plain(
         "tracking.track_thresh",
         &["ALGO_TRACK_THRESH"],
-        "0.5",
-        "detections at or above this score start and keep tracks; lower ones only keep them",
+        "0.25",
+        "detections at or above this score are matched to tracks first, and start one from this + 0.1; lower ones (down to 0.1, even below `model.confidence_threshold`) only continue confirmed tracks",
     ),
     plain(
         "tracking.match_thresh",

@@ -97,6 +97,10 @@ pub struct SceneConfig {
     pub alert_hold: f64,
     /// Seconds between analysed frames unless the layout sets its `detect_interval`.
     pub frame_interval: f64,
+    /// Detections below this confidence only continue confirmed tracks (ByteTrack's second
+    /// association: a vehicle the detector is unsure of on one frame keeps its track); the
+    /// ones no track takes are dropped before anything else sees them.
+    pub min_confidence: f32,
 }
 
 impl Default for SceneConfig {
@@ -108,6 +112,7 @@ impl Default for SceneConfig {
             rules: RulesConfig::default(),
             alert_hold: 3.0,
             frame_interval: 1.8,
+            min_confidence: 0.0,
         }
     }
 }
@@ -193,11 +198,14 @@ pub struct Place {
 /// What the scene says about one frame.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SceneFrame {
-    /// Track id of each detection (aligned with the input), if tracked.
+    /// The frame's detections: the input less the unsure ones no track took
+    /// ([`SceneConfig::min_confidence`]); the other per-detection lists are aligned with it.
+    pub detections: Vec<Detection>,
+    /// Track id of each detection, if tracked.
     pub track_ids: Vec<Option<u64>>,
-    /// Motion of each detection (aligned with the input), once its track was seen twice.
+    /// Motion of each detection, once its track was seen twice.
     pub motion: Vec<Option<Motion>>,
-    /// Where each detection is (aligned with the input).
+    /// Where each detection is.
     pub places: Vec<Place>,
     /// Traffic groups, ordered by id.
     pub groups: Vec<Group>,
@@ -311,9 +319,10 @@ impl Scene {
     pub fn update(&mut self, t: f64, width: u32, height: u32, dets: &[Detection]) -> SceneFrame {
         self.restart_if_rewound(t);
         let before = self.last_t.replace(t).unwrap_or(t);
+        let (kept, track_ids) = self.track(dets);
+        let dets = &kept[..];
         let feet: Vec<Point> = dets.iter().map(|d| foot(&d.bbox)).collect();
         let excluded: Vec<bool> = feet.iter().map(|&p| self.layout.excluded(p)).collect();
-        let track_ids = self.track(dets, &excluded);
         let mut measures = std::mem::take(&mut self.flushed);
         let forgotten = self.record(t, width, height, dets, &track_ids);
         measures.extend(self.meter.end(&self.layout, forgotten));
@@ -329,6 +338,7 @@ impl Scene {
         let max_level = alerts.iter().map(|a| a.hit.level).max().unwrap_or_default();
         self.count(t, congestion);
         SceneFrame {
+            detections: kept,
             track_ids,
             motion,
             places,
@@ -434,12 +444,18 @@ impl Scene {
         }
     }
 
-    /// The track id of each detection (none without tracking, or in an `exclude` zone).
-    fn track(&mut self, dets: &[Detection], excluded: &[bool]) -> Vec<Option<u64>> {
+    /// The frame's detections less the unsure ones no track took, each with its track id
+    /// (none without tracking, or in an `exclude` zone).
+    fn track(&mut self, dets: &[Detection]) -> (Vec<Detection>, Vec<Option<u64>>) {
+        let sure = |d: &Detection| d.confidence >= self.cfg.min_confidence;
         if !self.cfg.tracking {
-            return vec![None; dets.len()];
+            let kept: Vec<Detection> = dets.iter().filter(|d| sure(d)).cloned().collect();
+            let ids = vec![None; kept.len()];
+            return (kept, ids);
         }
-        let kept: Vec<usize> = (0..dets.len()).filter(|&i| !excluded[i]).collect();
+        let kept: Vec<usize> = (0..dets.len())
+            .filter(|&i| !self.layout.excluded(foot(&dets[i].bbox)))
+            .collect();
         let inputs: Vec<TrackInput> = kept
             .iter()
             .map(|&i| TrackInput {
@@ -448,12 +464,15 @@ impl Scene {
                 class_id: dets[i].class_id,
             })
             .collect();
-        let ids = self.tracker.update(&inputs);
-        let mut out = vec![None; dets.len()];
-        for (i, id) in kept.into_iter().zip(ids) {
-            out[i] = id;
+        let mut ids = vec![None; dets.len()];
+        for (i, id) in kept.into_iter().zip(self.tracker.update(&inputs)) {
+            ids[i] = id;
         }
-        out
+        dets.iter()
+            .cloned()
+            .zip(ids)
+            .filter(|(d, id)| id.is_some() || sure(d))
+            .unzip()
     }
 
     /// Updates each tracked detection's lane and ground motion.

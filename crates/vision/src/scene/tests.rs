@@ -852,3 +852,45 @@ fn a_line_crossed_before_the_tracker_confirmed_the_track_is_counted() {
     assert_eq!(direction, Direction::In);
     assert!((t - 0.6).abs() < 1e-9, "counted on the confirming frame");
 }
+
+#[test]
+fn unsure_detections_only_continue_tracks() {
+    // ByteTrack's second association across the published threshold: a car seen surely twice
+    // keeps its track through frames where the detector is unsure of it (0.2, under the
+    // threshold of 0.35), and those sightings are part of the frame; an unsure box no track
+    // takes is dropped from the frame altogether.
+    let mut s = Scene::new(SceneConfig {
+        min_confidence: 0.35,
+        ..scene().cfg
+    });
+    let car = |x: f32, confidence: f32| Detection {
+        confidence,
+        ..det("car", 2, b(x, 300.0, 180.0, 72.0))
+    };
+    let ghost = Detection {
+        confidence: 0.2,
+        ..det("car", 2, b(900.0, 100.0, 60.0, 40.0))
+    };
+    let mut ids = Vec::new();
+    for (i, confidence) in [0.9, 0.9, 0.2, 0.2, 0.9].into_iter().enumerate() {
+        let dets = vec![car(100.0 + 20.0 * i as f32, confidence), ghost.clone()];
+        let f = s.update(0.3 * i as f64, 1280, 720, &dets);
+        assert_eq!(f.detections.len(), 1, "frame {i}: the ghost is dropped");
+        assert_eq!(f.detections[0].confidence, confidence);
+        assert_eq!(f.track_ids.len(), f.detections.len());
+        ids.push(f.track_ids[0]);
+    }
+    assert!(ids[0].is_some());
+    assert!(
+        ids.iter().all(|&id| id == ids[0]),
+        "one track throughout: {ids:?}"
+    );
+
+    // Without a track to continue, an unsure sighting is not reported.
+    let mut fresh = Scene::new(SceneConfig {
+        min_confidence: 0.35,
+        ..scene().cfg
+    });
+    let f = fresh.update(0.0, 1280, 720, &[car(100.0, 0.2)]);
+    assert!(f.detections.is_empty() && f.track_ids.is_empty());
+}

@@ -33,7 +33,7 @@ use vision::scene::{Scene, is_vehicle};
 use crate::app::model_facts;
 use crate::cli::EvalArgs;
 use crate::config::{Config, scenes};
-use crate::detection::{detector_options, scene_config};
+use crate::detection::{pipeline_detector_options, scene_config};
 use labels::{Clip, Labels};
 use score::{ClipReport, score};
 
@@ -46,7 +46,7 @@ pub fn run(config: &Config, args: &EvalArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let labels = Labels::load(&args.labels)?;
-    let mut detector = Detector::load(&detector_options(&config.model, false))?;
+    let mut detector = Detector::load(&pipeline_detector_options(config))?;
     let facts = model_facts(config);
     let mut reports = Vec::new();
     let clips = labels
