@@ -33,8 +33,9 @@ fn envelope(body: &str) -> Value {
 
 /// Crossings of `count-approach` in the database, all bins, directions and classes.
 fn stored_crossings(service: &Service) -> u64 {
-    let (status, _, body) = http(&service.addr, "GET", "/api/cameras/3/counts?bin=3600", &[]);
+    let (status, headers, body) = http(&service.addr, "GET", "/api/cameras/3/counts?bin=3600", &[]);
     assert_eq!(status, 200, "{body}");
+    assert!(headers.contains("x-bin-seconds: 3600\r\n"), "{headers}");
     let v = envelope(&body);
     v["data"]
         .as_array()
@@ -114,6 +115,8 @@ fn crossings_are_counted_live_kept_in_the_database_and_survive_a_restart() {
     );
     assert_eq!(status, 200);
     assert!(headers.contains("content-type: text/csv"), "{headers}");
+    // Without `bin`: the service's own bins, and the answer says how long they are.
+    assert!(headers.contains("x-bin-seconds: 60\r\n"), "{headers}");
     let mut lines = csv.lines();
     assert_eq!(lines.next(), Some("bin_start,line,direction,class,count"));
     let row: Vec<&str> = lines.next().unwrap().split(',').collect();

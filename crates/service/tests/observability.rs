@@ -406,7 +406,7 @@ fn point(v: &Value) -> [f64; 2] {
 #[test]
 fn the_live_page_draws_edits_and_charts_a_camera_scene() {
     // Camera 1 plays the road clip in a loop with its evaluation scene (two lanes, a zone, the
-    // `count-approach` line, 0.3 s cadence), counting into one-minute bins.
+    // `count-approach` line, 0.3 s cadence), counting into two-minute bins.
     let dir = tempfile::tempdir().unwrap();
     let scenes = dir.path().join("scenes");
     std::fs::create_dir_all(&scenes).unwrap();
@@ -421,7 +421,7 @@ fn the_live_page_draws_edits_and_charts_a_camera_scene() {
             ("ALGO_SCENES_DIR", scenes.to_str().unwrap()),
             ("ALGO_ALLOWED_SOURCE_SCHEMES", "file"),
             ("ALGO_DATABASE_PATH", db.to_str().unwrap()),
-            ("ALGO_MEASUREMENT_BIN_SECONDS", "60"),
+            ("ALGO_MEASUREMENT_BIN_SECONDS", "120"),
         ],
     );
     let before = get_data(&service, "/api/cameras/1/scene");
@@ -518,6 +518,9 @@ fn the_live_page_draws_edits_and_charts_a_camera_scene() {
     // The chart drew the crossings the database holds (it only grows after the page read it).
     let chart = &seen["chart"];
     assert_eq!(chart["state"], "ok", "{seen}");
+    // Two-minute bins, learnt from the first answer, drawn in half-hour slots (the first of
+    // the chart's slots that is a multiple of them).
+    assert_eq!(chart["slot"], "1800", "{seen}");
     assert!(
         chart["lines"].as_str().unwrap().contains("count-approach"),
         "{seen}"

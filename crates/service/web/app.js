@@ -304,6 +304,7 @@ async function refreshChart() {
     rows: String((answer.rows || []).length),
     bars: String(bars),
     total: String(total),
+    slot: String(answer.bin || ""),
     lines: binned.names.join(","),
     state: answer.note ? "unavailable" : answer.rows.length === 0 ? "empty" : "ok",
   });

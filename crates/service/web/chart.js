@@ -1,30 +1,30 @@
 // The live page's counts chart: the selected camera's line crossings over the last hours, from
 // GET /api/cameras/{id}/counts (SPEC 9; rows {binStart, line, direction, class, count}), drawn
-// as bars on a small canvas: one bar per line and time bin, "in" solid at the bottom and "out"
+// as bars on a small canvas: one bar per line and time slot, "in" solid at the bottom and "out"
 // lighter on top, classes summed. What was drawn is left in the canvas's data attributes
-// (rows, bars, total, lines) so a test can read it; a database that is down (503), measurement
-// turned off (404) or no counts yet leave a muted note instead.
+// (rows, bars, total, slot, lines) so a test can read it; a database that is down (503),
+// measurement turned off (404) or no counts yet leave a muted note instead.
 
 export const HOURS = 6;
-// Bins asked for, shortest first: each must be a multiple of the service's bin length
-// (measurement.bin_seconds, a divisor of a day), so the last one always is.
-const BINS = [900, 3600, 86400];
+// The chart's time slots, seconds, shortest first (with the default 15-minute bins, 24 bars in
+// 6 hours); it takes the first that is a multiple of the service's bin length.
+const SLOTS = [900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
 const PALETTE = ["#e040fb", "#26c6da", "#ffca28", "#66bb6a", "#ff7043", "#42a5f5", "#ec407a"];
 
-// Camera `id`'s counts since HOURS ago: {rows, bin} or {note} saying why there are none.
+// Camera `id`'s counts since HOURS ago in the service's own bins, whose length the answer's
+// X-Bin-Seconds header gives: {rows, bin} with `bin` the chart's slot (the first of SLOTS that
+// is a multiple of the service's bin length), or {note} saying why there are none.
 export async function fetchCounts(id, headers, now) {
   const since = new Date(now - HOURS * 3600 * 1000).toISOString();
-  for (const bin of BINS) {
-    const query = `since=${encodeURIComponent(since)}&bin=${bin}`;
-    const res = await fetch(`/api/cameras/${id}/counts?${query}`, { headers });
-    const body = await res.json().catch(() => ({}));
-    if (res.ok) return { rows: body.data || [], bin };
-    if (res.status === 400 && bin !== BINS[BINS.length - 1]) continue; // a longer bin length
-    if (res.status === 503) return { note: "Counts unavailable: the measurement database is down." };
-    if (res.status === 404) return { note: "No counts: measurement is off." };
-    return { note: `Counts unavailable: ${body.msg || `HTTP ${res.status}`}` };
+  const res = await fetch(`/api/cameras/${id}/counts?since=${encodeURIComponent(since)}`, { headers });
+  const body = await res.json().catch(() => ({}));
+  if (res.ok) {
+    const served = Number(res.headers.get("x-bin-seconds")) || SLOTS[0];
+    return { rows: body.data || [], bin: SLOTS.find((s) => s % served === 0) || served };
   }
-  return { note: "Counts unavailable." };
+  if (res.status === 503) return { note: "Counts unavailable: the measurement database is down." };
+  if (res.status === 404) return { note: "No counts: measurement is off." };
+  return { note: `Counts unavailable: ${body.msg || `HTTP ${res.status}`}` };
 }
 
 // Sums `rows` per time slot, line and direction: {slots: [{t, lines: Map(name -> {in, out})}],

@@ -2,7 +2,8 @@
 //! `GET /api/events`, read from the database. Bins: `since` and `until` (ISO-8601, default the
 //! last 24 hours), `bin` (seconds, a multiple of `measurement.bin_seconds`, default that) and
 //! `format=json|csv`. JSON rows come in the envelope; CSV is one row per bin x key x class with
-//! a header line (columns in docs/measurement.md). Queries run on the blocking pool: a slow
+//! a header line (columns in docs/measurement.md); both say their bin length in the
+//! [`BIN_SECONDS`] header, so a client learns the service's bins from its first answer. Queries run on the blocking pool: a slow
 //! database never holds a runtime thread.
 
 use std::collections::HashMap;
@@ -18,6 +19,9 @@ use store::{EventFilter, Store, StoreError};
 use super::AppState;
 use super::error::{error, ok};
 use crate::measure::window::tenth;
+
+/// The response header of the binned endpoints that gives the rows' bin length in seconds.
+pub const BIN_SECONDS: &str = "x-bin-seconds";
 
 /// The longest span one query may cover, seconds (a year of bins).
 pub const MAX_SPAN_SECONDS: i64 = 366 * 86_400;
@@ -210,7 +214,8 @@ async fn binned<T: Send + 'static, R: Row>(
         let api = api(state)?;
         let s = span(params, api.bin_seconds, Utc::now().timestamp())?;
         let rows = query(&api.store, move |db| read(db, id, s)).await?;
-        Ok::<_, Refused>(answer(rows.into_iter().map(out).collect(), s.csv))
+        let answer = answer(rows.into_iter().map(out).collect(), s.csv);
+        Ok::<_, Refused>(([(BIN_SECONDS, s.bin.to_string())], answer).into_response())
     };
     run.await.unwrap_or_else(IntoResponse::into_response)
 }

@@ -2,13 +2,13 @@
 // and what a page did wrong: page errors and console errors. A browser logs every HTTP error
 // answer to a fetch as a console error ("Failed to load resource"); the answers the live page
 // expects and handles (a camera without a scene: 404; a refused scene: 400; counts while the
-// database is down or measurement is off: 503, 404; a bin length the service does not take:
-// 400) are kept apart as `handled`, so the tests can still check them.
+// database is down or measurement is off: 503, 404) are kept apart as `handled`, so the tests
+// can still check them.
 import { chromium } from "playwright-core";
 
 const HANDLED = [
   { path: /^\/api\/cameras\/\d+\/scene$/, statuses: [400, 404] },
-  { path: /^\/api\/cameras\/\d+\/counts$/, statuses: [400, 404, 503] },
+  { path: /^\/api\/cameras\/\d+\/counts$/, statuses: [404, 503] },
 ];
 
 export function launch() {
