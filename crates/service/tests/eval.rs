@@ -16,6 +16,11 @@ use support::{model, model_with_int8, repo_root, run_ok, traffic_algo};
 
 /// Runs `eval` on `labels` (relative to the repository) with extra arguments; the JSON report.
 fn eval(labels: &str, args: &[&str]) -> Value {
+    eval_with(&model(), labels, args)
+}
+
+/// [`eval`] with the model file `model`.
+fn eval_with(model: &std::path::Path, labels: &str, args: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let out = run_ok(
         traffic_algo(dir.path())
@@ -24,7 +29,7 @@ fn eval(labels: &str, args: &[&str]) -> Value {
             .arg("--json")
             .args(args)
             .arg("--model")
-            .arg(model()),
+            .arg(model),
     );
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
@@ -115,16 +120,12 @@ fn normal_traffic_raises_nothing_at_a_measuring_cadence() {
 fn the_street_counts_match_the_hand_counts_at_its_scene_cadence() {
     let int8 = model_with_int8();
     for (precision, model) in [("fp32", model()), ("int8", int8)] {
-        let dir = tempfile::tempdir().unwrap();
-        let out = run_ok(
-            traffic_algo(dir.path())
-                .arg("eval")
-                .arg(repo_root().join("tests/data/eval/labels.yaml"))
-                .args(["--json", "--clip", "traffic-street", "--model"])
-                .arg(&model)
-                .args(["--set", &format!("model.precision={precision}")]),
+        let precision_set = format!("model.precision={precision}");
+        let report = eval_with(
+            &model,
+            "tests/data/eval/labels.yaml",
+            &["--clip", "traffic-street", "--set", &precision_set],
         );
-        let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
         let street = clip(&report, "traffic-street");
         assert_eq!(street["interval_s"], 0.1, "{precision}: {street}");
         let counts = street["counts"].as_array().unwrap();

@@ -3,10 +3,9 @@
 //! [`run_catalog`]), declares the cameras clients ask for, and says in Redis which cameras this
 //! instance's clients watch ([`run_watch_registry`]). The instance that runs a camera watched
 //! elsewhere sends the camera's messages to the `live-results` topic
-//! ([`crate::fleet::forward_live`]); every
-//! instance reads that topic from its end ([`run_relay`]: no old results after a restart) and
-//! hands each message to its own watchers of the camera, if it has any and does not run the
-//! camera itself.
+//! ([`crate::fleet::forward_live`]); every instance reads that topic from its end
+//! ([`run_relay`]: no old results after a restart) and hands each message to its own watchers
+//! of the camera, if it has any and does not run the camera itself.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;

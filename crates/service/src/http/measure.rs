@@ -3,8 +3,8 @@
 //! last 24 hours), `bin` (seconds, a multiple of `measurement.bin_seconds`, default that) and
 //! `format=json|csv`. JSON rows come in the envelope; CSV is one row per bin x key x class with
 //! a header line (columns in docs/measurement.md); both say their bin length in the
-//! [`BIN_SECONDS`] header, so a client learns the service's bins from its first answer. Queries run on the blocking pool: a slow
-//! database never holds a runtime thread.
+//! [`BIN_SECONDS`] header, so a client learns the service's bins from its first answer.
+//! Queries run on the blocking pool: a slow database never holds a runtime thread.
 
 use std::collections::HashMap;
 

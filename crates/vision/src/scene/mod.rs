@@ -319,10 +319,18 @@ impl Scene {
     pub fn update(&mut self, t: f64, width: u32, height: u32, dets: &[Detection]) -> SceneFrame {
         self.restart_if_rewound(t);
         let before = self.last_t.replace(t).unwrap_or(t);
-        let (kept, track_ids) = self.track(dets);
-        let dets = &kept[..];
         let feet: Vec<Point> = dets.iter().map(|d| foot(&d.bbox)).collect();
         let excluded: Vec<bool> = feet.iter().map(|&p| self.layout.excluded(p)).collect();
+        let track_ids = self.track(dets, &excluded);
+        // The unsure detections no track took go here, before anything else sees them.
+        let keep: Vec<usize> = (0..dets.len())
+            .filter(|&i| track_ids[i].is_some() || dets[i].confidence >= self.cfg.min_confidence)
+            .collect();
+        let kept: Vec<Detection> = keep.iter().map(|&i| dets[i].clone()).collect();
+        let feet: Vec<Point> = keep.iter().map(|&i| feet[i]).collect();
+        let excluded: Vec<bool> = keep.iter().map(|&i| excluded[i]).collect();
+        let track_ids: Vec<Option<u64>> = keep.iter().map(|&i| track_ids[i]).collect();
+        let dets = &kept[..];
         let mut measures = std::mem::take(&mut self.flushed);
         let forgotten = self.record(t, width, height, dets, &track_ids);
         measures.extend(self.meter.end(&self.layout, forgotten));
@@ -444,18 +452,12 @@ impl Scene {
         }
     }
 
-    /// The frame's detections less the unsure ones no track took, each with its track id
-    /// (none without tracking, or in an `exclude` zone).
-    fn track(&mut self, dets: &[Detection]) -> (Vec<Detection>, Vec<Option<u64>>) {
-        let sure = |d: &Detection| d.confidence >= self.cfg.min_confidence;
+    /// The track id of each detection (none without tracking, or in an `exclude` zone).
+    fn track(&mut self, dets: &[Detection], excluded: &[bool]) -> Vec<Option<u64>> {
         if !self.cfg.tracking {
-            let kept: Vec<Detection> = dets.iter().filter(|d| sure(d)).cloned().collect();
-            let ids = vec![None; kept.len()];
-            return (kept, ids);
+            return vec![None; dets.len()];
         }
-        let kept: Vec<usize> = (0..dets.len())
-            .filter(|&i| !self.layout.excluded(foot(&dets[i].bbox)))
-            .collect();
+        let kept: Vec<usize> = (0..dets.len()).filter(|&i| !excluded[i]).collect();
         let inputs: Vec<TrackInput> = kept
             .iter()
             .map(|&i| TrackInput {
@@ -468,11 +470,7 @@ impl Scene {
         for (i, id) in kept.into_iter().zip(self.tracker.update(&inputs)) {
             ids[i] = id;
         }
-        dets.iter()
-            .cloned()
-            .zip(ids)
-            .filter(|(d, id)| id.is_some() || sure(d))
-            .unzip()
+        ids
     }
 
     /// Updates each tracked detection's lane and ground motion.
